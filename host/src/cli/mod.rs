@@ -1,0 +1,51 @@
+//! Command-line interface: one file per subcommand, each with `execute()`.
+
+mod bench;
+mod common;
+mod run;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// biop2p: a peer-to-peer WebAssembly compute marketplace.
+#[derive(Parser)]
+#[command(name = "biop2p", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one task locally in a fresh sandbox.
+    Run(run::Args),
+    /// Measure the sandbox (and more) on this machine.
+    Bench(bench::Args),
+}
+
+/// Parses the command line, runs the subcommand, and turns its error into a
+/// message on stderr (the whole chain, `{:#}`) and a non-zero exit code.
+pub fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => run::execute(a),
+        Command::Bench(a) => bench::execute(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("BIOP2P_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

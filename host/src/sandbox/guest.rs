@@ -1,0 +1,95 @@
+//! Host side of the `biop2p:workload` WIT world, and the per-task store
+//! state of both kinds of guest.
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::limits::TaskLimiter;
+
+/// Generated bindings of `wit/workload.wit`.
+pub(crate) mod bindings {
+    #![allow(missing_docs)]
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "workload",
+    });
+}
+
+use bindings::biop2p::workload::host::{Host, Level};
+
+/// Log lines kept per task; further lines are dropped.
+pub const MAX_LOG_LINES: usize = 256;
+/// Bytes kept per log line.
+pub const MAX_LOG_LINE: usize = 1024;
+/// Progress reports kept per task. Progress is deterministic state (the last
+/// value wins), so the bound is a count, not a rate in wall time.
+pub const MAX_PROGRESS_CALLS: u32 = 10_000;
+
+/// What the workload told the host while it ran.
+#[derive(Debug, Default, Clone)]
+pub struct GuestReport {
+    /// The last progress fraction reported, in `[0, 1]`.
+    pub progress: Option<f32>,
+    /// Log lines, as `level: message`.
+    pub logs: Vec<String>,
+    /// Lines and progress reports dropped by the bounds.
+    pub dropped: u32,
+    progress_calls: u32,
+}
+
+impl Host for GuestReport {
+    fn progress(&mut self, fraction: f32) {
+        self.progress_calls = self.progress_calls.saturating_add(1);
+        if self.progress_calls > MAX_PROGRESS_CALLS || !fraction.is_finite() {
+            self.dropped = self.dropped.saturating_add(1);
+            return;
+        }
+        self.progress = Some(fraction.clamp(0.0, 1.0));
+    }
+
+    fn log(&mut self, level: Level, message: String) {
+        if self.logs.len() >= MAX_LOG_LINES {
+            self.dropped = self.dropped.saturating_add(1);
+            return;
+        }
+        let level = match level {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        let mut m = message;
+        if m.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !m.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            m.truncate(cut);
+        }
+        self.logs.push(format!("{level}: {m}"));
+    }
+}
+
+/// Store state of a WASI preview-1 command module.
+pub(crate) struct CoreState {
+    pub(crate) wasi: WasiP1Ctx,
+    pub(crate) limiter: TaskLimiter,
+}
+
+/// Store state of a component (workload or WASI command).
+pub(crate) struct ComponentState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: TaskLimiter,
+    pub(crate) report: GuestReport,
+}
+
+impl WasiView for ComponentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The sandbox: runs one task in a brand-new, metered wasmtime instance.
+//!
+//! One [`Engines`] per process (pooling allocator, copy-on-write memory
+//! images, fuel metering, deterministic SIMD, bounded stack); per task a new
+//! `Store` with its own limits, WASI context and optional scratch directory,
+//! all dropped when the task ends (CBADU: clean before and after use).
+
+mod cache;
+mod engine;
+mod error;
+mod guest;
+mod limits;
+mod pool;
+mod run;
+mod scratch;
+mod wasi;
+
+pub use cache::{CacheSource, CacheStats};
+pub use engine::{EngineConfig, Engines, MAX_WASM_STACK};
+pub use error::{ErrorKind, SandboxError};
+pub use guest::GuestReport;
+pub use limits::TaskLimits;
+pub use pool::{PoolBusy, WorkerPool};
+pub use run::{ARCH, Hash, Sandbox, SandboxConfig, Task, TaskResult, ThermalCounters, WasmModule};

@@ -1,0 +1,673 @@
+//! Running one task: a fresh store per task with limits, metering and a
+//! closed WASI world; traps become [`SandboxError`]s.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::{HasSelf, Linker as ComponentLinker, ResourceTable};
+use wasmtime::{Engine, InstancePre, Linker, Store, Trap};
+use wasmtime_wasi::I32Exit;
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
+
+use super::cache::{CacheSource, CacheStats, Code, CodeCache};
+use super::engine::{EngineConfig, Engines, MAX_WASM_STACK};
+use super::guest::bindings::{Workload, WorkloadPre};
+use super::guest::{ComponentState, CoreState, GuestReport};
+use super::limits::{TaskLimiter, TaskLimits};
+use super::scratch::ScratchRoot;
+use super::{SandboxError, wasi};
+
+/// A blake3 hash, as raw bytes.
+pub type Hash = [u8; 32];
+
+/// The architecture replicas must share to compare outputs bit for bit
+/// (floats' NaN bit patterns differ between architectures unless the task
+/// runs `portable`).
+pub const ARCH: &str = std::env::consts::ARCH;
+
+/// Settings of a [`Sandbox`].
+#[derive(Debug, Clone, Default)]
+pub struct SandboxConfig {
+    /// Engine settings (pool size, resident memory).
+    pub engine: EngineConfig,
+    /// Where compiled code and scratch directories live. `None`: compiled code
+    /// is cached in memory only and scratch goes to the system temp dir.
+    pub data_dir: Option<PathBuf>,
+    /// Fuel per second on this host, if already measured; otherwise
+    /// [`Sandbox::new`] measures it (about 50 ms).
+    pub fuel_per_sec: Option<u64>,
+}
+
+/// Module bytes with their blake3 hash, computed once: jobs name modules by
+/// hash, and a task must not pay for hashing a module it has seen before.
+#[derive(Debug, Clone)]
+pub struct WasmModule {
+    bytes: Arc<[u8]>,
+    hash: Hash,
+}
+
+impl WasmModule {
+    /// Hashes `bytes` (binary wasm or WAT text).
+    pub fn new(bytes: impl Into<Arc<[u8]>>) -> Self {
+        let bytes = bytes.into();
+        let hash = *blake3::hash(&bytes).as_bytes();
+        WasmModule { bytes, hash }
+    }
+
+    /// The bytes as submitted.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// blake3 of the bytes.
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+}
+
+/// One task: what to run, on what, within which limits.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// The module, component or WAT text, as submitted.
+    pub module: WasmModule,
+    /// The input (a component's `run` argument, a command's stdin).
+    pub input: Vec<u8>,
+    /// The guest's argv after the program name.
+    pub args: Vec<String>,
+    /// Limits.
+    pub limits: TaskLimits,
+    /// Mount a fresh `/scratch` directory for this task.
+    pub scratch: bool,
+    /// Run on the NaN-canonicalizing engine (bit-identical across
+    /// architectures, slower on float code).
+    pub portable: bool,
+    /// Seed of the guest's random numbers. `None`: derived from the module,
+    /// input and args, so the same task is reproducible.
+    pub seed: Option<Hash>,
+}
+
+impl Task {
+    /// A task with default limits and no scratch directory.
+    pub fn new(module: WasmModule, input: Vec<u8>) -> Self {
+        Task {
+            module,
+            input,
+            args: Vec::new(),
+            limits: TaskLimits::default(),
+            scratch: false,
+            portable: false,
+            seed: None,
+        }
+    }
+}
+
+/// The thermal counters of one task: what it cost, measured by the host.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThermalCounters {
+    /// Fuel consumed (deterministic for a given module, input and args).
+    pub fuel_used: u64,
+    /// Peak linear memory across the task's memories, in bytes
+    /// (deterministic).
+    pub peak_memory_bytes: u64,
+    /// Wall time of instantiate + run, in microseconds (not deterministic).
+    pub wall_us: u64,
+    /// Output length in bytes.
+    pub output_bytes: u64,
+    /// blake3 of the output.
+    pub output_hash: Hash,
+}
+
+/// Everything a task produced, success or not.
+#[derive(Debug, Clone)]
+pub struct TaskResult {
+    /// The output, or why there is none.
+    pub outcome: Result<Vec<u8>, SandboxError>,
+    /// What it cost.
+    pub counters: ThermalCounters,
+    /// blake3 of the module bytes as submitted.
+    pub module_hash: Hash,
+    /// blake3 of the input.
+    pub input_hash: Hash,
+    /// The host's architecture ([`ARCH`]).
+    pub arch: &'static str,
+    /// The guest's stderr (bounded).
+    pub stderr: Vec<u8>,
+    /// Progress and log lines from a workload component.
+    pub report: GuestReport,
+    /// Where the compiled code came from.
+    pub cache: Option<CacheSource>,
+}
+
+/// What a module was prepared as: linking is done once per module.
+enum Prepared {
+    Core(InstancePre<CoreState>),
+    Workload(WorkloadPre<ComponentState>),
+    Command(CommandPre<ComponentState>),
+}
+
+/// The linkers of one engine.
+struct Runtime {
+    engine: Engine,
+    core: Linker<CoreState>,
+    component: ComponentLinker<ComponentState>,
+}
+
+impl Runtime {
+    fn new(engine: Engine) -> wasmtime::Result<Self> {
+        let mut core = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut core, |s: &mut CoreState| &mut s.wasi)?;
+        let mut component: ComponentLinker<ComponentState> = ComponentLinker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut component)?;
+        Workload::add_to_linker::<_, HasSelf<GuestReport>>(&mut component, |s| &mut s.report)?;
+        Ok(Runtime {
+            engine,
+            core,
+            component,
+        })
+    }
+
+    fn prepare(&self, code: Code) -> Result<Prepared, SandboxError> {
+        let invalid = |e: wasmtime::Error| SandboxError::InvalidModule(format!("{e:#}"));
+        match code {
+            Code::Core(module) => {
+                if module.get_export("_start").is_none() {
+                    return Err(SandboxError::InvalidModule(
+                        "core module has no `_start` export (expected a WASI command)".into(),
+                    ));
+                }
+                Ok(Prepared::Core(
+                    self.core.instantiate_pre(&module).map_err(invalid)?,
+                ))
+            }
+            Code::Component(component) => {
+                let pre = self
+                    .component
+                    .instantiate_pre(&component)
+                    .map_err(invalid)?;
+                if let Ok(w) = WorkloadPre::new(pre.clone()) {
+                    return Ok(Prepared::Workload(w));
+                }
+                CommandPre::new(pre).map(Prepared::Command).map_err(|_| {
+                    SandboxError::InvalidModule(
+                        "component exports neither `run` of biop2p:workload nor wasi:cli/run"
+                            .into(),
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// The sandbox of one process: engines, linkers, compiled-code cache and
+/// scratch root. Cheap to clone; shared by the worker threads.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtimes: [Runtime; 2],
+    cache: CodeCache<Prepared>,
+    scratch: ScratchRoot,
+    fuel_per_sec: AtomicU64,
+    _scratch_tmp: Option<tempfile::TempDir>,
+}
+
+impl Sandbox {
+    /// Builds the engines and linkers, opens the caches, and measures this
+    /// host's fuel rate if `config` does not carry one.
+    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let host = |e: &dyn std::fmt::Display| SandboxError::HostError(e.to_string());
+        let engines = Engines::new(&config.engine).map_err(|e| host(&e))?;
+        let cache = CodeCache::new(config.data_dir.as_deref(), &engines).map_err(|e| host(&e))?;
+        let (scratch_path, tmp) = match &config.data_dir {
+            Some(d) => (d.join("scratch"), None),
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("biop2p-scratch")
+                    .tempdir()
+                    .map_err(|e| host(&e))?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        let scratch = ScratchRoot::open(&scratch_path).map_err(|e| host(&e))?;
+        let runtimes = [
+            Runtime::new(engines.native.clone()).map_err(|e| host(&e))?,
+            Runtime::new(engines.portable.clone()).map_err(|e| host(&e))?,
+        ];
+        let sandbox = Sandbox {
+            inner: Arc::new(Inner {
+                runtimes,
+                cache,
+                scratch,
+                fuel_per_sec: AtomicU64::new(config.fuel_per_sec.unwrap_or(0)),
+                _scratch_tmp: tmp,
+            }),
+        };
+        if config.fuel_per_sec.is_none() {
+            let rate = sandbox.calibrate()?;
+            sandbox.inner.fuel_per_sec.store(rate, Ordering::Relaxed);
+        }
+        Ok(sandbox)
+    }
+
+    /// Fuel units this host executes per second: the rate at which a
+    /// `timeout` becomes a fuel cap, and what adverts quote.
+    pub fn fuel_per_sec(&self) -> u64 {
+        self.inner.fuel_per_sec.load(Ordering::Relaxed)
+    }
+
+    /// Compiled-code cache counters.
+    pub fn cache_stats(&self) -> &CacheStats {
+        &self.inner.cache.stats
+    }
+
+    /// Measures fuel per second with a fixed loop of arithmetic and memory
+    /// operations (about 50 ms). The loop is the reference workload of the
+    /// unit: one fuel ≈ one wasm operator of such code.
+    pub fn calibrate(&self) -> Result<u64, SandboxError> {
+        let mut task = Task::new(WasmModule::new(CALIBRATION_WAT.as_bytes()), Vec::new());
+        task.limits.fuel = u64::MAX / 4;
+        // Warm-up compiles; the second run is measured.
+        self.run(&task).outcome?;
+        let r = self.run(&task);
+        r.outcome?;
+        let secs = (r.counters.wall_us.max(1)) as f64 / 1e6;
+        Ok((r.counters.fuel_used as f64 / secs) as u64)
+    }
+
+    /// Runs one task to completion on the calling thread in a fresh store.
+    /// Never panics on guest behaviour: every failure is in `outcome`.
+    pub fn run(&self, task: &Task) -> TaskResult {
+        let module_hash = task.module.hash();
+        let input_hash = *blake3::hash(&task.input).as_bytes();
+        let mut result = TaskResult {
+            outcome: Ok(Vec::new()),
+            counters: ThermalCounters::default(),
+            module_hash,
+            input_hash,
+            arch: ARCH,
+            stderr: Vec::new(),
+            report: GuestReport::default(),
+            cache: None,
+        };
+        let rt = &self.inner.runtimes[usize::from(task.portable)];
+        let prepared = self.inner.cache.get_or_insert(
+            &rt.engine,
+            module_hash,
+            task.portable,
+            task.module.bytes(),
+            |code| rt.prepare(code),
+            SandboxError::InvalidModule,
+        );
+        let prepared = match prepared {
+            Ok((p, source)) => {
+                result.cache = Some(source);
+                p
+            }
+            Err(e) => {
+                result.outcome = Err(e);
+                return result;
+            }
+        };
+        let seed = task
+            .seed
+            .unwrap_or_else(|| task_seed(&module_hash, &input_hash, &task.args));
+        let budget = Budget::new(&task.limits, self.fuel_per_sec());
+        let scratch = if task.scratch {
+            match self.inner.scratch.create(&hex8(&seed)) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    result.outcome = Err(SandboxError::HostError(format!(
+                        "could not create scratch dir: {e}"
+                    )));
+                    return result;
+                }
+            }
+        } else {
+            None
+        };
+        let output_limit = usize::try_from(task.limits.output_bytes).unwrap_or(usize::MAX);
+        let (mut builder, stdio) = wasi::builder(
+            seed,
+            match &*prepared {
+                // A workload gets its input as the argument of `run`.
+                Prepared::Workload(_) => Vec::new(),
+                _ => task.input.clone(),
+            },
+            output_limit,
+            &task.args,
+        );
+        if let Some(dir) = &scratch
+            && let Err(e) = builder.preopened_dir(
+                dir.host_path(),
+                "/scratch",
+                wasmtime_wasi::FsPerms::ReadWrite,
+            )
+        {
+            result.outcome = Err(SandboxError::HostError(format!(
+                "could not mount scratch: {e}"
+            )));
+            return result;
+        }
+        let limiter = TaskLimiter::new(task.limits.memory_bytes);
+        let start = Instant::now();
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &*prepared {
+            Prepared::Core(pre) => run_core(pre, builder, limiter, &budget, &stdio),
+            Prepared::Workload(pre) => run_workload(pre, builder, limiter, &budget, &task.input),
+            Prepared::Command(pre) => run_command(pre, builder, limiter, &budget, &stdio),
+        }));
+        let wall_us = start.elapsed().as_micros() as u64;
+        let (outcome, fuel_left, limiter, report) = match run {
+            Ok(r) => r,
+            Err(_) => {
+                result.outcome = Err(SandboxError::HostError("sandbox panicked".into()));
+                return result;
+            }
+        };
+        let overflow = stdio.stdout.overflowed() || stdio.stderr.overflowed();
+        let mut outcome = outcome.map_err(|e| {
+            if overflow {
+                SandboxError::OutputLimit {
+                    limit: task.limits.output_bytes,
+                }
+            } else {
+                classify(e, &limiter, &budget, fuel_left)
+            }
+        });
+        if matches!(&outcome, Ok(out) if out.len() as u64 > task.limits.output_bytes) {
+            outcome = Err(SandboxError::OutputLimit {
+                limit: task.limits.output_bytes,
+            });
+        }
+        if let Some(dir) = &scratch {
+            match dir.used_bytes() {
+                Ok(used) if used > task.limits.scratch_bytes => {
+                    outcome = Err(SandboxError::DiskLimit {
+                        limit: task.limits.scratch_bytes,
+                        used,
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not measure scratch dir"),
+            }
+        }
+        drop(scratch);
+        let output: &[u8] = outcome.as_deref().unwrap_or(&[]);
+        result.counters = ThermalCounters {
+            fuel_used: budget.cap - fuel_left,
+            peak_memory_bytes: limiter.peak_memory as u64,
+            wall_us,
+            output_bytes: output.len() as u64,
+            output_hash: *blake3::hash(output).as_bytes(),
+        };
+        result.stderr = stdio.stderr.take();
+        result.report = report;
+        result.outcome = outcome;
+        result
+    }
+}
+
+/// The fuel a task may burn and which limit set it.
+struct Budget {
+    cap: u64,
+    from_timeout: Option<u64>,
+}
+
+impl Budget {
+    fn new(limits: &TaskLimits, fuel_per_sec: u64) -> Self {
+        let timeout_cap = limits.timeout_ms.map(|ms| {
+            (u128::from(ms) * u128::from(fuel_per_sec) / 1000).min(u64::MAX as u128) as u64
+        });
+        match timeout_cap {
+            Some(t) if t < limits.fuel => Budget {
+                cap: t,
+                from_timeout: limits.timeout_ms,
+            },
+            _ => Budget {
+                cap: limits.fuel,
+                from_timeout: None,
+            },
+        }
+    }
+}
+
+/// The seed of a task's randomness: same task, same bytes.
+fn task_seed(module: &Hash, input: &Hash, args: &[String]) -> Hash {
+    let mut h = blake3::Hasher::new_derive_key("biop2p task seed v1");
+    h.update(module).update(input);
+    for a in args {
+        h.update(&(a.len() as u64).to_le_bytes())
+            .update(a.as_bytes());
+    }
+    *h.finalize().as_bytes()
+}
+
+fn hex8(h: &Hash) -> String {
+    h[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+type RunOutcome = (wasmtime::Result<Vec<u8>>, u64, TaskLimiter, GuestReport);
+
+fn run_core(
+    pre: &InstancePre<CoreState>,
+    mut builder: wasmtime_wasi::WasiCtxBuilder,
+    limiter: TaskLimiter,
+    budget: &Budget,
+    stdio: &wasi::Stdio,
+) -> RunOutcome {
+    let mut store = Store::new(
+        pre.module().engine(),
+        CoreState {
+            wasi: builder.build_p1(),
+            limiter,
+        },
+    );
+    store.limiter(|s| &mut s.limiter);
+    store.call_hook(charge_host_calls);
+    let r = (|| {
+        store.set_fuel(budget.cap)?;
+        let instance = pre.instantiate(&mut store)?;
+        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+        match start.call(&mut store, ()) {
+            Ok(()) => Ok(()),
+            Err(e) => match e.downcast_ref::<I32Exit>() {
+                Some(I32Exit(0)) => Ok(()),
+                _ => Err(e),
+            },
+        }
+    })();
+    let fuel_left = store.get_fuel().unwrap_or(0);
+    let out = r.map(|()| stdio.stdout.take());
+    let CoreState { limiter, .. } = store.into_data();
+    (out, fuel_left, limiter, GuestReport::default())
+}
+
+fn component_store(
+    engine: &Engine,
+    mut builder: wasmtime_wasi::WasiCtxBuilder,
+    limiter: TaskLimiter,
+) -> Store<ComponentState> {
+    let mut store = Store::new(
+        engine,
+        ComponentState {
+            wasi: builder.build(),
+            table: ResourceTable::new(),
+            limiter,
+            report: GuestReport::default(),
+        },
+    );
+    store.limiter(|s| &mut s.limiter);
+    store.call_hook(charge_host_calls);
+    store
+}
+
+/// Fuel charged for each call from the guest into the host (WASI and the
+/// workload interface). Host calls are not metered by wasmtime's fuel, so
+/// without a charge a guest could keep a worker busy in host code (a loop
+/// of failing writes) for far longer than its fuel suggests. 10,000 fuel is
+/// about the cost of a cheap WASI call at the calibrated rate; the count of
+/// host calls is deterministic, so the charge keeps fuel deterministic.
+pub const HOST_CALL_FUEL: u64 = 10_000;
+
+fn charge_host_calls<T>(
+    mut ctx: wasmtime::StoreContextMut<'_, T>,
+    hook: wasmtime::CallHook,
+) -> wasmtime::Result<()> {
+    if matches!(hook, wasmtime::CallHook::CallingHost) {
+        let left = ctx.get_fuel()?;
+        if left < HOST_CALL_FUEL {
+            ctx.set_fuel(0)?;
+            return Err(Trap::OutOfFuel.into());
+        }
+        ctx.set_fuel(left - HOST_CALL_FUEL)?;
+    }
+    Ok(())
+}
+
+fn run_workload(
+    pre: &WorkloadPre<ComponentState>,
+    builder: wasmtime_wasi::WasiCtxBuilder,
+    limiter: TaskLimiter,
+    budget: &Budget,
+    input: &[u8],
+) -> RunOutcome {
+    let mut store = component_store(pre.engine(), builder, limiter);
+    let r = (|| {
+        store.set_fuel(budget.cap)?;
+        let w = pre.instantiate(&mut store)?;
+        match w.call_run(&mut store, input)? {
+            Ok(out) => Ok(out),
+            Err(msg) => Err(wasmtime::Error::new(GuestFailure(truncate(msg)))),
+        }
+    })();
+    let fuel_left = store.get_fuel().unwrap_or(0);
+    let s = store.into_data();
+    (r, fuel_left, s.limiter, s.report)
+}
+
+fn run_command(
+    pre: &CommandPre<ComponentState>,
+    builder: wasmtime_wasi::WasiCtxBuilder,
+    limiter: TaskLimiter,
+    budget: &Budget,
+    stdio: &wasi::Stdio,
+) -> RunOutcome {
+    let mut store = component_store(pre.engine(), builder, limiter);
+    let r = (|| {
+        store.set_fuel(budget.cap)?;
+        let cmd = pre.instantiate(&mut store)?;
+        match cmd.wasi_cli_run().call_run(&mut store) {
+            Ok(Ok(())) => Ok(stdio.stdout.take()),
+            Ok(Err(())) => Err(wasmtime::Error::new(GuestFailure(
+                "command exited with failure".into(),
+            ))),
+            Err(e) => match e.downcast_ref::<I32Exit>() {
+                Some(I32Exit(0)) => Ok(stdio.stdout.take()),
+                _ => Err(e),
+            },
+        }
+    })();
+    let fuel_left = store.get_fuel().unwrap_or(0);
+    let s = store.into_data();
+    (r, fuel_left, s.limiter, s.report)
+}
+
+/// A workload's own error, carried through `wasmtime::Error` to `classify`.
+#[derive(Debug)]
+struct GuestFailure(String);
+
+impl std::fmt::Display for GuestFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for GuestFailure {}
+
+/// Guest-provided messages are cut to this many bytes.
+const MAX_GUEST_MESSAGE: usize = 1024;
+
+fn truncate(mut s: String) -> String {
+    if s.len() > MAX_GUEST_MESSAGE {
+        let mut cut = MAX_GUEST_MESSAGE;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// Turns whatever stopped the guest into its stable kind. Limiter flags come
+/// first: a denied allocation usually reaches us as the guest's own abort.
+fn classify(
+    e: wasmtime::Error,
+    limiter: &TaskLimiter,
+    budget: &Budget,
+    fuel_left: u64,
+) -> SandboxError {
+    if let Some(requested) = limiter.memory_denied {
+        return SandboxError::MemoryLimit {
+            limit: limiter_limit(limiter),
+            requested: requested as u64,
+        };
+    }
+    if limiter.table_denied {
+        return SandboxError::ResourceLimit(format!(
+            "table elements over {}",
+            super::limits::MAX_TABLE_ELEMENTS
+        ));
+    }
+    if let Some(g) = e.downcast_ref::<GuestFailure>() {
+        return SandboxError::GuestError(g.0.clone());
+    }
+    if let Some(I32Exit(code)) = e.downcast_ref::<I32Exit>() {
+        return SandboxError::GuestError(format!("exit code {code}"));
+    }
+    if let Some(trap) = e.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::OutOfFuel => match budget.from_timeout {
+                Some(timeout_ms) => SandboxError::Timeout {
+                    timeout_ms,
+                    fuel_cap: budget.cap,
+                },
+                None => SandboxError::FuelExhausted {
+                    used: budget.cap - fuel_left,
+                    limit: budget.cap,
+                },
+            },
+            Trap::StackOverflow => SandboxError::StackOverflow {
+                stack_bytes: MAX_WASM_STACK,
+            },
+            other => SandboxError::Trap(format!("{other}")),
+        };
+    }
+    let msg = format!("{e:#}");
+    if msg.contains("resource limit") || msg.contains("exceeds") {
+        return SandboxError::ResourceLimit(msg);
+    }
+    SandboxError::Trap(msg)
+}
+
+fn limiter_limit(l: &TaskLimiter) -> u64 {
+    l.limit() as u64
+}
+
+/// The calibration loop: integer arithmetic and memory traffic in a 64 KiB
+/// page, 20 million iterations.
+const CALIBRATION_WAT: &str = r#"
+(module
+  (memory 1)
+  (func (export "_start") (local $i i32) (local $acc i32)
+    (loop $l
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (i32.store (i32.and (i32.mul (local.get $i) (i32.const 4)) (i32.const 0xfffc)) (local.get $acc))
+      (local.set $acc (i32.add (local.get $acc)
+        (i32.load (i32.and (i32.mul (local.get $i) (i32.const 12)) (i32.const 0xfffc)))))
+      (local.set $acc (i32.xor (local.get $acc) (i32.shl (local.get $i) (i32.const 3))))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 20000000))))))
+"#;

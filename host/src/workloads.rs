@@ -1,0 +1,51 @@
+//! The workloads built from `workloads/` at compile time and embedded in the
+//! binary, so the host can benchmark and demonstrate itself with no files.
+
+/// One embedded workload.
+#[derive(Debug, Clone, Copy)]
+pub struct Builtin {
+    /// Name, as in `builtin:NAME`.
+    pub name: &'static str,
+    /// What it does and what its input is.
+    pub description: &'static str,
+    /// The wasm bytes.
+    pub bytes: &'static [u8],
+}
+
+/// The echo workload component: returns its input (`biop2p:workload`).
+pub const ECHO: &[u8] = include_bytes!(env!("BIOP2P_WASM_WL_ECHO"));
+/// The echo WASI preview-1 command: stdin to stdout, argv first.
+pub const ECHO_P1: &[u8] = include_bytes!(env!("BIOP2P_WASM_WL_ECHO_P1"));
+/// The f32 matmul workload component (simd128).
+pub const MATMUL: &[u8] = include_bytes!(env!("BIOP2P_WASM_WL_MATMUL"));
+/// The small neural-network workload component.
+pub const MLP: &[u8] = include_bytes!(env!("BIOP2P_WASM_WL_MLP"));
+
+/// Every embedded workload.
+pub const ALL: &[Builtin] = &[
+    Builtin {
+        name: "echo",
+        description: "component: returns its input unchanged",
+        bytes: ECHO,
+    },
+    Builtin {
+        name: "echo-p1",
+        description: "WASI p1 command: writes its argv, then copies stdin to stdout",
+        bytes: ECHO_P1,
+    },
+    Builtin {
+        name: "matmul",
+        description: "component: n×n f32 matrix multiply; input is little-endian u32 n",
+        bytes: MATMUL,
+    },
+    Builtin {
+        name: "mlp",
+        description: "component: trains and runs a small neural network; input is JSON",
+        bytes: MLP,
+    },
+];
+
+/// Looks up an embedded workload by name.
+pub fn get(name: &str) -> Option<&'static Builtin> {
+    ALL.iter().find(|b| b.name == name)
+}

@@ -1,0 +1,56 @@
+//! Pure decision logic of biop2p: the biological roles.
+//!
+//! Every type here is a sans-IO state machine: events come in with an
+//! explicit `now` (virtual milliseconds), decisions and messages come out.
+//! Nothing reads a clock, touches a socket or draws unseeded randomness, so
+//! `biop2p host` and the simulator ([`sim`]) run the same code and a seed
+//! reproduces a run exactly.
+//!
+//! * [`PheromoneTable`] (Thermal): ant-colony placement.
+//! * [`ResponseThresholds`] (Caste): division of labour.
+//! * [`young`] (Young): bootstrap from trusted elders.
+//! * [`CrisisDetector`] (HAVOC): crisis mode with hand-back.
+//! * [`MemorySnapshot`] (Memory) and [`TrustSource`] (Trust).
+//! * [`Election`] and [`GroupSummary`] (Alpha / Bravo / Super hierarchy).
+//! * [`RoleSwitcher`]: role changes with hysteresis and a reasoned log.
+//! * [`taxonomy()`]: the named node types, each a composition of the above.
+
+// Config validation writes `!(x > 0.0)` on purpose: unlike `x <= 0.0` it
+// also rejects NaN, which a TOML file or a hand-built config can carry.
+#![allow(clippy::neg_cmp_op_on_partial_ord, clippy::nonminimal_bool)]
+
+mod address;
+mod behavior;
+mod election;
+mod error;
+mod havoc;
+mod hierarchy;
+mod id;
+mod memory;
+mod pheromone;
+mod role;
+pub mod sim;
+mod switching;
+mod taxonomy;
+mod threshold;
+mod trust;
+pub mod young;
+
+pub use address::{NetworkAddress, RouteScope};
+pub use behavior::{
+    BiologicalAction, BiologicalBehavior, CasteBehavior, HavocBehavior, JobId, LeaderBehavior,
+    MemoryBehavior, NodeMessage, ThermalBehavior, TrustBehavior, YoungBehavior,
+};
+pub use election::{Candidate, Elected, Election, ElectionConfig, ElectionEvent};
+pub use error::RolesError;
+pub use havoc::{CrisisDetector, CrisisEvent, CrisisState, HavocAction, HavocConfig};
+pub use hierarchy::{GroupSummary, Level, PlacementPath};
+pub use id::{Millis, NodeId};
+pub use memory::{HostHistory, HostRecord, MemorySnapshot, SNAPSHOT_VERSION};
+pub use pheromone::{PheromoneTable, ThermalConfig};
+pub use role::BiologicalRole;
+pub use switching::{NetworkState, RoleSwitch, RoleSwitcher, SwitchConfig};
+pub use taxonomy::{NodeConfig, NodeType, taxonomy};
+pub use threshold::{CasteConfig, ResponseThresholds, TaskClass};
+pub use trust::{TrustScores, TrustSource, trust_weighted};
+pub use young::YoungConfig;

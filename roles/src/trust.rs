@@ -1,0 +1,54 @@
+//! Trust: the bridge to the security crate's reputation, as a plain score input.
+
+use std::collections::BTreeMap;
+
+use crate::id::NodeId;
+
+/// Source of trust scores in `[0, 1]`. The security crate's reputation table
+/// implements this in the host; `roles` never depends on `security`, so the
+/// two crates can evolve and be tested apart.
+pub trait TrustSource {
+    /// Trust in `node`; unknown nodes should get a neutral-low score.
+    fn trust(&self, node: NodeId) -> f64;
+}
+
+/// A fixed table of scores: what the simulator and tests use, and what the
+/// host can fill from reputation snapshots.
+#[derive(Clone, Debug, Default)]
+pub struct TrustScores {
+    scores: BTreeMap<NodeId, f64>,
+    /// Score of a node not in the table. Default 0.
+    pub unknown: f64,
+}
+
+impl TrustScores {
+    /// Sets a node's score (clamped to `[0, 1]`).
+    pub fn set(&mut self, node: NodeId, score: f64) {
+        self.scores.insert(
+            node,
+            if score.is_finite() {
+                score.clamp(0.0, 1.0)
+            } else {
+                0.0
+            },
+        );
+    }
+}
+
+impl TrustSource for TrustScores {
+    fn trust(&self, node: NodeId) -> f64 {
+        self.scores.get(&node).copied().unwrap_or(self.unknown)
+    }
+}
+
+impl<F: Fn(NodeId) -> f64> TrustSource for F {
+    fn trust(&self, node: NodeId) -> f64 {
+        self(node).clamp(0.0, 1.0)
+    }
+}
+
+/// Scales a placement heuristic by trust: untrusted hosts get less work
+/// (never zero, so a new host can still earn reputation).
+pub fn trust_weighted(heuristic: f64, trust: f64) -> f64 {
+    heuristic * (0.1 + 0.9 * trust.clamp(0.0, 1.0))
+}

@@ -1,0 +1,1106 @@
+//! The coordinator: the five layers composed into one sans-IO state machine.
+//!
+//! It decides who runs each task, how many replicas it needs, when a result
+//! is accepted, who gets paid for which counters, and what suspects are shown.
+//!
+//! # Driving it
+//!
+//! ```text
+//! loop {
+//!     coordinator.handle(now, event)?;          // or handle_timeout(now)
+//!     while let Some(action) = coordinator.poll() { do_io(action) }
+//!     sleep_until(coordinator.poll_timeout());
+//! }
+//! ```
+//!
+//! Polling order: after every `handle` or `handle_timeout`, drain `poll()`
+//! completely, then re-read `poll_timeout()`. Actions are in the order the
+//! decisions were made. The coordinator never reads a clock or an RNG other
+//! than its own, seeded from [`SecurityConfig::seed`], so the same events give
+//! the same actions.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::deception::{self, Canary, CanaryPool, CanaryVerdict, DeceptionConfig};
+use crate::error::SecurityError;
+use crate::ids::{Digest, Millis, PeerId, Region, TaskId};
+use crate::layers::{Layer, LayerSet};
+use crate::monitor::{Monitor, MonitorConfig};
+use crate::placement::{self, PlacementConfig};
+use crate::quorum::{self, QuorumRule, Verdict, Vote};
+use crate::receipt::{self, JobSpec, ReceiptFacts, TaskSpec};
+use crate::report::TrustReport;
+use crate::reputation::{
+    Evidence, FailureKind, Metric, PeerState, Reputation, ReputationConfig, StateChange, Violation,
+};
+use crate::thermal::{self, ThermalConfig};
+
+/// Everything the coordinator needs. Defaults are production-sane and are
+/// what the Byzantine benchmark measures.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Seed of the coordinator's RNG (placement, spot checks, job ids).
+    pub seed: u64,
+    /// Enabled defence layers.
+    pub layers: LayerSet,
+    /// Reputation tuning.
+    pub reputation: ReputationConfig,
+    /// Quorum rule.
+    pub quorum: QuorumRule,
+    /// Placement and adaptive replication.
+    pub placement: PlacementConfig,
+    /// Canaries and decoys.
+    pub deception: DeceptionConfig,
+    /// Behaviour monitor.
+    pub monitor: MonitorConfig,
+    /// Counter checks.
+    pub thermal: ThermalConfig,
+    /// Deadline of a dispatched job. After it the job counts as a timeout and
+    /// a late result is refused (nobody knows whether it ran).
+    pub assignment_timeout_ms: u64,
+    /// Open tasks at most; beyond it `TaskSubmitted` is refused (back-pressure).
+    pub max_open_tasks: usize,
+    /// Largest fuel limit a newcomer may be given: newcomers get small tasks,
+    /// so a fresh identity cannot be handed anything valuable.
+    pub newcomer_max_fuel: u64,
+    /// Probability that a newcomer drawn as a task's primary keeps the task
+    /// while trusted peers exist (otherwise a trusted peer is drawn). Bounds
+    /// what a stream of fresh identities costs; lower = newcomers earn trust
+    /// more slowly.
+    pub newcomer_admission: f64,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0x5EC_0001,
+            layers: LayerSet::ALL,
+            reputation: ReputationConfig::default(),
+            quorum: QuorumRule::default(),
+            placement: PlacementConfig::default(),
+            deception: DeceptionConfig::default(),
+            monitor: MonitorConfig::default(),
+            thermal: ThermalConfig::default(),
+            assignment_timeout_ms: 60_000,
+            max_open_tasks: 100_000,
+            newcomer_max_fuel: 10_000_000_000,
+            newcomer_admission: 0.3,
+        }
+    }
+}
+
+impl SecurityConfig {
+    /// Checks every section.
+    pub fn validate(&self) -> Result<(), SecurityError> {
+        self.reputation.validate()?;
+        self.quorum.validate()?;
+        self.placement.validate()?;
+        if !(0.0..=1.0).contains(&self.deception.canary_share) {
+            return Err(SecurityError::InvalidConfig {
+                field: "deception.canary_share",
+                value: self.deception.canary_share.to_string(),
+                why: "must be in [0, 1]",
+            });
+        }
+        if self.max_open_tasks == 0 || self.assignment_timeout_ms == 0 {
+            return Err(SecurityError::InvalidConfig {
+                field: "max_open_tasks/assignment_timeout_ms",
+                value: self.max_open_tasks.to_string(),
+                why: "must be > 0",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Inputs. Each carries its own data; `now` is passed alongside.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// A peer connected.
+    PeerJoined {
+        /// Its identity.
+        peer: PeerId,
+        /// Its address region.
+        region: Region,
+        /// Its advertised speed (fuel per ms), for the wall-time check.
+        advertised_fuel_per_ms: u64,
+    },
+    /// A peer disconnected.
+    PeerLeft {
+        /// Its identity.
+        peer: PeerId,
+    },
+    /// A customer submitted a task.
+    TaskSubmitted(TaskSpec),
+    /// A canary with known answers is ready (answer to [`Action::NeedCanaries`]).
+    CanaryAvailable(Canary),
+    /// A dispatched job returned a receipt whose signature the host verified.
+    ResultReturned {
+        /// The job id the host dispatched (from [`Action::Dispatch`]).
+        job_id: u64,
+        /// The receipt's facts.
+        receipt: ReceiptFacts,
+    },
+    /// A dispatched job failed without a result.
+    JobFailed {
+        /// The job id.
+        job_id: u64,
+        /// How it failed.
+        kind: FailureKind,
+    },
+    /// The host saw a protocol violation by a peer.
+    ProtocolViolation {
+        /// The peer.
+        peer: PeerId,
+        /// What happened.
+        detail: String,
+    },
+    /// A periodic message-rate sample for a peer (layer 4).
+    MessageRate {
+        /// The peer.
+        peer: PeerId,
+        /// Messages per second.
+        per_sec: f64,
+    },
+    /// A trust report; the host checked its signature over
+    /// [`TrustReport::signing_bytes`].
+    TrustReport {
+        /// The report.
+        report: TrustReport,
+        /// The host's verdict on the signature.
+        signature_valid: bool,
+    },
+}
+
+/// Why a result was accepted.
+#[derive(Clone, Copy, PartialEq, Debug, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum AcceptReason {
+    /// A trust-weighted quorum agreed.
+    Quorum {
+        /// Weight behind the output.
+        support: f64,
+        /// All weight cast.
+        total: f64,
+        /// Results compared.
+        voters: u32,
+    },
+    /// A trusted peer ran it alone and it was not drawn for a spot check.
+    TrustedSolo {
+        /// The spot-check probability it faced.
+        spot_check_rate: f64,
+    },
+    /// Layer 1 is off: the single result is taken as is.
+    Unverified,
+}
+
+/// Why a task was given up.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum GiveUpReason {
+    /// No eligible peer is online.
+    NoEligiblePeer,
+    /// The replica budget ran out without a quorum.
+    NoQuorum {
+        /// Jobs dispatched for it.
+        dispatched: u32,
+    },
+}
+
+/// Outputs, drained with [`Coordinator::poll`].
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// Send `job` to `peer`. Replicas, audits and canaries look the same.
+    Dispatch {
+        /// Where.
+        peer: PeerId,
+        /// What.
+        job: JobSpec,
+        /// When it times out (the coordinator handles that via its timer).
+        deadline: Millis,
+    },
+    /// The task's result is `output`.
+    Accept {
+        /// The task.
+        task: TaskId,
+        /// Accepted output.
+        output: Digest,
+        /// Reference fuel of the accepted result.
+        fuel: u64,
+        /// Receipts to pay: (peer, billed fuel). Receipts with counters that
+        /// disagree with the reference are left out (layer 5).
+        paid: Vec<(PeerId, u64)>,
+        /// Why.
+        reason: AcceptReason,
+    },
+    /// The task could not be completed; the customer may resubmit.
+    GiveUp {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        reason: GiveUpReason,
+    },
+    /// A peer changed state (log it, persist it, stop talking to it...).
+    PeerState(StateChange),
+    /// Please supply `count` canaries via [`Event::CanaryAvailable`].
+    NeedCanaries {
+        /// How many.
+        count: usize,
+    },
+}
+
+/// Dispatch counters, for overhead accounting.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct DispatchStats {
+    /// Replicas of real tasks (including the first run and replacements).
+    pub replicas: u64,
+    /// Hidden audit replicas.
+    pub audits: u64,
+    /// Canaries used as spot checks of trusted peers.
+    pub spot_canaries: u64,
+    /// Canaries sent to suspects as decoys.
+    pub decoys: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Replica,
+    Audit,
+    Canary,
+}
+
+#[derive(Clone, Debug)]
+struct Assignment {
+    peer: PeerId,
+    job: JobSpec,
+    kind: Kind,
+    task: Option<TaskId>,
+    canary: Option<Canary>,
+    dispatched_at: Millis,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Unverified,
+    Solo { rate: f64, audit: bool },
+    Replicated,
+}
+
+#[derive(Clone, Debug)]
+struct OpenTask {
+    spec: TaskSpec,
+    mode: Mode,
+    votes: Vec<(PeerId, ReceiptFacts)>,
+    outstanding: u32,
+    /// Every peer dispatched to (for distinct hosts and regions).
+    holders: Vec<(PeerId, Region)>,
+    /// Peers whose answer is still awaited.
+    pending: Vec<PeerId>,
+    dispatched: u32,
+    audited: Option<PeerId>,
+}
+
+/// The composed security state machine. See the module docs for the driving
+/// loop and polling order.
+#[derive(Debug)]
+pub struct Coordinator {
+    config: SecurityConfig,
+    reputation: Reputation,
+    monitor: Monitor,
+    rng: ChaCha8Rng,
+    tasks: HashMap<TaskId, OpenTask>,
+    assignments: HashMap<u64, Assignment>,
+    deadlines: BinaryHeap<Reverse<(Millis, u64)>>,
+    canaries: CanaryPool,
+    actions: VecDeque<Action>,
+    next_recalibration: Millis,
+    stats: DispatchStats,
+    /// Quarantines per region (bounded by the number of regions seen).
+    region_strikes: HashMap<Region, u32>,
+}
+
+impl Coordinator {
+    /// A coordinator with an empty reputation table.
+    pub fn new(config: SecurityConfig) -> Result<Self, SecurityError> {
+        let reputation = Reputation::new(config.reputation.clone())?;
+        Self::with_reputation(config, reputation)
+    }
+
+    /// A coordinator resuming from a persisted reputation table (open tasks
+    /// are not persisted: after a restart they are resubmitted).
+    pub fn with_reputation(
+        config: SecurityConfig,
+        reputation: Reputation,
+    ) -> Result<Self, SecurityError> {
+        config.validate()?;
+        let mut c = Self {
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            monitor: Monitor::new(config.monitor.clone()),
+            next_recalibration: config.reputation.recalibrate_ms,
+            config,
+            reputation,
+            tasks: HashMap::new(),
+            assignments: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            canaries: CanaryPool::default(),
+            actions: VecDeque::new(),
+            stats: DispatchStats::default(),
+            region_strikes: HashMap::new(),
+        };
+        c.request_canaries();
+        Ok(c)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SecurityConfig {
+        &self.config
+    }
+
+    /// The reputation table (serialise it to persist or display).
+    pub fn reputation(&self) -> &Reputation {
+        &self.reputation
+    }
+
+    /// The behaviour monitor.
+    pub fn monitor(&self) -> &Monitor {
+        &self.monitor
+    }
+
+    /// Dispatch counters so far.
+    pub fn stats(&self) -> DispatchStats {
+        self.stats
+    }
+
+    /// Open tasks.
+    pub fn open_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Next action, if any.
+    pub fn poll(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Coordinator::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let deadline = self.deadlines.peek().map(|Reverse((t, _))| *t);
+        Some(deadline.map_or(self.next_recalibration, |d| d.min(self.next_recalibration)))
+    }
+
+    /// Expires overdue jobs (as timeouts) and runs periodic recalibration.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        if now >= self.next_recalibration {
+            self.reputation.handle_timeout(now);
+            if self.on(Layer::Monitoring) {
+                self.monitor.recalibrate();
+            }
+            self.next_recalibration = now + self.config.reputation.recalibrate_ms;
+        }
+        while let Some(Reverse((t, job))) = self.deadlines.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.deadlines.pop();
+            if self.assignments.contains_key(&job) {
+                let _ = self.job_failed(now, job, FailureKind::Timeout);
+            }
+        }
+        self.drain_reputation();
+    }
+
+    /// Feeds one event.
+    pub fn handle(&mut self, now: Millis, event: Event) -> Result<(), SecurityError> {
+        let r = match event {
+            Event::PeerJoined {
+                peer,
+                region,
+                advertised_fuel_per_ms,
+            } => self
+                .reputation
+                .join(now, peer, region, advertised_fuel_per_ms),
+            Event::PeerLeft { peer } => self.reputation.leave(&peer),
+            Event::TaskSubmitted(spec) => self.submit(now, spec),
+            Event::CanaryAvailable(c) => self.canaries.push(c, self.config.deception.pool_capacity),
+            Event::ResultReturned { job_id, receipt } => self.result(now, job_id, receipt),
+            Event::JobFailed { job_id, kind } => self.job_failed(now, job_id, kind),
+            Event::ProtocolViolation { peer, detail } => self.reputation.record(
+                now,
+                &peer,
+                Evidence::Violation(Violation::Protocol { detail }),
+            ),
+            Event::MessageRate { peer, per_sec } => {
+                self.observe(now, peer, Metric::MessageRate, per_sec);
+                Ok(())
+            }
+            Event::TrustReport {
+                report,
+                signature_valid,
+            } => self
+                .reputation
+                .apply_report(now, &report, &[], &|_: &PeerId, _: &[u8], _: &[u8]| {
+                    signature_valid
+                })
+                .map(|_| ()),
+        };
+        self.drain_reputation();
+        self.request_canaries();
+        r
+    }
+
+    fn on(&self, layer: Layer) -> bool {
+        self.config.layers.contains(layer)
+    }
+
+    fn drain_reputation(&mut self) {
+        while let Some(change) = self.reputation.poll() {
+            if change.to == PeerState::Quarantined {
+                self.monitor.forget(&change.peer);
+                if let Some(r) = self.reputation.peer(&change.peer) {
+                    *self.region_strikes.entry(r.region).or_default() += 1;
+                }
+            }
+            self.actions.push_back(Action::PeerState(change));
+        }
+    }
+
+    fn request_canaries(&mut self) {
+        if self.on(Layer::Deception) {
+            let n = self.canaries.refill(&self.config.deception);
+            if n > 0 {
+                self.actions.push_back(Action::NeedCanaries { count: n });
+            }
+        }
+    }
+
+    fn observe(&mut self, now: Millis, peer: PeerId, metric: Metric, value: f64) {
+        if !self.on(Layer::Monitoring) {
+            return;
+        }
+        if let Some(a) = self.monitor.observe(peer, metric, value) {
+            let _ = self.reputation.record(
+                now,
+                &peer,
+                Evidence::Anomaly {
+                    metric: a.metric,
+                    score: a.score,
+                },
+            );
+        }
+    }
+
+    fn fresh_job_id(&mut self) -> u64 {
+        loop {
+            let id = self.rng.random::<u64>();
+            if !self.assignments.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        now: Millis,
+        peer: PeerId,
+        kind: Kind,
+        task: Option<&TaskSpec>,
+        canary: Option<Canary>,
+    ) {
+        let job_id = self.fresh_job_id();
+        let job = match (task, &canary) {
+            (Some(t), _) => JobSpec {
+                job_id,
+                module_hash: t.module_hash,
+                input_hash: t.input_hash,
+                fuel_limit: t.fuel_limit,
+            },
+            (None, Some(c)) => JobSpec {
+                job_id,
+                module_hash: c.module_hash,
+                input_hash: c.input_hash,
+                fuel_limit: c.fuel_limit,
+            },
+            (None, None) => unreachable!("a dispatch is for a task or a canary"),
+        };
+        let deadline = now + self.config.assignment_timeout_ms;
+        self.assignments.insert(
+            job_id,
+            Assignment {
+                peer,
+                job,
+                kind,
+                task: task.map(|t| t.id),
+                canary,
+                dispatched_at: now,
+            },
+        );
+        self.deadlines.push(Reverse((deadline, job_id)));
+        self.actions.push_back(Action::Dispatch {
+            peer,
+            job,
+            deadline,
+        });
+    }
+
+    /// Draws a peer for real work on `task`: online newcomer or trusted (plus
+    /// suspects when deception is off), not already holding it, in a region
+    /// it does not already occupy, and newcomers only for small tasks.
+    fn pick_for(&mut self, task: &OpenTask, trusted_only: bool) -> Option<PeerId> {
+        let distinct =
+            self.config.placement.distinct_regions && self.on(Layer::RandomizedExecution);
+        let with_suspects = !self.on(Layer::Deception);
+        let rep = &self.reputation;
+        let max_fuel = self.config.newcomer_max_fuel;
+        let suspects: &[PeerId] = if with_suspects { rep.suspects() } else { &[] };
+        placement::pick(
+            &mut self.rng,
+            rep.workers(),
+            suspects,
+            self.config.placement.sample_tries,
+            |p| {
+                let Some(r) = rep.peer(p) else { return false };
+                if trusted_only && r.state != PeerState::Trusted {
+                    return false;
+                }
+                if r.state != PeerState::Trusted && task.spec.fuel_limit > max_fuel {
+                    return false;
+                }
+                !task
+                    .holders
+                    .iter()
+                    .any(|(h, region)| h == p || (distinct && *region == r.region))
+            },
+        )
+    }
+
+    fn submit(&mut self, now: Millis, spec: TaskSpec) -> Result<(), SecurityError> {
+        if self.tasks.contains_key(&spec.id) {
+            return Err(SecurityError::DuplicateTask(spec.id));
+        }
+        if self.tasks.len() >= self.config.max_open_tasks {
+            return Err(SecurityError::TableFull {
+                table: "task",
+                capacity: self.config.max_open_tasks,
+            });
+        }
+        if self.on(Layer::Deception) {
+            self.send_decoys(now);
+        }
+        let task = OpenTask {
+            spec,
+            mode: Mode::Replicated,
+            votes: Vec::new(),
+            outstanding: 0,
+            holders: Vec::new(),
+            pending: Vec::new(),
+            dispatched: 0,
+            audited: None,
+        };
+        self.tasks.insert(spec.id, task);
+        self.place(now, spec.id);
+        Ok(())
+    }
+
+    /// Suspects get decoys (canaries) and nothing else, and are not told.
+    fn send_decoys(&mut self, now: Millis) {
+        for _ in 0..self.config.deception.decoys_per_task {
+            let suspects = self.reputation.suspects();
+            if suspects.is_empty() || self.canaries.is_empty() {
+                return;
+            }
+            let peer = suspects[self.rng.random_range(0..suspects.len())];
+            let c = self.canaries.take();
+            self.stats.decoys += 1;
+            self.dispatch(now, peer, Kind::Canary, None, c);
+        }
+    }
+
+    /// Chooses how to run a task that has no result yet.
+    fn place(&mut self, now: Millis, id: TaskId) {
+        let Some(task) = self.tasks.get(&id).cloned() else {
+            return;
+        };
+        if !self.on(Layer::RandomizedExecution) {
+            match self.pick_for(&task, false) {
+                Some(p) => self.run_replica(now, id, p, Mode::Unverified, Kind::Replica),
+                None => self.give_up(id, GiveUpReason::NoEligiblePeer),
+            }
+            return;
+        }
+        // A trusted primary may first be handed a canary instead (a hidden
+        // check); the task then goes to another draw.
+        let mut primary = None;
+        for _ in 0..4 {
+            let Some(p) = self.pick_for(&task, false) else {
+                break;
+            };
+            let trusted = self
+                .reputation
+                .peer(&p)
+                .is_some_and(|r| r.state == PeerState::Trusted);
+            // Newcomers get a bounded share of primaries while proven peers
+            // exist, so a stream of fresh identities costs the network little.
+            if !trusted
+                && self.reputation.trusted_count() > 0
+                && !self.rng.random_bool(self.admission(&p))
+                && let Some(q) = self.pick_for(&task, true)
+            {
+                primary = Some(q);
+                if self.spot_canary(now, q) {
+                    primary = None;
+                    continue;
+                }
+                break;
+            }
+            if trusted && self.spot_canary(now, p) {
+                continue;
+            }
+            primary = Some(p);
+            break;
+        }
+        let Some(p) = primary.or_else(|| self.pick_for(&task, false)) else {
+            if task.outstanding == 0 {
+                self.give_up(id, GiveUpReason::NoEligiblePeer);
+            }
+            return;
+        };
+        if self
+            .reputation
+            .peer(&p)
+            .is_some_and(|r| r.state == PeerState::Trusted)
+        {
+            let rate = self.spot_rate(&p);
+            let audit_share = if self.on(Layer::Deception) {
+                1.0 - self.config.deception.canary_share
+            } else {
+                1.0
+            };
+            let audit = self.rng.random_bool((rate * audit_share).clamp(0.0, 1.0));
+            self.run_replica(now, id, p, Mode::Solo { rate, audit }, Kind::Replica);
+        } else {
+            self.run_replica(now, id, p, Mode::Replicated, Kind::Replica);
+            self.top_up(now, id);
+        }
+    }
+
+    /// Admission probability of a newcomer as primary: the configured share,
+    /// divided by 1 + the quarantines already seen from its region. Identities
+    /// are free, addresses are not: churning identities from one region
+    /// quickly earns that region's newcomers almost nothing.
+    fn admission(&self, p: &PeerId) -> f64 {
+        let region = self
+            .reputation
+            .peer(p)
+            .map(|r| r.region)
+            .unwrap_or_default();
+        let strikes = self.region_strikes.get(&region).copied().unwrap_or(0);
+        self.config.newcomer_admission / (1.0 + strikes as f64)
+    }
+
+    /// With the deception layer on, maybe hand trusted peer `p` a canary as a
+    /// hidden spot check instead of the task; true if it did.
+    fn spot_canary(&mut self, now: Millis, p: PeerId) -> bool {
+        if !self.on(Layer::Deception) || self.canaries.is_empty() {
+            return false;
+        }
+        let rate = self.spot_rate(&p);
+        if !self
+            .rng
+            .random_bool((rate * self.config.deception.canary_share).clamp(0.0, 1.0))
+        {
+            return false;
+        }
+        let c = self.canaries.take();
+        self.stats.spot_canaries += 1;
+        self.dispatch(now, p, Kind::Canary, None, c);
+        true
+    }
+
+    fn spot_rate(&self, peer: &PeerId) -> f64 {
+        let checks = self.reputation.peer(peer).map_or(0, |r| r.checks_passed);
+        placement::spot_check_rate(&self.config.placement, checks)
+    }
+
+    fn run_replica(&mut self, now: Millis, id: TaskId, peer: PeerId, mode: Mode, kind: Kind) {
+        let region = self
+            .reputation
+            .peer(&peer)
+            .map(|r| r.region)
+            .unwrap_or_default();
+        let Some(task) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        task.mode = mode;
+        task.holders.push((peer, region));
+        task.pending.push(peer);
+        task.outstanding += 1;
+        task.dispatched += 1;
+        let spec = task.spec;
+        if kind == Kind::Audit {
+            self.stats.audits += 1;
+        } else {
+            self.stats.replicas += 1;
+        }
+        self.dispatch(now, peer, kind, Some(&spec), None);
+    }
+
+    /// Adds replicas until the expected weight of the results could reach
+    /// the quorum bar (no point dispatching fewer).
+    fn top_up(&mut self, now: Millis, id: TaskId) {
+        loop {
+            let Some(task) = self.tasks.get(&id) else {
+                return;
+            };
+            let live = task.votes.iter().map(|(p, _)| p).chain(task.pending.iter());
+            let (weight, count) =
+                live.fold((0.0, 0), |(w, n), p| (w + self.reputation.weight(p), n + 1));
+            let limit = self.config.placement.max_replicas as u32;
+            if (weight >= self.config.quorum.accept_weight && count >= self.config.quorum.min_votes)
+                || task.dispatched >= limit + self.config.placement.max_retries as u32
+                || task.holders.len() as u32 >= limit
+            {
+                return;
+            }
+            // Pair unproven peers with proven ones where possible: a Sybil
+            // crowd then never forms a quorum on its own.
+            let task = task.clone();
+            let Some(p) = self
+                .pick_for(&task, true)
+                .or_else(|| self.pick_for(&task, false))
+            else {
+                return;
+            };
+            self.run_replica(now, id, p, Mode::Replicated, Kind::Replica);
+        }
+    }
+
+    fn give_up(&mut self, id: TaskId, reason: GiveUpReason) {
+        self.tasks.remove(&id);
+        self.actions.push_back(Action::GiveUp { task: id, reason });
+    }
+
+    fn result(
+        &mut self,
+        now: Millis,
+        job_id: u64,
+        receipt: ReceiptFacts,
+    ) -> Result<(), SecurityError> {
+        let a = self
+            .assignments
+            .remove(&job_id)
+            .ok_or(SecurityError::UnknownAssignment(crate::ids::AssignmentId(
+                job_id,
+            )))?;
+        let peer = a.peer;
+        // Layer 2: the receipt must bind the dispatched job.
+        if self.on(Layer::Receipts)
+            && let Err(field) = receipt::check_binding(&a.job, &peer, &receipt)
+        {
+            self.reputation.record(
+                now,
+                &peer,
+                Evidence::Violation(Violation::Binding { field }),
+            )?;
+            return self.lost(now, &a);
+        }
+        // Layer 5: the counters must be physically possible.
+        let advertised = self
+            .reputation
+            .peer(&peer)
+            .map_or(0, |r| r.advertised_fuel_per_ms);
+        if self.on(Layer::Thermal)
+            && let Some(v) = thermal::check_wall_time(
+                receipt.fuel_used,
+                receipt.wall_ms,
+                advertised,
+                &self.config.thermal,
+            )
+        {
+            self.reputation.record(now, &peer, Evidence::Violation(v))?;
+            return self.lost(now, &a);
+        }
+        // Layer 4: behaviour stream.
+        self.observe(
+            now,
+            peer,
+            Metric::Latency,
+            now.saturating_sub(a.dispatched_at) as f64,
+        );
+        self.observe(now, peer, Metric::ErrorRate, 0.0);
+        if advertised > 0 {
+            let speed = receipt.fuel_used as f64 / receipt.wall_ms.max(1) as f64;
+            self.observe(now, peer, Metric::SpeedRatio, speed / advertised as f64);
+        }
+        match a.kind {
+            Kind::Canary => {
+                let c = a.canary.expect("canary assignments carry their canary");
+                let ev = match deception::check_canary(&c, &receipt, self.on(Layer::Thermal)) {
+                    CanaryVerdict::Pass => Evidence::CheckPassed,
+                    CanaryVerdict::WrongOutput => Evidence::CanaryFailed,
+                    CanaryVerdict::Counters(v) => Evidence::Violation(v),
+                };
+                self.reputation.record(now, &peer, ev)?;
+                Ok(())
+            }
+            Kind::Replica | Kind::Audit => {
+                let id = a.task.expect("replicas carry their task");
+                if let Some(task) = self.tasks.get_mut(&id) {
+                    task.votes.push((peer, receipt));
+                    task.pending.retain(|p| *p != peer);
+                    task.outstanding -= 1;
+                    if task.outstanding == 0 {
+                        self.evaluate(now, id);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A real-task assignment produced nothing usable.
+    fn lost(&mut self, now: Millis, a: &Assignment) -> Result<(), SecurityError> {
+        if let Some(id) = a.task
+            && let Some(task) = self.tasks.get_mut(&id)
+        {
+            task.pending.retain(|p| *p != a.peer);
+            task.outstanding -= 1;
+            if task.outstanding == 0 {
+                self.evaluate(now, id);
+            }
+        }
+        Ok(())
+    }
+
+    fn job_failed(
+        &mut self,
+        now: Millis,
+        job_id: u64,
+        kind: FailureKind,
+    ) -> Result<(), SecurityError> {
+        let a = self
+            .assignments
+            .remove(&job_id)
+            .ok_or(SecurityError::UnknownAssignment(crate::ids::AssignmentId(
+                job_id,
+            )))?;
+        self.reputation
+            .record(now, &a.peer, Evidence::Failed { kind })?;
+        let metric = if kind == FailureKind::Refused {
+            Metric::RefusalRate
+        } else {
+            Metric::ErrorRate
+        };
+        self.observe(now, a.peer, metric, 1.0);
+        self.lost(now, &a)
+    }
+
+    /// All outstanding replicas of a task have answered or failed: decide.
+    fn evaluate(&mut self, now: Millis, id: TaskId) {
+        let Some(task) = self.tasks.get(&id) else {
+            return;
+        };
+        let budget =
+            (self.config.placement.max_replicas + self.config.placement.max_retries) as u32;
+        match task.mode {
+            Mode::Unverified => match task.votes.first() {
+                Some((p, r)) => {
+                    let (p, r) = (*p, *r);
+                    self.tasks.remove(&id);
+                    self.actions.push_back(Action::Accept {
+                        task: id,
+                        output: r.output_hash,
+                        fuel: r.fuel_used,
+                        paid: vec![(p, r.fuel_used)],
+                        reason: AcceptReason::Unverified,
+                    });
+                }
+                None if task.dispatched < budget => self.place(now, id),
+                None => self.give_up(
+                    id,
+                    GiveUpReason::NoQuorum {
+                        dispatched: task.dispatched,
+                    },
+                ),
+            },
+            Mode::Solo { rate, audit } => match task.votes.first() {
+                Some(&(p, r)) if !audit => {
+                    self.tasks.remove(&id);
+                    self.actions.push_back(Action::Accept {
+                        task: id,
+                        output: r.output_hash,
+                        fuel: r.fuel_used,
+                        paid: vec![(p, r.fuel_used)],
+                        reason: AcceptReason::TrustedSolo {
+                            spot_check_rate: rate,
+                        },
+                    });
+                }
+                Some(&(p, _)) => {
+                    // Hidden audit: decided at placement, dispatched only now,
+                    // after the primary answered, so the primary could not see
+                    // a partner replica while computing.
+                    let task = task.clone();
+                    let auditor = self
+                        .pick_for(&task, true)
+                        .or_else(|| self.pick_for(&task, false));
+                    if let Some(t) = self.tasks.get_mut(&id) {
+                        t.mode = Mode::Replicated;
+                        t.audited = Some(p);
+                    }
+                    match auditor {
+                        Some(q) => self.run_replica(now, id, q, Mode::Replicated, Kind::Audit),
+                        None => self.evaluate(now, id),
+                    }
+                }
+                None if task.dispatched < budget => self.place(now, id),
+                None => self.give_up(
+                    id,
+                    GiveUpReason::NoQuorum {
+                        dispatched: task.dispatched,
+                    },
+                ),
+            },
+            Mode::Replicated => {
+                let thermal = self.on(Layer::Thermal);
+                let votes: Vec<Vote> = task
+                    .votes
+                    .iter()
+                    .map(|(p, r)| Vote {
+                        peer: *p,
+                        output: vote_key(r, thermal),
+                        weight: self.reputation.weight(p),
+                    })
+                    .collect();
+                match quorum::decide(&votes, &self.config.quorum) {
+                    Verdict::Accept {
+                        output,
+                        support,
+                        total,
+                    } => self.finalize(now, id, output, support, total),
+                    Verdict::Undecided { .. } => {
+                        let limit = self.config.placement.max_replicas as u32;
+                        if task.dispatched >= budget || task.holders.len() as u32 >= limit {
+                            self.give_up(
+                                id,
+                                GiveUpReason::NoQuorum {
+                                    dispatched: task.dispatched,
+                                },
+                            );
+                            return;
+                        }
+                        let task = task.clone();
+                        match self
+                            .pick_for(&task, true)
+                            .or_else(|| self.pick_for(&task, false))
+                        {
+                            Some(p) => {
+                                self.run_replica(now, id, p, Mode::Replicated, Kind::Replica);
+                                self.top_up(now, id);
+                            }
+                            None => self.give_up(id, GiveUpReason::NoEligiblePeer),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `key` is the winning vote key: the output digest, or with the thermal
+    /// layer on, the digest of (output, fuel, memory), so the quorum decides
+    /// the counters too and a disputed bill escalates like a disputed output.
+    fn finalize(&mut self, now: Millis, id: TaskId, key: Digest, support: f64, total: f64) {
+        let Some(task) = self.tasks.remove(&id) else {
+            return;
+        };
+        let thermal = self.on(Layer::Thermal);
+        let Some(&(_, winner)) = task.votes.iter().find(|(_, r)| vote_key(r, thermal) == key)
+        else {
+            return;
+        };
+        let output = winner.output_hash;
+        let reference = thermal.then_some((winner.fuel_used, winner.peak_memory_bytes));
+        let backed_by_trusted = task.votes.iter().any(|(p, r)| {
+            vote_key(r, thermal) == key
+                && self
+                    .reputation
+                    .peer(p)
+                    .is_some_and(|x| x.state == PeerState::Trusted)
+        });
+        // Fuel is deterministic, so same-output receipts with different
+        // counters prove someone lies about them. If no trusted peer backs the
+        // winner (bootstrap: newcomers only), settle in the customer's favour:
+        // the lowest claim is the reference. Over-billing only ever inflates,
+        // and under-claiming only costs the claimant.
+        let reference = if thermal && !backed_by_trusted {
+            task.votes
+                .iter()
+                .filter(|(_, r)| r.output_hash == output)
+                .map(|(_, r)| (r.fuel_used, r.peak_memory_bytes))
+                .min()
+        } else {
+            reference
+        };
+        let mut paid = Vec::with_capacity(task.votes.len());
+        for (p, r) in &task.votes {
+            let ev = if r.output_hash != output {
+                if backed_by_trusted {
+                    Evidence::Disagreed { task: id }
+                } else {
+                    Evidence::Outvoted { task: id }
+                }
+            } else if let Some(v) = reference
+                .and_then(|rf| thermal::check_counters(r.fuel_used, r.peak_memory_bytes, rf))
+            {
+                Evidence::CountersDisputed(v)
+            } else {
+                paid.push((*p, r.fuel_used));
+                if task.audited == Some(*p) {
+                    Evidence::CheckPassed
+                } else {
+                    Evidence::Agreed { task: id }
+                }
+            };
+            let _ = self.reputation.record(now, p, ev);
+        }
+        let fuel = reference.map_or(winner.fuel_used, |r| r.0);
+        self.actions.push_back(Action::Accept {
+            task: id,
+            output,
+            fuel,
+            paid,
+            reason: AcceptReason::Quorum {
+                support,
+                total,
+                voters: task.votes.len() as u32,
+            },
+        });
+    }
+}
+
+/// What a replica votes for: its output digest, or with counters folded in
+/// when the thermal layer is on (fuel and memory are deterministic, so honest
+/// replicas still agree exactly).
+fn vote_key(r: &ReceiptFacts, thermal: bool) -> Digest {
+    if !thermal {
+        return r.output_hash;
+    }
+    let mut d = r.output_hash;
+    for (i, b) in r
+        .fuel_used
+        .to_be_bytes()
+        .iter()
+        .chain(r.peak_memory_bytes.to_be_bytes().iter())
+        .enumerate()
+    {
+        d.0[i * 2 % 32] ^= b.rotate_left(3);
+        d.0[(i * 2 + 1) % 32] = d.0[(i * 2 + 1) % 32].wrapping_add(*b).wrapping_mul(31);
+    }
+    d
+}

@@ -1,0 +1,5 @@
+//! The integration tests of biop2p: one binary, one module per area.
+//! Real wasmtime, real files; hostile guests are WAT written here.
+
+mod guests;
+mod sandbox;
