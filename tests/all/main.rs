@@ -1,5 +1,6 @@
 //! The integration tests of biop2p: one binary, one module per area.
 //! Real wasmtime, real files; hostile guests are WAT written here.
 
+mod cli;
 mod guests;
 mod sandbox;

@@ -2,7 +2,9 @@
 
 mod bench;
 mod common;
+mod roles;
 mod run;
+mod sim;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -21,6 +23,10 @@ enum Command {
     Run(run::Args),
     /// Measure the sandbox (and more) on this machine.
     Bench(bench::Args),
+    /// Simulate a swarm driving the real roles (and security) code.
+    Sim(sim::Args),
+    /// List the biological roles and node types.
+    Roles(roles::Args),
 }
 
 /// Parses the command line, runs the subcommand, and turns its error into a
@@ -31,6 +37,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::execute(a),
         Command::Bench(a) => bench::execute(a),
+        Command::Sim(a) => sim::execute(a),
+        Command::Roles(a) => roles::execute(a),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,199 @@
+//! `biop2p sim`: the deterministic simulator over the real `roles` code, and
+//! `biop2p sim byzantine` over the real `security` code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use roles::sim::{self, Scenario};
+use security::byzantine::{self, ByzantineConfig, Strategy};
+
+/// Simulate a swarm (seeded, virtual time).
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    #[command(subcommand)]
+    byzantine: Option<Sub>,
+    /// Override the scenario's host count.
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Override the scenario's job count.
+    #[arg(long)]
+    jobs: Option<u64>,
+    /// Seed (the same seed reproduces a run exactly).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// A built-in scenario (repeatable); default: all of them.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(sim::builtin_names()))]
+    scenario: Vec<String>,
+    /// A scenario file you wrote (TOML, see `biop2p sim --print-scenario steady`).
+    #[arg(long)]
+    scenario_file: Vec<PathBuf>,
+    /// Print a built-in scenario's documented TOML and exit.
+    #[arg(long, value_name = "NAME")]
+    print_scenario: Option<String>,
+    /// One JSON line per scenario.
+    #[arg(long)]
+    json: bool,
+    /// Write an SVG plot of each role's effect against its baseline.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand)]
+enum Sub {
+    /// Honest hosts against attackers: biop2p's security vs a fixed
+    /// majority of 3.
+    Byzantine(ByzArgs),
+}
+
+#[derive(clap::Args)]
+struct ByzArgs {
+    /// Attacker fraction (repeatable); default 0, 0.10, 0.25, 0.33, 0.40.
+    #[arg(long)]
+    fraction: Vec<f64>,
+    /// Attacker strategy (repeatable); default all.
+    #[arg(long, value_parser = parse_strategy)]
+    strategy: Vec<Strategy>,
+    /// Tasks per cell.
+    #[arg(long)]
+    tasks: Option<usize>,
+    /// Hosts per cell.
+    #[arg(long)]
+    hosts: Option<usize>,
+    /// Seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// One JSON line per cell.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_strategy(s: &str) -> Result<Strategy, String> {
+    s.parse::<Strategy>().map_err(|e| e.to_string())
+}
+
+pub fn execute(a: Args) -> Result<ExitCode> {
+    if let Some(Sub::Byzantine(b)) = a.byzantine {
+        return byzantine(b);
+    }
+    if let Some(name) = a.print_scenario {
+        let text = Scenario::builtin_toml(&name).with_context(|| {
+            format!(
+                "no built-in scenario {name:?}; try one of {:?}",
+                sim::builtin_names()
+            )
+        })?;
+        print!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut scenarios = Vec::new();
+    for name in &a.scenario {
+        scenarios.push(Scenario::builtin(name)?);
+    }
+    for path in &a.scenario_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read scenario file {}", path.display()))?;
+        scenarios.push(
+            Scenario::from_toml_str(&text)
+                .with_context(|| format!("invalid scenario file {}", path.display()))?,
+        );
+    }
+    if scenarios.is_empty() {
+        for name in sim::builtin_names() {
+            scenarios.push(Scenario::builtin(name)?);
+        }
+    }
+    let mut reports = Vec::new();
+    for mut sc in scenarios {
+        if let Some(n) = a.nodes {
+            sc = sc.with_nodes(n);
+        }
+        if let Some(j) = a.jobs {
+            sc = sc.with_jobs(j);
+        }
+        if let Some(s) = a.seed {
+            sc = sc.with_seed(s);
+        }
+        sc.validate()?;
+        for r in sim::run(&sc) {
+            if a.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print_report(&r);
+            }
+            reports.push(r);
+        }
+    }
+    if let Some(path) = a.plot {
+        std::fs::write(&path, sim::plot_svg(&reports))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        if !a.json {
+            println!("plot written to {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(r: &sim::ScenarioReport) {
+    let v = serde_json::to_value(r).unwrap_or_default();
+    let f = |o: &serde_json::Value, k: &str| match o.get(k) {
+        Some(serde_json::Value::Number(n)) => format!("{:.3}", n.as_f64().unwrap_or(f64::NAN)),
+        _ => "-".into(),
+    };
+    let base = v.get("baseline").cloned().unwrap_or_default();
+    println!("scenario {} ({} nodes)", r.scenario, f(&v, "nodes"));
+    for k in [
+        "mean_completion_ms",
+        "utilisation",
+        "recovery_p95_ms",
+        "tasks_to_steady_state",
+        "msgs_per_node_per_sec",
+        "msgs_per_placement",
+    ] {
+        println!(
+            "  {k:<24} roles {:>14}   baseline {:>14}",
+            f(&v, k),
+            f(&base, k)
+        );
+    }
+}
+
+fn byzantine(b: ByzArgs) -> Result<ExitCode> {
+    let mut cfg = ByzantineConfig::default();
+    if let Some(t) = b.tasks {
+        cfg.tasks = t;
+    }
+    if let Some(h) = b.hosts {
+        cfg.hosts = h;
+    }
+    if let Some(s) = b.seed {
+        cfg.seed = s;
+    }
+    let cells = byzantine::run_matrix(&cfg, &b.fraction, &b.strategy, &[])?;
+    if !b.json {
+        println!(
+            "{:<10} {:>5} {:<18} {:>9} {:>8} {:>6} {:>6} {:>7}",
+            "policy", "frac", "strategy", "wrong%", "repl", "honQ", "attQ", "t2q"
+        );
+    }
+    for c in &cells {
+        if b.json {
+            println!("{}", serde_json::to_string(c)?);
+        } else {
+            println!(
+                "{:<10} {:>5.2} {:<18} {:>9.4} {:>8.3} {:>6} {:>6} {:>7}",
+                c.policy.name(),
+                c.fraction,
+                c.strategy.name(),
+                c.wrong_accepted_rate * 100.0,
+                c.replicas_per_task,
+                c.honest_quarantined,
+                c.attackers_quarantined,
+                c.tasks_to_quarantine_median
+                    .map_or("-".to_string(), |m| m.to_string()),
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
