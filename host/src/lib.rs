@@ -1,9 +1,19 @@
 //! biop2p: a peer-to-peer WebAssembly compute marketplace.
 //!
 //! This crate is the host: the sandbox that runs one task in a fresh metered
-//! wasmtime instance, and (in later modules) the network node around it.
-//! Decision logic lives in the pure `roles` and `security` crates.
+//! wasmtime instance, the wire protocol, the durable stores, and the node
+//! (host daemon and submitter client) around them. Decision logic lives in
+//! the pure `roles` and `security` crates.
 
+pub mod config;
 pub mod fsutil;
+pub mod identity;
+pub mod net;
+pub mod node;
+pub mod proto;
 pub mod sandbox;
+pub mod store;
 pub mod workloads;
+
+pub use config::NodeConfig;
+pub use roles::{BiologicalRole, NetworkAddress};

@@ -4,57 +4,32 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use biop2p::sandbox::{Sandbox, SandboxConfig, WasmModule};
+use biop2p::sandbox::{Sandbox, WasmModule};
 
-/// The data directory: `--data-dir`, else `$BIOP2P_DATA_DIR`, else the
-/// platform's data dir (`$XDG_DATA_HOME/biop2p`).
+/// The host's data directory: `--data-dir` (or `$BIOP2P_DATA_DIR`), else
+/// `$XDG_DATA_HOME/biop2p/host`.
 pub fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(d) = flag {
         return Ok(d);
     }
-    if let Some(d) = std::env::var_os("BIOP2P_DATA_DIR") {
-        return Ok(PathBuf::from(d));
+    Ok(state_dir(None)?.join("host"))
+}
+
+/// The submitter's state directory: `--state-dir` (or `$BIOP2P_STATE_DIR`),
+/// else `$XDG_DATA_HOME/biop2p`.
+pub fn state_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(d) = flag {
+        return Ok(d);
     }
-    let base = dirs::data_dir().context("no data directory on this platform: pass --data-dir")?;
+    let base = dirs::data_dir()
+        .context("no data directory on this platform: pass --data-dir/--state-dir")?;
     Ok(base.join("biop2p"))
 }
 
-/// Calibration kept on disk, so the fuel rate is measured once per host.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Calibration {
-    fuel_per_sec: u64,
-    arch: String,
-    version: String,
-}
-
-/// Opens a sandbox with its code cache in `data_dir`, measuring the host's
-/// fuel rate on first use and storing it.
+/// Opens a sandbox with its code cache in `data_dir` (fuel rate measured
+/// once and stored).
 pub fn open_sandbox(data_dir: &Path) -> Result<Sandbox> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-    let cal_path = data_dir.join("calibration.json");
-    let stored: Option<Calibration> = std::fs::read(&cal_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .filter(|c: &Calibration| {
-            c.arch == std::env::consts::ARCH && c.version == env!("CARGO_PKG_VERSION")
-        });
-    let config = SandboxConfig {
-        data_dir: Some(data_dir.to_path_buf()),
-        fuel_per_sec: stored.as_ref().map(|c| c.fuel_per_sec),
-        ..SandboxConfig::default()
-    };
-    let sandbox = Sandbox::new(config).context("cannot start the sandbox")?;
-    if stored.is_none() {
-        let cal = Calibration {
-            fuel_per_sec: sandbox.fuel_per_sec(),
-            arch: std::env::consts::ARCH.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        };
-        biop2p::fsutil::write_atomic(&cal_path, &serde_json::to_vec(&cal)?)
-            .with_context(|| format!("cannot write {}", cal_path.display()))?;
-    }
-    Ok(sandbox)
+    biop2p::node::open_sandbox(data_dir).context("cannot start the sandbox")
 }
 
 /// Loads a module from a path, or an embedded workload as `builtin:NAME`.
@@ -130,4 +105,31 @@ pub fn parse_secs(s: &str) -> Result<u64, String> {
 /// Lowercase hex of a hash.
 pub fn hex(h: &[u8; 32]) -> String {
     blake3::Hash::from(*h).to_hex().to_string()
+}
+
+/// Prints a line to stdout; a closed pipe (`| head`) ends quietly.
+pub fn print_line(line: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        r => r.context("cannot write to stdout"),
+    }
+}
+
+/// Loads the node config: `--config`, else `DATA_DIR/biop2p.toml` if it
+/// exists, else the embedded defaults.
+pub fn load_config(flag: Option<&Path>, data_dir: &Path) -> Result<biop2p::NodeConfig> {
+    let path = match flag {
+        Some(p) => Some(p.to_path_buf()),
+        None => Some(data_dir.join("biop2p.toml")).filter(|p| p.exists()),
+    };
+    match path {
+        None => Ok(biop2p::NodeConfig::default()),
+        Some(p) => {
+            let text = std::fs::read_to_string(&p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            biop2p::NodeConfig::from_toml(&text).with_context(|| format!("in {}", p.display()))
+        }
+    }
 }

@@ -2,9 +2,13 @@
 
 mod bench;
 mod common;
+mod host;
+mod init;
 mod roles;
 mod run;
 mod sim;
+mod status;
+mod submit;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,6 +27,18 @@ enum Command {
     Run(run::Args),
     /// Measure the sandbox (and more) on this machine.
     Bench(bench::Args),
+    /// Run a host daemon: lend this machine's CPU.
+    Host(host::Args),
+    /// Write a commented default config file.
+    Init(init::InitArgs),
+    /// Print this host's peer id.
+    Id(init::IdArgs),
+    /// Submit a job to a host and get verified output.
+    Submit(submit::Args),
+    /// Show a submitted job's status (queued, running, done, failed).
+    Status(status::Args),
+    /// Get a submitted job's verified output, waiting for it if needed.
+    Result(status::Args),
     /// Simulate a swarm driving the real roles (and security) code.
     Sim(sim::Args),
     /// List the biological roles and node types.
@@ -37,6 +53,12 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::execute(a),
         Command::Bench(a) => bench::execute(a),
+        Command::Host(a) => host::execute(a),
+        Command::Init(a) => init::init(a),
+        Command::Id(a) => init::id(a),
+        Command::Submit(a) => submit::execute(a),
+        Command::Status(a) => status::status(a),
+        Command::Result(a) => status::result(a),
         Command::Sim(a) => sim::execute(a),
         Command::Roles(a) => roles::execute(a),
     };

@@ -62,13 +62,15 @@ pub fn execute(a: Args) -> Result<ExitCode> {
     task.portable = a.portable;
     let r = sandbox.run(&task);
     if a.json {
-        println!("{}", serde_json::to_string(&json(&r))?);
+        common::print_line(&serde_json::to_string(&json(&r))?)?;
     } else {
         match &r.outcome {
             Ok(out) => {
                 let mut stdout = std::io::stdout().lock();
-                stdout.write_all(out).context("cannot write output")?;
-                stdout.flush()?;
+                match stdout.write_all(out).and_then(|()| stdout.flush()) {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    r => r.context("cannot write output")?,
+                }
             }
             Err(e) => {
                 std::io::stderr().write_all(&r.stderr).ok();

@@ -1,0 +1,327 @@
+//! `biop2p submit`: send a signed job to a host, get verified output.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use biop2p::config::NetworkConfig;
+use biop2p::identity::Identity;
+use biop2p::node::client::JobParams;
+use biop2p::node::{Client, verify_response};
+use biop2p::proto::{self, InlineBlob, JobId, JobRequest, JobResponse};
+use biop2p::store::{SubmitRecord, SubmitterStore, unix_now};
+use libp2p::{Multiaddr, PeerId};
+
+use super::common;
+
+/// Blobs up to this size travel inside the job request (one round trip
+/// saved); larger ones the host fetches in chunks.
+const INLINE_LIMIT: usize = 512 << 10;
+/// Largest output accepted from a host.
+const MAX_OUTPUT: u64 = 16 << 20;
+
+/// Submit a job to a host and wait for its verified output.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The module (component, WASI p1 command, .wat, or builtin:NAME).
+    file: String,
+    /// The input: a file, or `-` for stdin.
+    #[arg(long)]
+    input: Option<String>,
+    /// The host (full multiaddr, e.g. /ip4/127.0.0.1/tcp/7450/p2p/12D3...).
+    #[arg(long, required = true)]
+    peer: Vec<Multiaddr>,
+    /// Fuel budget.
+    #[arg(long, default_value_t = JobParams::default().fuel)]
+    fuel: u64,
+    /// Memory limit in bytes (KiB/MiB/GiB suffixes accepted).
+    #[arg(long, value_parser = common::parse_bytes, default_value = "256MiB")]
+    memory: u64,
+    /// Time limit in seconds.
+    #[arg(long, value_parser = common::parse_secs)]
+    timeout: Option<u64>,
+    /// The most you pay per million fuel.
+    #[arg(long, default_value_t = JobParams::default().max_price_per_mfuel)]
+    max_price: u64,
+    /// Write the output to this file instead of stdout.
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+    /// Return as soon as the host has durably accepted the job.
+    #[arg(long)]
+    detach: bool,
+    /// One JSON line.
+    #[arg(long)]
+    json: bool,
+    /// Submitter state (key, jobs, results); default $XDG_DATA_HOME/biop2p.
+    #[arg(long, env = "BIOP2P_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Arguments for the guest.
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+/// The submitter's state: identity and database.
+pub struct State {
+    pub id: Identity,
+    pub store: SubmitterStore,
+}
+
+impl State {
+    pub fn open(flag: Option<PathBuf>) -> Result<Self> {
+        let dir = common::state_dir(flag)?;
+        let id = Identity::load_or_create(&dir)
+            .with_context(|| format!("cannot load the key in {}", dir.display()))?;
+        let store = SubmitterStore::open(&dir.join("submitter"))
+            .with_context(|| format!("cannot open the job database in {}", dir.display()))?;
+        Ok(State { id, store })
+    }
+}
+
+pub fn execute(a: Args) -> Result<ExitCode> {
+    let module = common::load_module(&a.file)?;
+    let input = common::read_input(a.input.as_deref(), 256 << 20)?;
+    let state = State::open(a.state_dir.clone())?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(submit(a, state, module.bytes().to_vec(), input))
+}
+
+fn progress(json: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.enable_steady_tick(std::time::Duration::from_millis(100));
+    pb
+}
+
+async fn submit(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Result<ExitCode> {
+    let pb = progress(a.json);
+    let addr = a.peer.first().cloned().context("--peer is required")?;
+    pb.set_message(format!("connecting to {addr}"));
+    let mut client = Client::new(state.id.clone(), &NetworkConfig::default(), MAX_OUTPUT).await?;
+    let peer = client
+        .connect(&addr)
+        .await
+        .context("is the host running? check --peer")?;
+    let params = JobParams {
+        args: a.args.clone(),
+        fuel: a.fuel,
+        memory_bytes: a.memory,
+        timeout_ms: a.timeout,
+        max_price_per_mfuel: a.max_price,
+        ..JobParams::default()
+    };
+    let job = client.make_job(&module, &input, &params);
+    let job_id = job.id();
+    let spec = job.verify().expect("own job verifies");
+    let mut inline = Vec::new();
+    let mut inline_bytes = 0;
+    for data in [&module, &input] {
+        if inline_bytes + data.len() <= INLINE_LIMIT {
+            inline_bytes += data.len();
+            inline.push(InlineBlob {
+                hash: *blake3::hash(data).as_bytes(),
+                data: data.clone(),
+            });
+        }
+    }
+    client.offer_blob(Arc::new(module));
+    client.offer_blob(Arc::new(input));
+    let mut record = SubmitRecord {
+        job: job.clone(),
+        host_peer: peer.to_string(),
+        host_addr: biop2p::net::with_peer_id(&addr, peer).to_string(),
+        status: "queued".into(),
+        response: None,
+        submitted_at: unix_now(),
+    };
+    state.store.put(&job_id, &record).await?;
+    pb.set_message(format!("uploading job {}", &proto::hex(&job_id)[..12]));
+    let resp = client
+        .request(
+            &peer,
+            JobRequest::Submit {
+                job,
+                inline,
+                wait: !a.detach,
+            },
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "job {} may or may not have run; ask with `biop2p status`",
+                proto::hex(&job_id)
+            )
+        })?;
+    pb.set_message("verifying receipt");
+    let code = finish(
+        &state,
+        &mut record,
+        &job_id,
+        &spec,
+        &peer,
+        resp,
+        a.json,
+        a.output.as_deref(),
+    )
+    .await;
+    pb.finish_and_clear();
+    code
+}
+
+/// Verifies and records a host's answer, then prints it as `submit` and
+/// `result` do. Shared with `status`/`result`.
+#[allow(clippy::too_many_arguments)]
+pub async fn finish(
+    state: &State,
+    record: &mut SubmitRecord,
+    job_id: &JobId,
+    spec: &proto::JobSpec,
+    peer: &PeerId,
+    resp: JobResponse,
+    json: bool,
+    output_path: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    match &resp {
+        JobResponse::Accepted { .. } => {
+            record.status = "queued".into();
+            state.store.put(job_id, record).await?;
+            if json {
+                common::print_line(
+                    &serde_json::json!({ "job_id": proto::hex(job_id) }).to_string(),
+                )?;
+            } else {
+                common::print_line(&proto::hex(job_id))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobResponse::Pending { state: s, .. } => {
+            record.status = match s {
+                proto::JobState::Queued => "queued",
+                proto::JobState::Running => "running",
+            }
+            .into();
+            state.store.put(job_id, record).await?;
+            print_result(record, json, output_path)
+        }
+        JobResponse::Done { .. } | JobResponse::Failed { .. } => {
+            let v = verify_response(&resp, job_id, spec, peer)
+                .context("the host's answer failed verification; nothing was accepted")?;
+            record.status = if v.output.is_some() { "done" } else { "failed" }.into();
+            record.response = Some(resp);
+            state.store.put(job_id, record).await?;
+            print_result(record, json, output_path)
+        }
+        JobResponse::Refused { reason, message } => {
+            record.status = "failed".into();
+            record.response = Some(resp.clone());
+            state.store.put(job_id, record).await?;
+            if json {
+                print_result(record, json, output_path)
+            } else {
+                bail!("the host refused the job: {reason}: {message}")
+            }
+        }
+        JobResponse::Unknown { .. } => {
+            bail!(
+                "the host does not know job {} (it was never durably accepted)",
+                proto::hex(job_id)
+            )
+        }
+    }
+}
+
+/// Prints a job's record: raw output (or the `-o` file), or the JSON line.
+pub fn print_result(
+    record: &SubmitRecord,
+    json: bool,
+    output_path: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    let job_id = record.job.id();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut v = serde_json::json!({
+        "job_id": proto::hex(&job_id),
+        "status": record.status,
+        "output_base64": null,
+        "output_hash": null,
+        "receipts": [],
+    });
+    let mut output = None;
+    let mut error = None;
+    match &record.response {
+        Some(JobResponse::Done {
+            output: out,
+            receipt,
+            ..
+        }) => {
+            v["output_base64"] = b64.encode(out).into();
+            v["output_hash"] = blake3::hash(out).to_hex().as_str().into();
+            v["receipts"] = serde_json::json!([receipt_json(receipt)]);
+            output = Some(out.clone());
+        }
+        Some(JobResponse::Failed {
+            kind,
+            message,
+            receipt,
+            ..
+        }) => {
+            v["receipts"] = serde_json::json!([receipt_json(receipt)]);
+            v["error_kind"] = kind.as_str().into();
+            v["error"] = message.as_str().into();
+            error = Some(format!("the job failed on the host: {kind}: {message}"));
+        }
+        Some(JobResponse::Refused { reason, message }) => {
+            v["error_kind"] = reason.as_str().into();
+            v["error"] = message.as_str().into();
+            error = Some(format!("the host refused the job: {reason}: {message}"));
+        }
+        _ => {}
+    }
+    if json {
+        common::print_line(&v.to_string())?;
+    } else if let Some(out) = &output {
+        match output_path {
+            Some(p) => {
+                std::fs::write(p, out).with_context(|| format!("cannot write {}", p.display()))?
+            }
+            None => {
+                let mut so = std::io::stdout().lock();
+                match so.write_all(out).and_then(|()| so.flush()) {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    r => r.context("cannot write output")?,
+                }
+            }
+        }
+    } else if error.is_none() {
+        common::print_line(&format!("{} {}", proto::hex(&job_id), record.status))?;
+    }
+    if let Some(e) = error {
+        if !json {
+            eprintln!("error: {e}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn receipt_json(r: &proto::SignedReceipt) -> serde_json::Value {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match r.verify() {
+        Ok(body) => serde_json::json!({
+            "host": body.host_peer_id().map(|p| p.to_string()),
+            "fuel_used": body.fuel_used,
+            "peak_memory_bytes": body.peak_memory_bytes,
+            "wall_ms": body.wall_us as f64 / 1000.0,
+            "output_hash": proto::hex(&body.output_hash),
+            "price": body.price,
+            "signature": b64.encode(r.signature),
+            "receipt_base64": b64.encode(&r.body),
+            "arch": body.arch,
+        }),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    }
+}

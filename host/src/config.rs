@@ -1,0 +1,321 @@
+//! The node's configuration: what `biop2p.toml` deserialises into.
+//!
+//! Every field has a documented default, so no file is needed; `biop2p init`
+//! writes the defaults out with comments. Unknown fields are an error (a typo
+//! must not silently fall back to a default), and the schema is versioned.
+
+use serde::{Deserialize, Serialize};
+
+/// Current schema version of `biop2p.toml`.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// Errors of loading a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// A value is out of range.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration of a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Schema version ([`CONFIG_VERSION`]).
+    pub version: u32,
+    /// Transports, ports, discovery, connection limits.
+    pub network: NetworkConfig,
+    /// Roles.
+    pub biological: BiologicalConfig,
+    /// What the host lends.
+    pub resources: ResourceConfig,
+    /// Limits on what peers may send.
+    pub security: SecurityConfig,
+    /// Prices.
+    pub market: MarketConfig,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            version: CONFIG_VERSION,
+            network: NetworkConfig::default(),
+            biological: BiologicalConfig::default(),
+            resources: ResourceConfig::default(),
+            security: SecurityConfig::default(),
+            market: MarketConfig::default(),
+        }
+    }
+}
+
+/// `[network]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// TCP port (0: any free port).
+    pub tcp_port: u16,
+    /// QUIC (UDP) port (0: any free port).
+    pub quic_port: u16,
+    /// WebSocket port (0: any free port).
+    pub ws_port: u16,
+    /// Listen addresses; when empty, all interfaces with all three
+    /// transports on the ports above.
+    pub listen: Vec<String>,
+    /// Find hosts on the LAN by mDNS.
+    pub mdns: bool,
+    /// Peers to join the swarm through (full multiaddrs with `/p2p/`).
+    pub bootstrap: Vec<String>,
+    /// Established connections in total. Each costs a few buffers and a
+    /// Yamux session; 256 suits a volunteer machine.
+    pub max_connections: u32,
+    /// Established connections per peer.
+    pub max_connections_per_peer: u32,
+    /// Connections being set up at once (handshakes cost CPU: bounding them
+    /// bounds what a flood of dials can make us spend).
+    pub max_pending: u32,
+    /// Seconds a request may take before the requester gives up (a job that
+    /// waits for its result included).
+    pub request_timeout_secs: u64,
+    /// Seconds an idle connection is kept open (dials cost milliseconds;
+    /// requests on an open connection, microseconds).
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            tcp_port: 7450,
+            quic_port: 7450,
+            ws_port: 7451,
+            listen: Vec::new(),
+            mdns: true,
+            bootstrap: Vec::new(),
+            max_connections: 256,
+            max_connections_per_peer: 4,
+            max_pending: 64,
+            request_timeout_secs: 600,
+            idle_timeout_secs: 120,
+        }
+    }
+}
+
+/// `[biological]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BiologicalConfig {
+    /// The role this node starts in (see `biop2p roles`).
+    pub primary_role: String,
+    /// The node's place in the hierarchy, `region.cluster.tier`.
+    pub address: String,
+}
+
+impl Default for BiologicalConfig {
+    fn default() -> Self {
+        BiologicalConfig {
+            primary_role: "Young".into(),
+            address: "001.001.1".into(),
+        }
+    }
+}
+
+/// `[resources]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourceConfig {
+    /// Fraction of this machine's cores lent to sandboxes (0 < x ≤ 1); the
+    /// worker pool has `ceil(cores × cpu_allocation)` threads.
+    pub cpu_allocation: f64,
+    /// Largest fuel budget a job may ask for.
+    pub max_fuel: u64,
+    /// Largest memory limit a job may ask for, in bytes.
+    pub max_memory_bytes: u64,
+    /// Largest module or input, in bytes.
+    pub max_blob_bytes: u64,
+    /// Accepted but unfinished jobs; beyond it new jobs are refused `busy`.
+    pub max_queue: usize,
+    /// Bytes of cached blobs kept on disk (least recently used out first).
+    pub blob_cache_bytes: u64,
+    /// Largest output a job may produce, in bytes.
+    pub max_output_bytes: u64,
+}
+
+impl Default for ResourceConfig {
+    fn default() -> Self {
+        ResourceConfig {
+            cpu_allocation: 1.0,
+            max_fuel: 1_000_000_000_000,
+            max_memory_bytes: 1 << 30,
+            max_blob_bytes: 256 << 20,
+            max_queue: 1024,
+            blob_cache_bytes: 1 << 30,
+            max_output_bytes: 16 << 20,
+        }
+    }
+}
+
+impl ResourceConfig {
+    /// Worker threads for sandboxes.
+    pub fn workers(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ((cores as f64 * self.cpu_allocation).ceil() as usize).clamp(1, cores)
+    }
+}
+
+/// `[security]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Longest a job may be valid for, in seconds; nonces are kept this
+    /// long, so this bounds the replay table.
+    pub max_job_lifetime_secs: u64,
+    /// Clock skew tolerated between submitter and host, in seconds.
+    pub clock_skew_secs: u64,
+    /// Blob bytes a job may carry inline in its request.
+    pub max_inline_bytes: usize,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            max_job_lifetime_secs: 24 * 3600,
+            clock_skew_secs: 60,
+            max_inline_bytes: 1 << 20,
+        }
+    }
+}
+
+/// `[market]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarketConfig {
+    /// This host's price per million fuel. Jobs with a lower ceiling are
+    /// refused `price_too_low`.
+    pub price_per_mfuel: u64,
+}
+
+impl Default for MarketConfig {
+    fn default() -> Self {
+        MarketConfig { price_per_mfuel: 1 }
+    }
+}
+
+impl NodeConfig {
+    /// Parses and validates a TOML document.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let c: NodeConfig = toml::from_str(text)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.version != CONFIG_VERSION {
+            return Err(ConfigError::Invalid(format!(
+                "version {} (this build reads version {CONFIG_VERSION})",
+                self.version
+            )));
+        }
+        let cpu = self.resources.cpu_allocation;
+        if !(cpu > 0.0 && cpu <= 1.0) {
+            return Err(ConfigError::Invalid(format!(
+                "resources.cpu_allocation {cpu} is not in (0, 1]"
+            )));
+        }
+        if self.resources.max_queue == 0 {
+            return Err(ConfigError::Invalid(
+                "resources.max_queue must be at least 1".into(),
+            ));
+        }
+        self.biological
+            .primary_role
+            .parse::<roles::BiologicalRole>()
+            .map_err(|e| ConfigError::Invalid(format!("biological.primary_role: {e}")))?;
+        self.biological
+            .address
+            .parse::<roles::NetworkAddress>()
+            .map_err(|e| ConfigError::Invalid(format!("biological.address: {e}")))?;
+        Ok(())
+    }
+}
+
+/// The commented default file `biop2p init` writes.
+pub const DEFAULT_TOML: &str = r#"# biop2p host configuration. Every value shown is the default.
+version = 1
+
+[network]
+# Ports of the three transports (0 = any free port).
+tcp_port = 7450
+quic_port = 7450          # UDP
+ws_port = 7451
+# Explicit listen multiaddrs; empty = all interfaces, all three transports.
+listen = []
+# Find hosts on the LAN.
+mdns = true
+# Peers to join through, e.g. "/ip4/203.0.113.7/tcp/7450/p2p/12D3KooW...".
+bootstrap = []
+# Connection limits: total, per peer, and handshakes in progress.
+max_connections = 256
+max_connections_per_peer = 4
+max_pending = 64
+# A request (including a job waiting for its result) gives up after this.
+request_timeout_secs = 600
+# Idle connections are kept this long (dials cost milliseconds).
+idle_timeout_secs = 120
+
+[biological]
+# Starting role: Young, Caste, Havoc, Thermal, Memory, Trust, Alpha, Bravo, Super.
+primary_role = "Young"
+# Place in the hierarchy: region.cluster.tier.
+address = "001.001.1"
+
+[resources]
+# Fraction of the cores lent to sandboxes.
+cpu_allocation = 1.0
+# Largest fuel budget and memory limit a job may ask for.
+max_fuel = 1000000000000
+max_memory_bytes = 1073741824
+# Largest module or input, and largest output.
+max_blob_bytes = 268435456
+max_output_bytes = 16777216
+# Accepted but unfinished jobs; more are refused as busy.
+max_queue = 1024
+# Disk kept for cached modules and inputs.
+blob_cache_bytes = 1073741824
+
+[security]
+# Jobs may be valid for at most this long (bounds the replay table).
+max_job_lifetime_secs = 86400
+clock_skew_secs = 60
+# Blob bytes a submitter may send inline with a job.
+max_inline_bytes = 1048576
+
+[market]
+# Price per million fuel; jobs whose ceiling is lower are refused.
+price_per_mfuel = 1
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_file_is_the_default_config() {
+        assert_eq!(
+            NodeConfig::from_toml(DEFAULT_TOML).unwrap(),
+            NodeConfig::default()
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_errors() {
+        assert!(NodeConfig::from_toml("[network]\ntcp_prot = 1\n").is_err());
+        assert!(NodeConfig::from_toml("[resources]\ncpu_allocation = 1.5\n").is_err());
+        assert!(NodeConfig::from_toml("[biological]\nprimary_role = \"Queen\"\n").is_err());
+        assert!(NodeConfig::from_toml("version = 2\n").is_err());
+        let c = NodeConfig::from_toml("[market]\nprice_per_mfuel = 9\n").unwrap();
+        assert_eq!(c.market.price_per_mfuel, 9);
+    }
+}

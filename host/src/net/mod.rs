@@ -1,0 +1,9 @@
+//! The network edge: transports, the composed behaviour and the codec.
+
+pub mod behaviour;
+pub mod codec;
+mod swarm;
+
+pub use behaviour::{BLOB_CHUNK, BLOB_PROTOCOL, Behaviour, BehaviourEvent, JOB_PROTOCOL};
+pub use codec::Inbound;
+pub use swarm::{NetError, build_swarm, default_listen_addrs, with_peer_id};

@@ -1,0 +1,294 @@
+//! The submitter's side: a swarm that dials hosts, sends signed jobs, serves
+//! the job's blobs to the host that fetches them, and collects responses.
+//!
+//! The client drives its own swarm inside its async methods (a CLI submits
+//! one job, or a benchmark many in flight), so it needs no background task.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm};
+
+use crate::config::NetworkConfig;
+use crate::identity::Identity;
+use crate::net::{BLOB_CHUNK, Behaviour, BehaviourEvent, Inbound, build_swarm};
+use crate::proto::{self, BlobResponse, Hash, JobRequest, JobResponse, JobSpec, SignedJob};
+
+pub use super::receipts::Verified;
+
+/// Errors of the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Network set-up.
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
+    /// The host could not be reached.
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect {
+        /// Where.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// A request failed in transport (timeout, connection closed, garbled).
+    /// After a timeout nobody knows whether the job ran: ask with `Fetch`.
+    #[error("request to {peer} failed: {reason}")]
+    Request {
+        /// The host.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How long a dial may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a job asks for, besides its module and input.
+#[derive(Debug, Clone)]
+pub struct JobParams {
+    /// Guest argv after the program name.
+    pub args: Vec<String>,
+    /// Fuel budget.
+    pub fuel: u64,
+    /// Memory limit.
+    pub memory_bytes: u64,
+    /// Time limit.
+    pub timeout_ms: Option<u64>,
+    /// Scratch directory.
+    pub scratch: bool,
+    /// NaN canonicalization.
+    pub portable: bool,
+    /// Price ceiling per million fuel.
+    pub max_price_per_mfuel: u64,
+    /// Seconds until the job expires.
+    pub lifetime_secs: u64,
+}
+
+impl Default for JobParams {
+    fn default() -> Self {
+        JobParams {
+            args: Vec::new(),
+            fuel: crate::sandbox::TaskLimits::DEFAULT.fuel,
+            memory_bytes: crate::sandbox::TaskLimits::DEFAULT.memory_bytes,
+            timeout_ms: None,
+            scratch: false,
+            portable: false,
+            max_price_per_mfuel: 1_000,
+            lifetime_secs: 3600,
+        }
+    }
+}
+
+/// A submitter's connection to the swarm.
+pub struct Client {
+    swarm: Swarm<Behaviour>,
+    id: Identity,
+    blobs: HashMap<Hash, Arc<Vec<u8>>>,
+    ready: VecDeque<(OutboundRequestId, Result<JobResponse, ClientError>)>,
+}
+
+impl Client {
+    /// A client with the given identity.
+    pub async fn new(
+        id: Identity,
+        net: &NetworkConfig,
+        max_output: u64,
+    ) -> Result<Self, ClientError> {
+        let limits = crate::net::behaviour::job_limits(1 << 20, max_output);
+        let swarm = build_swarm(&id, net, limits).await?;
+        Ok(Client {
+            swarm,
+            id,
+            blobs: HashMap::new(),
+            ready: VecDeque::new(),
+        })
+    }
+
+    /// This client's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.id
+    }
+
+    /// Dials `addr` and waits for the connection. The peer id comes from the
+    /// address's `/p2p/` part, or from the handshake when it has none.
+    pub async fn connect(&mut self, addr: &Multiaddr) -> Result<PeerId, ClientError> {
+        let expected = addr.iter().find_map(|p| match p {
+            Protocol::P2p(id) => Some(id),
+            _ => None,
+        });
+        if let Some(p) = expected
+            && self.swarm.is_connected(&p)
+        {
+            return Ok(p);
+        }
+        let err = |reason: String| ClientError::Connect {
+            addr: addr.to_string(),
+            reason,
+        };
+        self.swarm
+            .dial(addr.clone())
+            .map_err(|e| err(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + DIAL_TIMEOUT;
+        loop {
+            let ev = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
+                .await
+                .map_err(|_| err("timed out".into()))?;
+            match ev {
+                SwarmEvent::ConnectionEstablished { peer_id, .. }
+                    if expected.is_none_or(|e| e == peer_id) =>
+                {
+                    return Ok(peer_id);
+                }
+                SwarmEvent::OutgoingConnectionError { peer_id, error, .. }
+                    if expected.is_none() || peer_id == expected =>
+                {
+                    return Err(err(error.to_string()));
+                }
+                other => self.on_event(other),
+            }
+        }
+    }
+
+    /// Makes `data` available to hosts that fetch it by hash; returns the hash.
+    pub fn offer_blob(&mut self, data: Arc<Vec<u8>>) -> Hash {
+        let h = *blake3::hash(&data).as_bytes();
+        self.blobs.insert(h, data);
+        h
+    }
+
+    /// Builds and signs a job for a module and input already offered.
+    pub fn make_job(&self, module: &[u8], input: &[u8], p: &JobParams) -> SignedJob {
+        let mut nonce = [0u8; 16];
+        rand::fill(&mut nonce);
+        let spec = JobSpec {
+            version: proto::VERSION,
+            submitter: self.id.public_key(),
+            module_hash: *blake3::hash(module).as_bytes(),
+            module_size: module.len() as u64,
+            input_hash: *blake3::hash(input).as_bytes(),
+            input_size: input.len() as u64,
+            args: p.args.clone(),
+            fuel: p.fuel,
+            memory_bytes: p.memory_bytes,
+            timeout_ms: p.timeout_ms,
+            scratch: p.scratch,
+            portable: p.portable,
+            max_price_per_mfuel: p.max_price_per_mfuel,
+            nonce,
+            expires_at: crate::store::unix_now() + p.lifetime_secs,
+        };
+        SignedJob::sign(&spec, &self.id.signing)
+    }
+
+    /// Sends a request; its response comes from [`Client::next_response`].
+    pub fn send(&mut self, peer: &PeerId, req: JobRequest) -> OutboundRequestId {
+        self.swarm
+            .behaviour_mut()
+            .job
+            .send_request(peer, Inbound::Ok(req))
+    }
+
+    /// Drives the swarm until some response (or failure) arrives.
+    pub async fn next_response(&mut self) -> (OutboundRequestId, Result<JobResponse, ClientError>) {
+        loop {
+            if let Some(r) = self.ready.pop_front() {
+                return r;
+            }
+            let ev = self.swarm.select_next_some().await;
+            self.on_event(ev);
+        }
+    }
+
+    /// Sends a request and waits for its response.
+    pub async fn request(
+        &mut self,
+        peer: &PeerId,
+        req: JobRequest,
+    ) -> Result<JobResponse, ClientError> {
+        let id = self.send(peer, req);
+        loop {
+            let (rid, r) = self.next_response().await;
+            if rid == id {
+                return r;
+            }
+            self.ready.push_back((rid, r));
+            // Another request's response: keep it, but drive the swarm.
+            let ev = self.swarm.select_next_some().await;
+            self.on_event(ev);
+        }
+    }
+
+    fn on_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::Behaviour(BehaviourEvent::Job(e)) => match e {
+                request_response::Event::Message {
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                } => self.ready.push_back((request_id, Ok(response))),
+                request_response::Event::Message {
+                    message: request_response::Message::Request { channel, .. },
+                    ..
+                } => {
+                    // Submitters do not run jobs.
+                    let _ = self.swarm.behaviour_mut().job.send_response(
+                        channel,
+                        JobResponse::Refused {
+                            reason: proto::RefuseReason::Busy,
+                            message: "this peer is a submitter, not a host".into(),
+                        },
+                    );
+                }
+                request_response::Event::OutboundFailure {
+                    peer,
+                    request_id,
+                    error,
+                    ..
+                } => {
+                    self.ready.push_back((
+                        request_id,
+                        Err(ClientError::Request {
+                            peer,
+                            reason: error.to_string(),
+                        }),
+                    ));
+                }
+                _ => {}
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Blob(request_response::Event::Message {
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            })) => {
+                let resp = match request {
+                    Inbound::Ok(req) => match self.blobs.get(&req.hash) {
+                        Some(data) => {
+                            let start = (req.offset as usize).min(data.len());
+                            let end =
+                                start + (req.len.min(BLOB_CHUNK) as usize).min(data.len() - start);
+                            BlobResponse::Chunk {
+                                total: data.len() as u64,
+                                data: data[start..end].to_vec(),
+                            }
+                        }
+                        None => BlobResponse::NotFound,
+                    },
+                    _ => BlobResponse::NotFound,
+                };
+                let _ = self.swarm.behaviour_mut().blob.send_response(channel, resp);
+            }
+            _ => {}
+        }
+    }
+}

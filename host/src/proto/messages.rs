@@ -1,0 +1,166 @@
+//! Request and response messages of the two protocols.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Hash, JobId, SignedJob, SignedReceipt};
+
+/// Blob bytes sent along with a job, to save a round trip for small ones.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InlineBlob {
+    /// Claimed blake3; verified by the receiver.
+    pub hash: Hash,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+/// `/biop2p/job/1.0.0` requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum JobRequest {
+    /// Run this job. Blobs the host lacks and that are not inline it fetches
+    /// from the submitter over `/biop2p/blob/1.0.0`. With `wait`, the
+    /// response is the result; without, `Accepted` once the job is durable.
+    Submit {
+        /// The signed job.
+        job: SignedJob,
+        /// Small blobs sent along.
+        inline: Vec<InlineBlob>,
+        /// Answer with the result instead of with `Accepted`.
+        wait: bool,
+    },
+    /// What became of a job. With `wait`, answer when it is finished.
+    Fetch {
+        /// The job.
+        job_id: JobId,
+        /// Hold the answer until the job is done.
+        wait: bool,
+    },
+}
+
+/// Where an unfinished job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobState {
+    /// Accepted, waiting for a worker.
+    Queued,
+    /// In a sandbox now.
+    Running,
+}
+
+/// Why a host would not take a job. Stable names, shown as snake_case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefuseReason {
+    /// The job's signature does not verify.
+    BadSignature,
+    /// Past its expiry, or expiring too far in the future.
+    Expired,
+    /// This (submitter, nonce) was seen before.
+    Replayed,
+    /// The job's price ceiling is below the host's price.
+    PriceTooLow,
+    /// A size or limit is over what the host accepts.
+    TooLarge,
+    /// A blob's bytes do not match its hash.
+    BlobMismatch,
+    /// The host's queue is full.
+    Busy,
+    /// The request could not be decoded.
+    Malformed,
+    /// A blob could not be fetched from the submitter.
+    BlobUnavailable,
+}
+
+impl RefuseReason {
+    /// The stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefuseReason::BadSignature => "bad_signature",
+            RefuseReason::Expired => "expired",
+            RefuseReason::Replayed => "replayed",
+            RefuseReason::PriceTooLow => "price_too_low",
+            RefuseReason::TooLarge => "too_large",
+            RefuseReason::BlobMismatch => "blob_mismatch",
+            RefuseReason::Busy => "busy",
+            RefuseReason::Malformed => "malformed",
+            RefuseReason::BlobUnavailable => "blob_unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for RefuseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `/biop2p/job/1.0.0` responses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum JobResponse {
+    /// The job is durably accepted (it will run even if the host crashes).
+    Accepted {
+        /// Its id.
+        job_id: JobId,
+    },
+    /// Not finished yet.
+    Pending {
+        /// Its id.
+        job_id: JobId,
+        /// Where it is.
+        state: JobState,
+    },
+    /// Finished with output.
+    Done {
+        /// Its id.
+        job_id: JobId,
+        /// The output.
+        output: Vec<u8>,
+        /// The host's signed receipt.
+        receipt: SignedReceipt,
+    },
+    /// Ran and failed in the sandbox; the receipt says how and what it cost.
+    Failed {
+        /// Its id.
+        job_id: JobId,
+        /// The sandbox's error kind.
+        kind: String,
+        /// Human-readable detail.
+        message: String,
+        /// The host's signed receipt.
+        receipt: SignedReceipt,
+    },
+    /// Not taken.
+    Refused {
+        /// Why, as a stable reason.
+        reason: RefuseReason,
+        /// Detail for a person.
+        message: String,
+    },
+    /// The host knows no such job.
+    Unknown {
+        /// The id asked about.
+        job_id: JobId,
+    },
+}
+
+/// `/biop2p/blob/1.0.0`: a range of the blob with this hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobRequest {
+    /// blake3 of the whole blob.
+    pub hash: Hash,
+    /// First byte wanted.
+    pub offset: u64,
+    /// Bytes wanted (capped by the server at its chunk size).
+    pub len: u32,
+}
+
+/// `/biop2p/blob/1.0.0` response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum BlobResponse {
+    /// Bytes from `offset`, and the blob's total length.
+    Chunk {
+        /// Total length of the blob.
+        total: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// This peer does not have (or will not give) that blob.
+    NotFound,
+}
