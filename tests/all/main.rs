@@ -2,5 +2,7 @@
 //! Real wasmtime, real files; hostile guests are WAT written here.
 
 mod cli;
+mod durability;
 mod guests;
+mod network;
 mod sandbox;

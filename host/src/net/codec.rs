@@ -62,6 +62,10 @@ impl<Req, Resp> Clone for Codec<Req, Resp> {
     }
 }
 
+/// Oversized bodies up to this length are read and dropped so the sender
+/// gets a `too_large` answer; a larger announcement resets the stream.
+const DISCARD_MAX: u64 = 64 << 20;
+
 enum Frame {
     Body(Vec<u8>),
     TooLarge(u64),
@@ -72,6 +76,16 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, limit: usize) -> io
     io.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len) as u64;
     if len > limit as u64 {
+        // The sender is still writing the body and will not read our answer
+        // until it is done. Drop up to DISCARD_MAX bytes unread-into-memory
+        // so a specific refusal can go back; beyond that, reset the stream.
+        if len > DISCARD_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("message of {len} bytes is far over the limit of {limit}"),
+            ));
+        }
+        futures::io::copy(&mut io.take(len), &mut futures::io::sink()).await?;
         return Ok(Frame::TooLarge(len));
     }
     let mut body = vec![0u8; len as usize];

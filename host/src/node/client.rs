@@ -100,7 +100,18 @@ impl Client {
         net: &NetworkConfig,
         max_output: u64,
     ) -> Result<Self, ClientError> {
-        let limits = crate::net::behaviour::job_limits(1 << 20, max_output);
+        Self::with_limits(id, net, 1 << 20, max_output).await
+    }
+
+    /// A client whose requests may carry up to `max_inline` blob bytes (a
+    /// host still applies its own, usually smaller, limit).
+    pub async fn with_limits(
+        id: Identity,
+        net: &NetworkConfig,
+        max_inline: usize,
+        max_output: u64,
+    ) -> Result<Self, ClientError> {
+        let limits = crate::net::behaviour::job_limits(max_inline, max_output);
         let swarm = build_swarm(&id, net, limits).await?;
         Ok(Client {
             swarm,
@@ -160,6 +171,12 @@ impl Client {
         let h = *blake3::hash(&data).as_bytes();
         self.blobs.insert(h, data);
         h
+    }
+
+    /// Serves `data` under a claimed hash without checking it. Only a test
+    /// of a host's verification has a use for this.
+    pub fn offer_blob_as(&mut self, hash: Hash, data: Arc<Vec<u8>>) {
+        self.blobs.insert(hash, data);
     }
 
     /// Builds and signs a job for a module and input already offered.
