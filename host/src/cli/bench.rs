@@ -9,7 +9,10 @@ use biop2p::workloads;
 
 /// Measure this machine.
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    #[command(subcommand)]
+    target: Option<Target>,
     /// Print one JSON line instead of a table.
     #[arg(long)]
     json: bool,
@@ -19,6 +22,19 @@ pub struct Args {
     /// Matrix size for the wasm/native ratio.
     #[arg(long, default_value_t = 256)]
     matmul_n: u32,
+}
+
+#[derive(clap::Subcommand)]
+enum Target {
+    /// A host and a submitter in two processes over loopback TCP.
+    Network {
+        /// One JSON line.
+        #[arg(long)]
+        json: bool,
+        /// Jobs measured one at a time for the latency figure.
+        #[arg(long, default_value_t = 2000)]
+        jobs: usize,
+    },
 }
 
 /// The figures of `bench --json` (field names are an interface).
@@ -35,6 +51,9 @@ struct Figures {
 }
 
 pub fn execute(a: Args) -> Result<ExitCode> {
+    if let Some(Target::Network { json, jobs }) = a.target {
+        return super::bench_network::execute(json, jobs);
+    }
     // No data dir: the figures measure the in-memory cache, which is what a
     // running host uses after a module's first task.
     let sandbox = Sandbox::new(SandboxConfig::default())?;

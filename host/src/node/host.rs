@@ -233,6 +233,8 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
     let (done_tx, done_rx) = mpsc::channel(cfg.resources.max_queue + 16);
     let (durable_tx, durable_rx) = mpsc::channel(cfg.resources.max_queue + 16);
+    let (flush_tx, flush_rx) = mpsc::unbounded_channel();
+    tokio::spawn(flusher(store.clone(), flush_rx, durable_tx));
     let mut host = Host {
         cfg,
         id: id.clone(),
@@ -242,7 +244,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         faulty: opts.faulty,
         events: events_tx,
         done_tx,
-        durable_tx,
+        flush_tx,
         inflight: HashSet::new(),
         running: HashSet::new(),
         waiters: HashMap::new(),
@@ -299,7 +301,10 @@ struct Host {
     faulty: bool,
     events: mpsc::Sender<HostEvent>,
     done_tx: mpsc::Sender<(JobId, TaskResult)>,
-    durable_tx: mpsc::Sender<(JobId, ResponseChannel<JobResponse>)>,
+    /// Writes waiting for a flush; acknowledgements come back on
+    /// `durable_rx` once their flush is done (group commit, one flush at a
+    /// time).
+    flush_tx: mpsc::UnboundedSender<Option<(JobId, ResponseChannel<JobResponse>)>>,
     /// Accepted and unfinished (bounded by `max_queue`).
     inflight: HashSet<JobId>,
     /// In a sandbox now.
@@ -538,6 +543,7 @@ impl Host {
             }
         };
         let job_id = job.id();
+        tracing::debug!(job = %proto::hex(&job_id), %peer, wait, "submit");
         if let Err((reason, msg)) = self.check(&spec, &job_id) {
             return self.refuse(swarm, channel, peer, Some(job_id), reason, msg);
         }
@@ -818,25 +824,14 @@ impl Host {
             job_id: proto::hex(&job_id),
             submitter: f.peer.to_string(),
         });
-        let store = self.store.clone();
         if f.wait {
-            // The result is the answer; durability of the acceptance still
-            // matters if we crash before it is ready.
+            // The result is the acknowledgement: nothing is promised before
+            // it, so no flush waits in the latency path (sled still flushes
+            // on its own every 500 ms, and a crash before the answer shows
+            // the submitter a failed request, never a false success).
             self.waiters.entry(job_id).or_default().push(f.channel);
-            tokio::spawn(async move {
-                let _ = store.flush().await;
-            });
         } else {
-            let tx = self.durable_tx.clone();
-            let ch = f.channel;
-            tokio::spawn(async move {
-                match store.flush().await {
-                    Ok(()) => {
-                        let _ = tx.send((job_id, ch)).await;
-                    }
-                    Err(e) => tracing::error!(error = %e, "flush failed; not acknowledging"),
-                }
-            });
+            let _ = self.flush_tx.send(Some((job_id, f.channel)));
         }
         self.dispatch(job_id, &f.spec);
     }
@@ -880,6 +875,7 @@ impl Host {
         task.scratch = spec.scratch;
         task.portable = spec.portable;
         task.seed = Some(job_id);
+        tracing::debug!(job = %proto::hex(&job_id), "dispatch");
         match self.pool.submit(task) {
             Ok(rx) => {
                 self.running.insert(job_id);
@@ -899,6 +895,7 @@ impl Host {
     }
 
     fn on_done(&mut self, swarm: &mut Swarm<Behaviour>, job_id: JobId, mut r: TaskResult) {
+        tracing::debug!(job = %proto::hex(&job_id), waiters = self.waiters.get(&job_id).map_or(0, Vec::len), "done");
         self.running.remove(&job_id);
         self.inflight.remove(&job_id);
         if self.faulty
@@ -949,10 +946,10 @@ impl Host {
         if let Err(e) = self.store.finish(&job_id, &response) {
             tracing::error!(error = %e, "cannot store result");
         }
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            let _ = store.flush().await;
-        });
+        if !self.waiters.contains_key(&job_id) {
+            // Nobody is waiting: the result must survive until collected.
+            let _ = self.flush_tx.send(None);
+        }
         self.emit(HostEvent::Finished {
             job_id: proto::hex(&job_id),
             status,
@@ -992,6 +989,31 @@ impl Host {
             _ => JobResponse::Unknown { job_id },
         };
         let _ = swarm.behaviour_mut().job.send_response(ch, resp);
+    }
+}
+
+/// Flushes the store for every batch of writes queued while the previous
+/// flush ran, then hands the acknowledgements that waited on it back to the
+/// event loop. One flush at a time: concurrent sled flushes stalled.
+async fn flusher(
+    store: HostStore,
+    mut rx: mpsc::UnboundedReceiver<Option<(JobId, ResponseChannel<JobResponse>)>>,
+    durable: mpsc::Sender<(JobId, ResponseChannel<JobResponse>)>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut acks: Vec<_> = first.into_iter().collect();
+        while let Ok(more) = rx.try_recv() {
+            acks.extend(more);
+        }
+        if let Err(e) = store.flush().await {
+            tracing::error!(error = %e, "flush failed; not acknowledging");
+            continue;
+        }
+        for a in acks {
+            if durable.send(a).await.is_err() {
+                return;
+            }
+        }
     }
 }
 

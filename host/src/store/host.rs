@@ -34,17 +34,29 @@ pub struct JobRecord {
     pub expires_at: u64,
 }
 
-/// The host's database.
+/// The host's database: one sled tree, keys prefixed by kind, so that a
+/// job, its nonce and its result are written together in atomic batches
+/// (sled's multi-tree transactions stalled under concurrent flushes).
 #[derive(Clone)]
 pub struct HostStore {
     db: sled::Db,
-    jobs: sled::Tree,
-    nonces: sled::Tree,
-    results: sled::Tree,
+    tree: sled::Tree,
 }
 
 /// Results are kept this long after their job's expiry for late collectors.
 pub const RESULT_RETENTION_SECS: u64 = 7 * 24 * 3600;
+
+const JOB: u8 = b'j';
+const NONCE: u8 = b'n';
+const RESULT: u8 = b'r';
+
+fn key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = vec![kind];
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
 
 impl HostStore {
     /// Opens (creating) the database in `dir`.
@@ -54,29 +66,20 @@ impl HostStore {
             .mode(sled::Mode::HighThroughput)
             .open()?;
         Ok(HostStore {
-            jobs: db.open_tree("jobs")?,
-            nonces: db.open_tree("nonces")?,
-            results: db.open_tree("results")?,
+            tree: db.open_tree("host")?,
             db,
         })
     }
 
-    fn nonce_key(submitter: &[u8; 32], nonce: &[u8; 16]) -> Vec<u8> {
-        let mut k = submitter.to_vec();
-        k.extend_from_slice(nonce);
-        k
-    }
-
     /// Whether this (submitter, nonce) was accepted before.
     pub fn nonce_seen(&self, submitter: &[u8; 32], nonce: &[u8; 16]) -> Result<bool, StoreError> {
-        Ok(self
-            .nonces
-            .contains_key(Self::nonce_key(submitter, nonce))?)
+        Ok(self.tree.contains_key(key(NONCE, &[submitter, nonce]))?)
     }
 
-    /// Records an accepted job and its nonce together. Returns `false` (and
-    /// writes nothing) if the nonce was taken meanwhile. Call [`Self::flush`]
-    /// before acknowledging.
+    /// Records an accepted job and its nonce in one atomic batch. Returns
+    /// `false` (and writes nothing) if the nonce was taken. The host's event
+    /// loop is the only writer, so check-then-write cannot race. Call
+    /// [`Self::flush`] before acknowledging.
     pub fn accept(
         &self,
         job_id: &JobId,
@@ -84,21 +87,17 @@ impl HostStore {
         submitter: &[u8; 32],
         nonce: &[u8; 16],
     ) -> Result<bool, StoreError> {
-        use sled::Transactional;
-        let nk = Self::nonce_key(submitter, nonce);
-        let rec = encode(record);
-        let r = (&self.jobs, &self.nonces).transaction(|(jobs, nonces)| {
-            if nonces.get(&nk)?.is_some() {
-                return Ok(false);
-            }
-            nonces.insert(nk.as_slice(), &record.expires_at.to_be_bytes())?;
-            jobs.insert(job_id.as_slice(), rec.as_slice())?;
-            Ok(true)
-        });
-        r.map_err(|e: sled::transaction::TransactionError<()>| match e {
-            sled::transaction::TransactionError::Storage(s) => StoreError::Db(s),
-            sled::transaction::TransactionError::Abort(()) => unreachable!("never aborted"),
-        })
+        if self.nonce_seen(submitter, nonce)? {
+            return Ok(false);
+        }
+        let mut b = sled::Batch::default();
+        b.insert(
+            key(NONCE, &[submitter, nonce]),
+            &record.expires_at.to_be_bytes(),
+        );
+        b.insert(key(JOB, &[job_id]), encode(record));
+        self.tree.apply_batch(b)?;
+        Ok(true)
     }
 
     /// Makes everything written so far durable.
@@ -109,33 +108,42 @@ impl HostStore {
 
     /// A stored job.
     pub fn job(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
-        self.jobs.get(id)?.map(|b| decode(&b)).transpose()
+        self.tree
+            .get(key(JOB, &[id]))?
+            .map(|b| decode(&b))
+            .transpose()
     }
 
-    /// Stores a job's final response (Done or Failed) and marks it finished.
+    /// Stores a job's final response (Done or Failed) and marks the job
+    /// finished, in one atomic batch.
     pub fn finish(&self, id: &JobId, response: &JobResponse) -> Result<(), StoreError> {
-        self.results.insert(id, encode(response))?;
+        let mut b = sled::Batch::default();
+        b.insert(key(RESULT, &[id]), encode(response));
         if let Some(mut rec) = self.job(id)? {
             rec.state = StoredState::Finished;
-            self.jobs.insert(id, encode(&rec))?;
+            b.insert(key(JOB, &[id]), encode(&rec));
         }
+        self.tree.apply_batch(b)?;
         Ok(())
     }
 
     /// A finished job's response.
     pub fn result(&self, id: &JobId) -> Result<Option<JobResponse>, StoreError> {
-        self.results.get(id)?.map(|b| decode(&b)).transpose()
+        self.tree
+            .get(key(RESULT, &[id]))?
+            .map(|b| decode(&b))
+            .transpose()
     }
 
     /// Jobs accepted and not finished (to run again after a restart).
     pub fn unfinished(&self) -> Result<Vec<(JobId, JobRecord)>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.jobs.iter() {
+        for kv in self.tree.scan_prefix([JOB]) {
             let (k, v) = kv?;
             let rec: JobRecord = decode(&v)?;
             if rec.state == StoredState::Queued {
-                let id: Hash = k.as_ref().try_into().map_err(|_| {
-                    StoreError::Io(std::io::Error::other("job key is not 32 bytes"))
+                let id: Hash = k[1..].try_into().map_err(|_| {
+                    StoreError::Io(std::io::Error::other("job key is not 33 bytes"))
                 })?;
                 out.push((id, rec));
             }
@@ -146,20 +154,22 @@ impl HostStore {
     /// Removes expired nonces and old finished jobs and results.
     pub fn collect_garbage(&self, now: u64) -> Result<usize, StoreError> {
         let mut removed = 0;
-        for kv in self.nonces.iter() {
+        for kv in self.tree.scan_prefix([NONCE]) {
             let (k, v) = kv?;
             let exp = u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]));
             if exp < now {
-                self.nonces.remove(k)?;
+                self.tree.remove(k)?;
                 removed += 1;
             }
         }
-        for kv in self.jobs.iter() {
+        for kv in self.tree.scan_prefix([JOB]) {
             let (k, v) = kv?;
             let rec: JobRecord = decode(&v)?;
             if rec.state == StoredState::Finished && rec.expires_at + RESULT_RETENTION_SECS < now {
-                self.jobs.remove(&k)?;
-                self.results.remove(&k)?;
+                let mut b = sled::Batch::default();
+                b.remove(k.clone());
+                b.remove(key(RESULT, &[&k[1..]]));
+                self.tree.apply_batch(b)?;
                 removed += 1;
             }
         }

@@ -1,0 +1,198 @@
+//! `biop2p bench network`: a host and a submitter in two processes over
+//! loopback TCP (Noise, Yamux), echo workload, module cached, connection
+//! open. Measures signed job → sandbox → signed receipt verified.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use biop2p::config::NodeConfig;
+use biop2p::identity::Identity;
+use biop2p::node::client::JobParams;
+use biop2p::node::{Client, verify_response};
+use biop2p::proto::{InlineBlob, JobRequest, JobResponse};
+use biop2p::workloads;
+
+/// The figures (field names are an interface).
+#[derive(serde::Serialize)]
+struct Figures {
+    job_latency_us_median: f64,
+    job_latency_us_p99: f64,
+    jobs_per_sec: f64,
+    blob_mib_per_sec: f64,
+    jobs_measured: usize,
+    in_flight: usize,
+}
+
+/// Jobs in flight for the throughput figure.
+const IN_FLIGHT: usize = 64;
+
+fn in_flight() -> usize {
+    std::env::var("BIOP2P_BENCH_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(IN_FLIGHT)
+}
+
+pub fn execute(json: bool, jobs: usize) -> Result<ExitCode> {
+    let dir = tempfile::tempdir()?;
+    let exe = std::env::current_exe()?;
+    let mut host = Command::new(exe)
+        .args([
+            "host",
+            "--json",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start the host process")?;
+    let mut out = BufReader::new(host.stdout.take().context("host stdout")?);
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    // Keep draining the host's events so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in out.lines() {});
+    let v: serde_json::Value = serde_json::from_str(&line).context("host did not start")?;
+    let addr: libp2p::Multiaddr = v["addrs"][0].as_str().context("host address")?.parse()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let figures = rt.block_on(measure(addr, jobs));
+    let _ = host.kill();
+    let _ = host.wait();
+    let f = figures?;
+    if json {
+        super::common::print_line(&serde_json::to_string(&f)?)?;
+    } else {
+        println!(
+            "job latency (signed job → verified receipt)  median {:>8.1} µs   p99 {:>8.1} µs",
+            f.job_latency_us_median, f.job_latency_us_p99
+        );
+        println!(
+            "jobs per second ({} in flight, one host)     {:>12.0}",
+            f.in_flight, f.jobs_per_sec
+        );
+        println!(
+            "blob transfer (64 MiB, hash-verified)        {:>12.1} MiB/s",
+            f.blob_mib_per_sec
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn measure(addr: libp2p::Multiaddr, jobs: usize) -> Result<Figures> {
+    let seed: [u8; 32] = rand::random();
+    let mut c = Client::new(
+        Identity::from_seed(seed),
+        &NodeConfig::default().network,
+        16 << 20,
+    )
+    .await?;
+    let peer = c.connect(&addr).await?;
+    let module = workloads::ECHO;
+    let module_hash = *blake3::hash(module).as_bytes();
+    let p = JobParams::default();
+    let input = b"hello, biop2p".to_vec();
+    let submit = |c: &Client, with_module: bool| {
+        let job = c.make_job(module, &input, &p);
+        let mut inline = vec![InlineBlob {
+            hash: *blake3::hash(&input).as_bytes(),
+            data: input.clone(),
+        }];
+        if with_module {
+            inline.push(InlineBlob {
+                hash: module_hash,
+                data: module.to_vec(),
+            });
+        }
+        (
+            job.clone(),
+            JobRequest::Submit {
+                job,
+                inline,
+                wait: true,
+            },
+        )
+    };
+    // Warm: the host caches the module (blob and compiled code).
+    for i in 0..50 {
+        let (job, req) = submit(&c, i == 0);
+        let r = c.request(&peer, req).await?;
+        verify_response(&r, &job.id(), &job.verify()?, &peer).context("warm-up job")?;
+    }
+    // Latency: one job at a time, from signing to a verified receipt.
+    let mut lat = Vec::with_capacity(jobs);
+    for _ in 0..jobs {
+        let t = Instant::now();
+        let (job, req) = submit(&c, false);
+        let r = c.request(&peer, req).await?;
+        let v = verify_response(&r, &job.id(), &job.verify()?, &peer)?;
+        if v.output.as_deref() != Some(&input[..]) {
+            bail!("wrong output");
+        }
+        lat.push(t.elapsed().as_nanos() as f64 / 1000.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    // Throughput: IN_FLIGHT jobs outstanding.
+    let total = jobs.max(IN_FLIGHT * 4);
+    let mut pending = std::collections::HashMap::new();
+    let t = Instant::now();
+    let mut sent = 0;
+    let mut done = 0;
+    while done < total {
+        while sent < total && pending.len() < in_flight() {
+            let (job, req) = submit(&c, false);
+            pending.insert(c.send(&peer, req), job);
+            sent += 1;
+        }
+        let (rid, r) = c.next_response().await;
+        let job = pending.remove(&rid).context("unexpected response")?;
+        let r = r.with_context(|| format!("after {done} of {total} jobs ({sent} sent)"))?;
+        if let JobResponse::Refused { reason, message } = &r {
+            bail!("job refused during the throughput run: {reason}: {message}");
+        }
+        verify_response(&r, &job.id(), &job.verify()?, &peer)?;
+        done += 1;
+    }
+    let jobs_per_sec = total as f64 / t.elapsed().as_secs_f64();
+    // Blob: the host fetches 64 MiB from us in chunks and verifies it.
+    let blob: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let job = c.make_job(
+        module,
+        &blob,
+        &JobParams {
+            fuel: 1000,
+            ..p.clone()
+        },
+    );
+    c.offer_blob(Arc::new(blob));
+    let t = Instant::now();
+    let r = c
+        .request(
+            &peer,
+            JobRequest::Submit {
+                job,
+                inline: vec![],
+                wait: false,
+            },
+        )
+        .await?;
+    let secs = t.elapsed().as_secs_f64();
+    if !matches!(r, JobResponse::Accepted { .. }) {
+        bail!("the 64 MiB job was not accepted: {r:?}");
+    }
+    let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize];
+    Ok(Figures {
+        job_latency_us_median: pct(0.5),
+        job_latency_us_p99: pct(0.99),
+        jobs_per_sec,
+        blob_mib_per_sec: 64.0 / secs,
+        jobs_measured: jobs,
+        in_flight: IN_FLIGHT,
+    })
+}
