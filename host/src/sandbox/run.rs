@@ -213,6 +213,7 @@ struct Inner {
     cache: CodeCache<Prepared>,
     scratch: ScratchRoot,
     fuel_per_sec: AtomicU64,
+    metering: bool,
     _scratch_tmp: Option<tempfile::TempDir>,
 }
 
@@ -230,7 +231,7 @@ impl Sandbox {
                     .prefix("biop2p-scratch")
                     .tempdir()
                     .map_err(|e| host(&e))?;
-                (t.path().to_path_buf(), Some(t))
+                (t.path().join("scratch"), Some(t))
             }
         };
         let scratch = ScratchRoot::open(&scratch_path).map_err(|e| host(&e))?;
@@ -244,6 +245,7 @@ impl Sandbox {
                 cache,
                 scratch,
                 fuel_per_sec: AtomicU64::new(config.fuel_per_sec.unwrap_or(0)),
+                metering: config.engine.metering,
                 _scratch_tmp: tmp,
             }),
         };
@@ -316,7 +318,8 @@ impl Sandbox {
         let seed = task
             .seed
             .unwrap_or_else(|| task_seed(&module_hash, &input_hash, &task.args));
-        let budget = Budget::new(&task.limits, self.fuel_per_sec());
+        let mut budget = Budget::new(&task.limits, self.fuel_per_sec());
+        budget.metered = self.inner.metering;
         let scratch = if task.scratch {
             match self.inner.scratch.create(&hex8(&seed)) {
                 Ok(d) => Some(d),
@@ -415,6 +418,9 @@ impl Sandbox {
 struct Budget {
     cap: u64,
     from_timeout: Option<u64>,
+    /// False only on a benchmark engine without metering
+    /// ([`EngineConfig::metering`]): no fuel is set, read or charged.
+    metered: bool,
 }
 
 impl Budget {
@@ -426,10 +432,12 @@ impl Budget {
             Some(t) if t < limits.fuel => Budget {
                 cap: t,
                 from_timeout: limits.timeout_ms,
+                metered: true,
             },
             _ => Budget {
                 cap: limits.fuel,
                 from_timeout: None,
+                metered: true,
             },
         }
     }
@@ -467,9 +475,8 @@ fn run_core(
         },
     );
     store.limiter(|s| &mut s.limiter);
-    store.call_hook(charge_host_calls);
     let r = (|| {
-        store.set_fuel(budget.cap)?;
+        meter(&mut store, budget)?;
         let instance = pre.instantiate(&mut store)?;
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         match start.call(&mut store, ()) {
@@ -480,7 +487,7 @@ fn run_core(
             },
         }
     })();
-    let fuel_left = store.get_fuel().unwrap_or(0);
+    let fuel_left = fuel_left(&store, budget);
     let out = r.map(|()| stdio.stdout.take());
     let CoreState { limiter, .. } = store.into_data();
     (out, fuel_left, limiter, GuestReport::default())
@@ -501,8 +508,26 @@ fn component_store(
         },
     );
     store.limiter(|s| &mut s.limiter);
-    store.call_hook(charge_host_calls);
     store
+}
+
+/// Gives the store its fuel and the host-call charge (unless the engine is
+/// the unmetered benchmark one).
+fn meter<T: 'static>(store: &mut Store<T>, budget: &Budget) -> wasmtime::Result<()> {
+    if budget.metered {
+        store.call_hook(charge_host_calls);
+        store.set_fuel(budget.cap)?;
+    }
+    Ok(())
+}
+
+/// Fuel left in the store: the whole cap on the unmetered benchmark engine.
+fn fuel_left<T: 'static>(store: &Store<T>, budget: &Budget) -> u64 {
+    if budget.metered {
+        store.get_fuel().unwrap_or(0)
+    } else {
+        budget.cap
+    }
 }
 
 /// Fuel charged for each call from the guest into the host (WASI and the
@@ -537,14 +562,14 @@ fn run_workload(
 ) -> RunOutcome {
     let mut store = component_store(pre.engine(), builder, limiter);
     let r = (|| {
-        store.set_fuel(budget.cap)?;
+        meter(&mut store, budget)?;
         let w = pre.instantiate(&mut store)?;
         match w.call_run(&mut store, input)? {
             Ok(out) => Ok(out),
             Err(msg) => Err(wasmtime::Error::new(GuestFailure(truncate(msg)))),
         }
     })();
-    let fuel_left = store.get_fuel().unwrap_or(0);
+    let fuel_left = fuel_left(&store, budget);
     let s = store.into_data();
     (r, fuel_left, s.limiter, s.report)
 }
@@ -558,7 +583,7 @@ fn run_command(
 ) -> RunOutcome {
     let mut store = component_store(pre.engine(), builder, limiter);
     let r = (|| {
-        store.set_fuel(budget.cap)?;
+        meter(&mut store, budget)?;
         let cmd = pre.instantiate(&mut store)?;
         match cmd.wasi_cli_run().call_run(&mut store) {
             Ok(Ok(())) => Ok(stdio.stdout.take()),
@@ -571,7 +596,7 @@ fn run_command(
             },
         }
     })();
-    let fuel_left = store.get_fuel().unwrap_or(0);
+    let fuel_left = fuel_left(&store, budget);
     let s = store.into_data();
     (r, fuel_left, s.limiter, s.report)
 }
