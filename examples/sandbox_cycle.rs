@@ -2,7 +2,7 @@
 //! profiling the sandbox cycle (`perf record`, `valgrind --tool=callgrind`).
 //!
 //! ```text
-//! cargo run --release -p biop2p --example sandbox_cycle -- [echo|p1|scratch] [COUNT]
+//! cargo run --release -p biop2p --example sandbox_cycle -- [echo|p1|scratch|FILE.wasm] [COUNT]
 //! perf record -g target/release/examples/sandbox_cycle echo 200000
 //! ```
 //!
@@ -34,7 +34,11 @@ fn main() -> Result<()> {
             WasmModule::new(workloads::ECHO_P1),
             b"hello, biop2p".to_vec(),
         ),
-        other => bail!("unknown workload {other}: echo, p1 or scratch"),
+        path if path.ends_with(".wasm") => Task::new(
+            WasmModule::new(std::fs::read(path)?),
+            b"hello, biop2p".to_vec(),
+        ),
+        other => bail!("unknown workload {other}: echo, p1, scratch or FILE.wasm"),
     };
     task.scratch = which == "scratch";
     let mut v = Vec::with_capacity(count);
