@@ -100,8 +100,8 @@ fn main() -> Result<()> {
     fuel.dedup();
     println!("module        {file}");
     println!("runs          {runs} each, alternating; medians");
-    println!("metered       {:.3} s   (min {:.3})", mm, m[0]);
-    println!("unmetered     {:.3} s   (min {:.3})", um, u[0]);
+    println!("metered       {:.3} ms   (min {:.3})", mm * 1e3, m[0] * 1e3);
+    println!("unmetered     {:.3} ms   (min {:.3})", um * 1e3, u[0] * 1e3);
     println!("ratio         {:.3}", mm / um);
     println!(
         "fuel used     {} ({})",
