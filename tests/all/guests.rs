@@ -139,3 +139,25 @@ pub const EXIT_3: &str = r#"
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
   (memory (export "memory") 1)
   (func (export "_start") (call $exit (i32.const 3))))"#;
+
+/// Looks in `/scratch` (preopen fd 3) for what earlier tasks may have left:
+/// opens `left-behind.txt` (which [`SCRATCH_ESCAPE`] creates) and the
+/// directory `out`, without creating them, and writes the two errnos to
+/// stdout (0 would mean an earlier task's file is visible).
+pub const SCRATCH_PROBE: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 310) "out")                     ;; 3
+  (data (i32.const 340) "left-behind.txt")         ;; 15
+  (func $open (param $p i32) (param $len i32) (result i32)
+    (call $path_open (i32.const 3) (i32.const 0) (local.get $p) (local.get $len)
+      (i32.const 0) (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 500)))
+  (func (export "_start")
+    (i32.store8 (i32.const 1000) (call $open (i32.const 340) (i32.const 15)))
+    (i32.store8 (i32.const 1001) (call $open (i32.const 310) (i32.const 3)))
+    (i32.store (i32.const 0) (i32.const 1000))
+    (i32.store (i32.const 4) (i32.const 2))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))"#;

@@ -283,3 +283,64 @@ fn guest_error_is_reported() {
     let r = assert_kind(&wat_task(guests::EXIT_3), ErrorKind::GuestError);
     assert!(r.outcome.unwrap_err().to_string().contains("exit code 3"));
 }
+
+/// Scratch directories are reused (moved to `scratch-spare` when emptied):
+/// a later task never sees what an earlier one left, the spares are empty,
+/// and the scratch root holds only running tasks' directories.
+#[test]
+fn reused_scratch_dirs_start_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::new(SandboxConfig {
+        fuel_per_sec: Some(FUEL_PER_SEC),
+        data_dir: Some(dir.path().to_path_buf()),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let mut leave = wat_task(guests::SCRATCH_ESCAPE);
+    leave.scratch = true;
+    let mut probe = wat_task(guests::SCRATCH_PROBE);
+    probe.scratch = true;
+    for round in 0..20 {
+        // Creates `left-behind.txt` and the symlink `out`.
+        sb.run(&leave).outcome.expect("escape probe runs");
+        let out = sb.run(&probe).outcome.expect("scratch probe runs");
+        assert_eq!(out.len(), 2);
+        assert!(
+            out.iter().all(|&errno| errno != 0),
+            "round {round}: an earlier task's file is visible: {out:?}"
+        );
+    }
+    let root = dir.path().join("scratch");
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+    let spares: Vec<_> = std::fs::read_dir(dir.path().join("scratch-spare"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(!spares.is_empty(), "emptied dirs are kept for reuse");
+    assert!(spares.len() <= 2, "one task at a time needs one spare");
+    for s in spares {
+        assert_eq!(std::fs::read_dir(s.path()).unwrap().count(), 0);
+    }
+}
+
+/// The benchmark-only unmetered engine runs the same task to the same
+/// output; it reports no fuel.
+#[test]
+fn unmetered_engine_gives_the_same_output() {
+    let sb = Sandbox::new(SandboxConfig {
+        fuel_per_sec: Some(FUEL_PER_SEC),
+        engine: biop2p::sandbox::EngineConfig {
+            metering: false,
+            ..Default::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let mut t = Task::new(WasmModule::new(workloads::ECHO_P1), b"same".to_vec());
+    t.args = vec!["x".into()];
+    let metered = sandbox().run(&t);
+    let unmetered = sb.run(&t);
+    assert_eq!(metered.outcome.unwrap(), unmetered.outcome.unwrap());
+    assert!(metered.counters.fuel_used > 0);
+    assert_eq!(unmetered.counters.fuel_used, 0);
+}

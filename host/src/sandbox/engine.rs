@@ -19,17 +19,31 @@ pub struct EngineConfig {
     /// alive at once. Costs virtual address space only (about 4 GiB per
     /// memory slot, reserved, not committed).
     pub pool_slots: u32,
-    /// Linear-memory bytes kept resident in a slot between tasks. Resident
-    /// pages are zeroed with memset instead of being unmapped: faster for the
-    /// small tasks that dominate, a little RSS for large ones.
+    /// Linear-memory (and table) bytes kept resident in a slot between
+    /// tasks. With the `PAGEMAP_SCAN` ioctl (Linux 6.7+, used when available)
+    /// only the pages a task dirtied are reset, by copying them back from
+    /// the module's image, instead of being unmapped and faulted in again by
+    /// the next task. Default 2 MiB: a Rust guest's 1 MiB stack sits at the
+    /// bottom of its memory and its data just above, so this covers what
+    /// small tasks touch. Measured on the echo workloads: component cycle
+    /// 14.5 → 7.5 µs, WASI p1 command 56 → 11.6 µs (64 KiB kept the p1
+    /// command at 23 µs). Costs up to this much RSS per warm pool slot, and
+    /// only for pages a task actually touched.
     pub keep_resident_bytes: usize,
+    /// Metering (fuel) in guest code. Always `true` in production: an
+    /// unmetered task has no bound on its run time and no deterministic cost.
+    /// `false` exists only so that `examples/metering_cost.rs` can measure
+    /// what metering costs against an otherwise identical engine; no CLI flag,
+    /// config file or network message can reach it.
+    pub metering: bool,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             pool_slots: 256,
-            keep_resident_bytes: 64 << 10,
+            keep_resident_bytes: 2 << 20,
+            metering: true,
         }
     }
 }
@@ -82,6 +96,9 @@ fn config(cfg: &EngineConfig, portable: bool) -> Config {
         .table_elements(super::limits::MAX_TABLE_ELEMENTS)
         .linear_memory_keep_resident(cfg.keep_resident_bytes)
         .table_keep_resident(cfg.keep_resident_bytes)
+        // Reset only dirty pages (see `keep_resident_bytes`); falls back to
+        // memset + madvise on kernels without the ioctl.
+        .pagemap_scan(wasmtime::Enabled::Auto)
         .max_core_instance_size(4 << 20)
         .max_component_instance_size(4 << 20);
 
@@ -90,7 +107,7 @@ fn config(cfg: &EngineConfig, portable: bool) -> Config {
         .memory_init_cow(true)
         // Deterministic metering: fuel. A task's time limit becomes a fuel
         // cap, so there is exactly one mechanism in guest code.
-        .consume_fuel(true)
+        .consume_fuel(cfg.metering)
         .epoch_interruption(false)
         .wasm_simd(true)
         .wasm_relaxed_simd(true)
