@@ -234,7 +234,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
     let (done_tx, done_rx) = mpsc::channel(cfg.resources.max_queue + 16);
     let (durable_tx, durable_rx) = mpsc::channel(cfg.resources.max_queue + 16);
     let (flush_tx, flush_rx) = mpsc::unbounded_channel();
-    tokio::spawn(flusher(store.clone(), flush_rx, durable_tx));
+    let flusher = tokio::spawn(flusher(store.clone(), flush_rx, durable_tx));
     let mut host = Host {
         cfg,
         id: id.clone(),
@@ -245,6 +245,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         events: events_tx,
         done_tx,
         flush_tx,
+        flusher: Some(flusher),
         inflight: HashSet::new(),
         running: HashSet::new(),
         waiters: HashMap::new(),
@@ -305,6 +306,9 @@ struct Host {
     /// `durable_rx` once their flush is done (group commit, one flush at a
     /// time).
     flush_tx: mpsc::UnboundedSender<Option<(JobId, ResponseChannel<JobResponse>)>>,
+    /// The flusher task; awaited at shutdown so the database is closed
+    /// when `shutdown` returns.
+    flusher: Option<tokio::task::JoinHandle<()>>,
     /// Accepted and unfinished (bounded by `max_queue`).
     inflight: HashSet<JobId>,
     /// In a sandbox now.
@@ -366,8 +370,15 @@ impl Host {
                 }
             }
         }
-        // Make what was written durable before going away.
+        // Make what was written durable, and close the database, before
+        // going away: dropping the loop's state ends the flusher.
         let _ = self.store.flush().await;
+        let flusher = self.flusher.take();
+        drop(swarm);
+        drop(self);
+        if let Some(f) = flusher {
+            let _ = f.await;
+        }
     }
 
     fn on_swarm_event(&mut self, swarm: &mut Swarm<Behaviour>, ev: SwarmEvent<BehaviourEvent>) {
