@@ -22,6 +22,9 @@ struct Figures {
     job_latency_us_p99: f64,
     jobs_per_sec: f64,
     blob_mib_per_sec: f64,
+    /// Round trip of a request the host answers without work (`Fetch` of
+    /// an unknown job): the protocol's share of the job latency.
+    request_rtt_us_median: f64,
     jobs_measured: usize,
     in_flight: usize,
 }
@@ -123,6 +126,14 @@ async fn measure(addr: libp2p::Multiaddr, jobs: usize) -> Result<Figures> {
         let r = c.request(&peer, req).await?;
         verify_response(&r, &job.id(), &job.verify()?, &peer).context("warm-up job")?;
     }
+    // The bare request-response round trip, for comparison.
+    let mut rtt = Vec::with_capacity(jobs);
+    for _ in 0..jobs.min(1000) {
+        let t = Instant::now();
+        c.request(&peer, JobRequest::Fetch { job_id: [0; 32], wait: false }).await?;
+        rtt.push(t.elapsed().as_nanos() as f64 / 1000.0);
+    }
+    rtt.sort_by(f64::total_cmp);
     // Latency: one job at a time, from signing to a verified receipt.
     let mut lat = Vec::with_capacity(jobs);
     for _ in 0..jobs {
@@ -192,6 +203,7 @@ async fn measure(addr: libp2p::Multiaddr, jobs: usize) -> Result<Figures> {
         job_latency_us_p99: pct(0.99),
         jobs_per_sec,
         blob_mib_per_sec: 64.0 / secs,
+        request_rtt_us_median: rtt[rtt.len() / 2],
         jobs_measured: jobs,
         in_flight: IN_FLIGHT,
     })
