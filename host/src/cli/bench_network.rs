@@ -130,7 +130,14 @@ async fn measure(addr: libp2p::Multiaddr, jobs: usize) -> Result<Figures> {
     let mut rtt = Vec::with_capacity(jobs);
     for _ in 0..jobs.min(1000) {
         let t = Instant::now();
-        c.request(&peer, JobRequest::Fetch { job_id: [0; 32], wait: false }).await?;
+        c.request(
+            &peer,
+            JobRequest::Fetch {
+                job_id: [0; 32],
+                wait: false,
+            },
+        )
+        .await?;
         rtt.push(t.elapsed().as_nanos() as f64 / 1000.0);
     }
     rtt.sort_by(f64::total_cmp);

@@ -10,7 +10,7 @@ use biop2p::node::Client;
 use biop2p::proto::{self, JobRequest};
 
 use super::common;
-use super::submit::{State, finish, print_result};
+use super::submit::{State, finish, print_result, record_response};
 
 /// Ask what became of a job.
 #[derive(clap::Args)]
@@ -86,50 +86,10 @@ fn run(a: Args, wait: bool) -> Result<ExitCode> {
             .await
         } else {
             // Record what the host says, print only the status.
-            let code = match resp {
-                proto::JobResponse::Unknown { .. } => {
-                    bail!(
-                        "the host does not know job {} (it was never durably accepted)",
-                        proto::hex(&job_id)
-                    )
-                }
-                resp => {
-                    record_response(&state, &mut record, &job_id, &spec, &peer, resp).await?;
-                    print_status(&record, a.json)?
-                }
-            };
-            Ok(code)
+            record_response(&state, &mut record, &job_id, &spec, &peer, resp).await?;
+            print_status(&record, a.json)
         }
     })
-}
-
-/// Records a response without printing it (for `status`).
-async fn record_response(
-    state: &State,
-    record: &mut biop2p::store::SubmitRecord,
-    job_id: &proto::JobId,
-    spec: &proto::JobSpec,
-    peer: &libp2p::PeerId,
-    resp: proto::JobResponse,
-) -> Result<()> {
-    use biop2p::node::verify_response;
-    match &resp {
-        proto::JobResponse::Pending { state: s, .. } => {
-            record.status = match s {
-                proto::JobState::Queued => "queued",
-                proto::JobState::Running => "running",
-            }
-            .into();
-        }
-        proto::JobResponse::Done { .. } | proto::JobResponse::Failed { .. } => {
-            let v = verify_response(&resp, job_id, spec, peer)?;
-            record.status = if v.output.is_some() { "done" } else { "failed" }.into();
-            record.response = Some(resp);
-        }
-        _ => {}
-    }
-    state.store.put(job_id, record).await?;
-    Ok(())
 }
 
 fn print_status(record: &biop2p::store::SubmitRecord, json: bool) -> Result<ExitCode> {

@@ -173,8 +173,43 @@ async fn submit(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Resul
     code
 }
 
-/// Verifies and records a host's answer, then prints it as `submit` and
-/// `result` do. Shared with `status`/`result`.
+/// Checks a host's answer and records it: `queued`/`running` while it is
+/// pending, `done`/`failed` with the verified response once final. Nothing
+/// that fails verification is recorded.
+pub async fn record_response(
+    state: &State,
+    record: &mut SubmitRecord,
+    job_id: &JobId,
+    spec: &proto::JobSpec,
+    peer: &PeerId,
+    resp: JobResponse,
+) -> Result<()> {
+    record.status = match &resp {
+        JobResponse::Accepted { .. } => "queued".into(),
+        JobResponse::Pending { state: s, .. } => match s {
+            proto::JobState::Queued => "queued".into(),
+            proto::JobState::Running => "running".into(),
+        },
+        JobResponse::Done { .. } | JobResponse::Failed { .. } => {
+            let v = verify_response(&resp, job_id, spec, peer)
+                .context("the host's answer failed verification; nothing was accepted")?;
+            record.response = Some(resp.clone());
+            if v.output.is_some() { "done" } else { "failed" }.into()
+        }
+        JobResponse::Refused { .. } => {
+            record.response = Some(resp.clone());
+            "failed".into()
+        }
+        JobResponse::Unknown { .. } => bail!(
+            "the host does not know job {} (it was never durably accepted)",
+            proto::hex(job_id)
+        ),
+    };
+    state.store.put(job_id, record).await?;
+    Ok(())
+}
+
+/// Records a host's answer, then prints it as `submit` and `result` do.
 #[allow(clippy::too_many_arguments)]
 pub async fn finish(
     state: &State,
@@ -186,53 +221,17 @@ pub async fn finish(
     json: bool,
     output_path: Option<&std::path::Path>,
 ) -> Result<ExitCode> {
-    match &resp {
-        JobResponse::Accepted { .. } => {
-            record.status = "queued".into();
-            state.store.put(job_id, record).await?;
-            if json {
-                common::print_line(
-                    &serde_json::json!({ "job_id": proto::hex(job_id) }).to_string(),
-                )?;
-            } else {
-                common::print_line(&proto::hex(job_id))?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        JobResponse::Pending { state: s, .. } => {
-            record.status = match s {
-                proto::JobState::Queued => "queued",
-                proto::JobState::Running => "running",
-            }
-            .into();
-            state.store.put(job_id, record).await?;
-            print_result(record, json, output_path)
-        }
-        JobResponse::Done { .. } | JobResponse::Failed { .. } => {
-            let v = verify_response(&resp, job_id, spec, peer)
-                .context("the host's answer failed verification; nothing was accepted")?;
-            record.status = if v.output.is_some() { "done" } else { "failed" }.into();
-            record.response = Some(resp);
-            state.store.put(job_id, record).await?;
-            print_result(record, json, output_path)
-        }
-        JobResponse::Refused { reason, message } => {
-            record.status = "failed".into();
-            record.response = Some(resp.clone());
-            state.store.put(job_id, record).await?;
-            if json {
-                print_result(record, json, output_path)
-            } else {
-                bail!("the host refused the job: {reason}: {message}")
-            }
-        }
-        JobResponse::Unknown { .. } => {
-            bail!(
-                "the host does not know job {} (it was never durably accepted)",
-                proto::hex(job_id)
-            )
-        }
+    let accepted = matches!(resp, JobResponse::Accepted { .. });
+    record_response(state, record, job_id, spec, peer, resp).await?;
+    if !accepted {
+        return print_result(record, json, output_path);
     }
+    if json {
+        common::print_line(&serde_json::json!({ "job_id": proto::hex(job_id) }).to_string())?;
+    } else {
+        common::print_line(&proto::hex(job_id))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints a job's record: raw output (or the `-o` file), or the JSON line.
