@@ -19,13 +19,35 @@ const SLOW: &str = r#"
     (i32.store (i32.const 4) (i32.const 8))
     (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))"#;
 
+/// Kills the host process when dropped, so a failing test leaves no orphan
+/// holding the test's output pipes open.
+pub struct Killer(pub Child);
+
+impl Drop for Killer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `biop2p host --json` and returns it with its first TCP address.
-fn start_host(
+pub fn start_host(
     data_dir: &std::path::Path,
     listen: &str,
 ) -> (Child, String, BufReader<std::process::ChildStdout>) {
+    start_host_with(data_dir, listen, &[])
+}
+
+/// Same, with extra flags.
+pub fn start_host_with(
+    data_dir: &std::path::Path,
+    listen: &str,
+    extra: &[&str],
+) -> (Child, String, BufReader<std::process::ChildStdout>) {
     let mut child = biop2p()
-        .args(["host", "--json", "--listen", listen, "--data-dir"])
+        .args(["host", "--json", "--listen", listen])
+        .args(extra)
+        .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -64,7 +86,8 @@ fn an_accepted_job_survives_kill_9_and_a_restart() {
     let module = host_dir.path().join("slow.wat");
     std::fs::write(&module, SLOW).unwrap();
 
-    let (mut host, addr, mut events) = start_host(host_dir.path(), "/ip4/127.0.0.1/tcp/0");
+    let (host, addr, mut events) = start_host(host_dir.path(), "/ip4/127.0.0.1/tcp/0");
+    let mut host = Killer(host);
     let out = biop2p()
         .args([
             "submit",
@@ -93,8 +116,8 @@ fn an_accepted_job_survives_kill_9_and_a_restart() {
     );
 
     // The job is running (it takes seconds): kill the host outright.
-    host.kill().unwrap(); // SIGKILL
-    host.wait().unwrap();
+    host.0.kill().unwrap(); // SIGKILL
+    host.0.wait().unwrap();
     let out = biop2p()
         .args(["status", &job_id, "--json", "--state-dir"])
         .arg(state_dir.path())
@@ -107,7 +130,8 @@ fn an_accepted_job_survives_kill_9_and_a_restart() {
 
     // Restart on the same data dir and address.
     let listen = addr.split("/p2p/").next().unwrap().to_string();
-    let (mut host, _, mut events) = start_host(host_dir.path(), &listen);
+    let (host, _, mut events) = start_host(host_dir.path(), &listen);
+    let mut host = Killer(host);
     assert_eq!(wait_for_event(&mut events, "recovered")["jobs"], 1);
 
     // A new submitter process (the old one is long gone) collects it.
@@ -136,6 +160,10 @@ fn an_accepted_job_survives_kill_9_and_a_restart() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(v["status"], "done");
-    let _ = Command::new("kill").arg(host.id().to_string()).status();
-    host.wait().unwrap();
+    // A clean stop (SIGTERM) this time.
+    let _ = Command::new("kill").arg(host.0.id().to_string()).status();
+    assert!(
+        host.0.wait().unwrap().success(),
+        "SIGTERM stops the host cleanly"
+    );
 }

@@ -5,4 +5,5 @@ mod cli;
 mod durability;
 mod guests;
 mod network;
+mod replicas;
 mod sandbox;

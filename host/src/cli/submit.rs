@@ -31,9 +31,15 @@ pub struct Args {
     /// The input: a file, or `-` for stdin.
     #[arg(long)]
     input: Option<String>,
-    /// The host (full multiaddr, e.g. /ip4/127.0.0.1/tcp/7450/p2p/12D3...).
+    /// A host (full multiaddr, e.g. /ip4/127.0.0.1/tcp/7450/p2p/12D3...).
+    /// Repeat it to give candidates: with `--replicas N` the job runs on N
+    /// distinct hosts among them; an unreachable one is replaced by the next.
     #[arg(long, required = true)]
     peer: Vec<Multiaddr>,
+    /// Run the job on this many distinct hosts and accept the output only on
+    /// a strict majority of matching output hashes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    replicas: u32,
     /// Fuel budget.
     #[arg(long, default_value_t = JobParams::default().fuel)]
     fuel: u64,
@@ -99,6 +105,9 @@ fn progress(json: bool) -> indicatif::ProgressBar {
 }
 
 async fn submit(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Result<ExitCode> {
+    if a.replicas > 1 {
+        return replicated(a, state, module, input).await;
+    }
     let pb = progress(a.json);
     let addr = a.peer.first().cloned().context("--peer is required")?;
     pb.set_message(format!("connecting to {addr}"));
@@ -234,33 +243,23 @@ pub async fn finish(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints a job's record: raw output (or the `-o` file), or the JSON line.
-pub fn print_result(
-    record: &SubmitRecord,
-    json: bool,
-    output_path: Option<&std::path::Path>,
-) -> Result<ExitCode> {
-    let job_id = record.job.id();
+/// The JSON line of `submit --json` and `result --json`.
+fn result_json(record: &SubmitRecord) -> serde_json::Value {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut v = serde_json::json!({
-        "job_id": proto::hex(&job_id),
+        "job_id": proto::hex(&record.job.id()),
         "status": record.status,
         "output_base64": null,
         "output_hash": null,
         "receipts": [],
     });
-    let mut output = None;
-    let mut error = None;
     match &record.response {
         Some(JobResponse::Done {
-            output: out,
-            receipt,
-            ..
+            output, receipt, ..
         }) => {
-            v["output_base64"] = b64.encode(out).into();
-            v["output_hash"] = blake3::hash(out).to_hex().as_str().into();
+            v["output_base64"] = b64.encode(output).into();
+            v["output_hash"] = blake3::hash(output).to_hex().as_str().into();
             v["receipts"] = serde_json::json!([receipt_json(receipt)]);
-            output = Some(out.clone());
         }
         Some(JobResponse::Failed {
             kind,
@@ -271,18 +270,37 @@ pub fn print_result(
             v["receipts"] = serde_json::json!([receipt_json(receipt)]);
             v["error_kind"] = kind.as_str().into();
             v["error"] = message.as_str().into();
-            error = Some(format!("the job failed on the host: {kind}: {message}"));
         }
         Some(JobResponse::Refused { reason, message }) => {
             v["error_kind"] = reason.as_str().into();
             v["error"] = message.as_str().into();
-            error = Some(format!("the host refused the job: {reason}: {message}"));
         }
         _ => {}
     }
+    v
+}
+
+/// Prints a job's record: raw output (or the `-o` file), or the JSON line.
+pub fn print_result(
+    record: &SubmitRecord,
+    json: bool,
+    output_path: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    let (output, error) = match &record.response {
+        Some(JobResponse::Done { output, .. }) => (Some(output), None),
+        Some(JobResponse::Failed { kind, message, .. }) => (
+            None,
+            Some(format!("the job failed on the host: {kind}: {message}")),
+        ),
+        Some(JobResponse::Refused { reason, message }) => (
+            None,
+            Some(format!("the host refused the job: {reason}: {message}")),
+        ),
+        _ => (None, None),
+    };
     if json {
-        common::print_line(&v.to_string())?;
-    } else if let Some(out) = &output {
+        common::print_line(&result_json(record).to_string())?;
+    } else if let Some(out) = output {
         match output_path {
             Some(p) => {
                 std::fs::write(p, out).with_context(|| format!("cannot write {}", p.display()))?
@@ -296,7 +314,11 @@ pub fn print_result(
             }
         }
     } else if error.is_none() {
-        common::print_line(&format!("{} {}", proto::hex(&job_id), record.status))?;
+        common::print_line(&format!(
+            "{} {}",
+            proto::hex(&record.job.id()),
+            record.status
+        ))?;
     }
     if let Some(e) = error {
         if !json {
@@ -305,6 +327,181 @@ pub fn print_result(
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--replicas N`: the same signed job on N distinct hosts, waiting for all;
+/// outputs compared by hash, accepted on a strict majority. Disagreeing and
+/// missing replicas are reported with their host.
+async fn replicated(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Result<ExitCode> {
+    let n = a.replicas as usize;
+    if a.detach {
+        bail!("--replicas needs the submitter to wait for the results; drop --detach");
+    }
+    let pb = progress(a.json);
+    let mut client = Client::new(state.id.clone(), &NetworkConfig::default(), MAX_OUTPUT).await?;
+    // Re-placement: an unreachable candidate is replaced by the next one.
+    let mut hosts: Vec<(PeerId, Multiaddr)> = Vec::new();
+    let mut missing: Vec<serde_json::Value> = Vec::new();
+    for addr in &a.peer {
+        if hosts.len() == n {
+            break;
+        }
+        pb.set_message(format!("connecting to {addr}"));
+        match client.connect(addr).await {
+            Ok(p) if hosts.iter().all(|(q, _)| *q != p) => hosts.push((p, addr.clone())),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("note: {addr} unreachable ({e}); trying the next candidate");
+                missing
+                    .push(serde_json::json!({ "host": addr.to_string(), "error": e.to_string() }));
+            }
+        }
+    }
+    if hosts.len() < n {
+        bail!(
+            "--replicas {n} needs {n} reachable distinct hosts; reached {}",
+            hosts.len()
+        );
+    }
+    let params = JobParams {
+        args: a.args.clone(),
+        fuel: a.fuel,
+        memory_bytes: a.memory,
+        timeout_ms: a.timeout,
+        max_price_per_mfuel: a.max_price,
+        ..JobParams::default()
+    };
+    let job = client.make_job(&module, &input, &params);
+    let job_id = job.id();
+    let spec = job.verify().expect("own job verifies");
+    client.offer_blob(Arc::new(module));
+    client.offer_blob(Arc::new(input));
+    pb.set_message(format!("running on {n} hosts"));
+    let mut pending = std::collections::HashMap::new();
+    for (peer, _) in &hosts {
+        let rid = client.send(
+            peer,
+            JobRequest::Submit {
+                job: job.clone(),
+                inline: Vec::new(),
+                wait: true,
+            },
+        );
+        pending.insert(rid, *peer);
+    }
+    // Verified answers: (host, output hash, response).
+    let mut answers: Vec<(PeerId, [u8; 32], JobResponse)> = Vec::new();
+    while !pending.is_empty() {
+        let (rid, r) = client.next_response().await;
+        let Some(peer) = pending.remove(&rid) else {
+            continue;
+        };
+        let problem = match r {
+            Ok(resp @ (JobResponse::Done { .. } | JobResponse::Failed { .. })) => {
+                match verify_response(&resp, &job_id, &spec, &peer) {
+                    Ok(v) => {
+                        answers.push((peer, v.receipt.output_hash, resp));
+                        continue;
+                    }
+                    Err(e) => format!("answer failed verification: {e}"),
+                }
+            }
+            Ok(JobResponse::Refused { reason, message }) => format!("refused: {reason}: {message}"),
+            Ok(other) => format!("unexpected answer {other:?}"),
+            Err(e) => e.to_string(),
+        };
+        eprintln!("note: replica on {peer} gave no usable result: {problem}");
+        missing.push(serde_json::json!({ "host": peer.to_string(), "error": problem }));
+    }
+    pb.finish_and_clear();
+    // Strict majority of the N placed replicas.
+    let mut counts: std::collections::HashMap<[u8; 32], usize> = std::collections::HashMap::new();
+    for (_, h, _) in &answers {
+        *counts.entry(*h).or_default() += 1;
+    }
+    let winner = counts
+        .iter()
+        .filter(|(_, c)| **c * 2 > n)
+        .map(|(h, c)| (*h, *c))
+        .next();
+    let disagreeing: Vec<serde_json::Value> = answers
+        .iter()
+        .filter(|(_, h, _)| Some(*h) != winner.map(|w| w.0))
+        .map(|(p, h, _)| serde_json::json!({ "host": p.to_string(), "output_hash": proto::hex(h) }))
+        .collect();
+    for d in &disagreeing {
+        eprintln!(
+            "note: replica on {} disagrees (output {})",
+            d["host"], d["output_hash"]
+        );
+    }
+    let (peer, addr) = &hosts[0];
+    let mut record = SubmitRecord {
+        job: job.clone(),
+        host_peer: peer.to_string(),
+        host_addr: biop2p::net::with_peer_id(addr, *peer).to_string(),
+        status: "failed".into(),
+        response: None,
+        submitted_at: unix_now(),
+    };
+    let Some((hash, count)) = winner else {
+        state.store.put(&job_id, &record).await?;
+        if a.json {
+            common::print_line(
+                &serde_json::json!({
+                    "job_id": proto::hex(&job_id), "status": "failed",
+                    "error_kind": "no_majority", "error": "no output reached a strict majority",
+                    "accepted_replicas": 0, "receipts": answers.iter().map(|(_, _, r)| response_receipt(r)).collect::<Vec<_>>(),
+                    "disagreeing": disagreeing, "missing": missing,
+                })
+                .to_string(),
+            )?;
+        }
+        bail!(
+            "no output reached a strict majority of {n} replicas ({} answered)",
+            answers.len()
+        );
+    };
+    let chosen = answers
+        .iter()
+        .find(|(_, h, _)| *h == hash)
+        .expect("winner answered")
+        .2
+        .clone();
+    record.status = if matches!(chosen, JobResponse::Done { .. }) {
+        "done"
+    } else {
+        "failed"
+    }
+    .into();
+    record.response = Some(chosen);
+    state.store.put(&job_id, &record).await?;
+    if a.json {
+        let mut v = result_json(&record);
+        v["accepted_replicas"] = count.into();
+        v["receipts"] = answers
+            .iter()
+            .map(|(_, _, r)| response_receipt(r))
+            .collect();
+        v["disagreeing"] = disagreeing.into();
+        v["missing"] = missing.into();
+        common::print_line(&v.to_string())?;
+        return Ok(if record.status == "done" {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    print_result(&record, false, a.output.as_deref())
+}
+
+fn response_receipt(r: &JobResponse) -> serde_json::Value {
+    match r {
+        JobResponse::Done { receipt, .. } | JobResponse::Failed { receipt, .. } => {
+            receipt_json(receipt)
+        }
+        _ => serde_json::Value::Null,
+    }
 }
 
 fn receipt_json(r: &proto::SignedReceipt) -> serde_json::Value {
