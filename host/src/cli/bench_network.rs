@@ -32,6 +32,8 @@ struct Figures {
 /// Jobs in flight for the throughput figure.
 const IN_FLIGHT: usize = 64;
 
+/// Jobs in flight for the throughput figure: `BIOP2P_BENCH_IN_FLIGHT`, to
+/// see how throughput scales with concurrency; default [`IN_FLIGHT`].
 fn in_flight() -> usize {
     std::env::var("BIOP2P_BENCH_IN_FLIGHT")
         .ok()
@@ -154,14 +156,15 @@ async fn measure(addr: libp2p::Multiaddr, jobs: usize) -> Result<Figures> {
         lat.push(t.elapsed().as_nanos() as f64 / 1000.0);
     }
     lat.sort_by(f64::total_cmp);
-    // Throughput: IN_FLIGHT jobs outstanding.
-    let total = jobs.max(IN_FLIGHT * 4);
+    // Throughput: in_flight() jobs outstanding.
+    let window = in_flight();
+    let total = jobs.max(window * 4);
     let mut pending = std::collections::HashMap::new();
     let t = Instant::now();
     let mut sent = 0;
     let mut done = 0;
     while done < total {
-        while sent < total && pending.len() < in_flight() {
+        while sent < total && pending.len() < window {
             let (job, req) = submit(&c, false);
             pending.insert(c.send(&peer, req), job);
             sent += 1;
@@ -212,6 +215,6 @@ async fn measure(addr: libp2p::Multiaddr, jobs: usize) -> Result<Figures> {
         blob_mib_per_sec: 64.0 / secs,
         request_rtt_us_median: rtt[rtt.len() / 2],
         jobs_measured: jobs,
-        in_flight: IN_FLIGHT,
+        in_flight: window,
     })
 }
