@@ -69,6 +69,20 @@ pub struct Args {
     args: Vec<String>,
 }
 
+impl Args {
+    /// What the job asks for, from the flags.
+    fn params(&self) -> JobParams {
+        JobParams {
+            args: self.args.clone(),
+            fuel: self.fuel,
+            memory_bytes: self.memory,
+            timeout_ms: self.timeout,
+            max_price_per_mfuel: self.max_price,
+            ..JobParams::default()
+        }
+    }
+}
+
 /// The submitter's state: identity and database.
 pub struct State {
     pub id: Identity,
@@ -116,15 +130,7 @@ async fn submit(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Resul
         .connect(&addr)
         .await
         .context("is the host running? check --peer")?;
-    let params = JobParams {
-        args: a.args.clone(),
-        fuel: a.fuel,
-        memory_bytes: a.memory,
-        timeout_ms: a.timeout,
-        max_price_per_mfuel: a.max_price,
-        ..JobParams::default()
-    };
-    let job = client.make_job(&module, &input, &params);
+    let job = client.make_job(&module, &input, &a.params());
     let job_id = job.id();
     let spec = job.verify().expect("own job verifies");
     let mut inline = Vec::new();
@@ -363,15 +369,7 @@ async fn replicated(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> R
             hosts.len()
         );
     }
-    let params = JobParams {
-        args: a.args.clone(),
-        fuel: a.fuel,
-        memory_bytes: a.memory,
-        timeout_ms: a.timeout,
-        max_price_per_mfuel: a.max_price,
-        ..JobParams::default()
-    };
-    let job = client.make_job(&module, &input, &params);
+    let job = client.make_job(&module, &input, &a.params());
     let job_id = job.id();
     let spec = job.verify().expect("own job verifies");
     client.offer_blob(Arc::new(module));
