@@ -52,6 +52,10 @@ pub struct Args {
     /// The most you pay per million fuel.
     #[arg(long, default_value_t = JobParams::default().max_price_per_mfuel)]
     max_price: u64,
+    /// Canonicalize NaNs so replicas on different CPU architectures agree
+    /// bit for bit (slower on float-heavy code).
+    #[arg(long)]
+    portable: bool,
     /// Write the output to this file instead of stdout.
     #[arg(short = 'o', long)]
     output: Option<PathBuf>,
@@ -78,6 +82,7 @@ impl Args {
             memory_bytes: self.memory,
             timeout_ms: self.timeout,
             max_price_per_mfuel: self.max_price,
+            portable: self.portable,
             ..JobParams::default()
         }
     }
