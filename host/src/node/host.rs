@@ -532,6 +532,47 @@ impl Host {
         Ok(())
     }
 
+    /// Checks blobs sent inline: within the limit (checked before any
+    /// hashing), only the job's own module or input, matching hash and size.
+    fn check_inline(
+        &self,
+        spec: &JobSpec,
+        inline: &[InlineBlob],
+    ) -> Result<(), (RefuseReason, String)> {
+        let total: usize = inline.iter().map(|b| b.data.len()).sum();
+        if total > self.cfg.security.max_inline_bytes {
+            return Err((
+                RefuseReason::TooLarge,
+                format!(
+                    "{total} inline blob bytes over the limit of {}",
+                    self.cfg.security.max_inline_bytes
+                ),
+            ));
+        }
+        for b in inline {
+            let expected = if b.hash == spec.module_hash {
+                spec.module_size
+            } else if b.hash == spec.input_hash {
+                spec.input_size
+            } else {
+                return Err((
+                    RefuseReason::BlobMismatch,
+                    "inline blob is not the job's module or input".into(),
+                ));
+            };
+            if b.data.len() as u64 != expected || blake3::hash(&b.data).as_bytes() != &b.hash {
+                return Err((
+                    RefuseReason::BlobMismatch,
+                    format!(
+                        "inline blob {} does not match its hash or size",
+                        proto::hex(&b.hash)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn on_submit(
         &mut self,
         swarm: &mut Swarm<Behaviour>,
@@ -558,47 +599,8 @@ impl Host {
         if let Err((reason, msg)) = self.check(&spec, &job_id) {
             return self.refuse(swarm, channel, peer, Some(job_id), reason, msg);
         }
-        // Inline blobs: only the job's own, only matching their hash.
-        let mut inline_bytes = 0usize;
-        for b in &inline {
-            inline_bytes += b.data.len();
-            let expected = if b.hash == spec.module_hash {
-                spec.module_size
-            } else if b.hash == spec.input_hash {
-                spec.input_size
-            } else {
-                return self.refuse(
-                    swarm,
-                    channel,
-                    peer,
-                    Some(job_id),
-                    RefuseReason::BlobMismatch,
-                    "inline blob is not the job's module or input".into(),
-                );
-            };
-            if b.data.len() as u64 != expected || blake3::hash(&b.data).as_bytes() != &b.hash {
-                return self.refuse(
-                    swarm,
-                    channel,
-                    peer,
-                    Some(job_id),
-                    RefuseReason::BlobMismatch,
-                    format!(
-                        "inline blob {} does not match its hash or size",
-                        proto::hex(&b.hash)
-                    ),
-                );
-            }
-        }
-        if inline_bytes > self.cfg.security.max_inline_bytes {
-            return self.refuse(
-                swarm,
-                channel,
-                peer,
-                Some(job_id),
-                RefuseReason::TooLarge,
-                "inline blobs over the limit".into(),
-            );
+        if let Err((reason, msg)) = self.check_inline(&spec, &inline) {
+            return self.refuse(swarm, channel, peer, Some(job_id), reason, msg);
         }
         let pins = [spec.module_hash, spec.input_hash];
         for b in &inline {
