@@ -68,6 +68,14 @@ pub struct NetworkConfig {
     pub mdns: bool,
     /// Peers to join the swarm through (full multiaddrs with `/p2p/`).
     pub bootstrap: Vec<String>,
+    /// Name of the swarm: hosts and submitters only see adverts of their
+    /// own swarm, so a test network can share a LAN with the main one.
+    pub swarm: String,
+    /// Seconds between a host's adverts. An advert lives three intervals,
+    /// so a host that stops is forgotten within that time.
+    pub advert_interval_secs: u64,
+    /// Hosts remembered from adverts (the soonest-expiring go first).
+    pub max_known_hosts: usize,
     /// Established connections in total. Each costs a few buffers and a
     /// Yamux session; 256 suits a volunteer machine.
     pub max_connections: u32,
@@ -93,11 +101,25 @@ impl Default for NetworkConfig {
             listen: Vec::new(),
             mdns: true,
             bootstrap: Vec::new(),
+            swarm: "main".into(),
+            advert_interval_secs: 5,
+            max_known_hosts: 1024,
             max_connections: 256,
             max_connections_per_peer: 4,
             max_pending: 64,
             request_timeout_secs: 600,
             idle_timeout_secs: 120,
+        }
+    }
+}
+
+impl NetworkConfig {
+    /// The defaults without LAN discovery: for a client that dials the
+    /// hosts it was given and should not go looking for others.
+    pub fn direct() -> Self {
+        NetworkConfig {
+            mdns: false,
+            ..NetworkConfig::default()
         }
     }
 }
@@ -224,6 +246,34 @@ impl NodeConfig {
                 "resources.cpu_allocation {cpu} is not in (0, 1]"
             )));
         }
+        let net = &self.network;
+        if !(1..=300).contains(&net.advert_interval_secs) {
+            return Err(ConfigError::Invalid(format!(
+                "network.advert_interval_secs {} is not in 1..=300",
+                net.advert_interval_secs
+            )));
+        }
+        if net.max_known_hosts == 0 || net.max_known_hosts > 100_000 {
+            return Err(ConfigError::Invalid(
+                "network.max_known_hosts must be in 1..=100000".into(),
+            ));
+        }
+        if net.swarm.is_empty()
+            || net.swarm.len() > 64
+            || !net
+                .swarm
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return Err(ConfigError::Invalid(format!(
+                "network.swarm {:?}: 1-64 characters of [A-Za-z0-9._-]",
+                net.swarm
+            )));
+        }
+        for b in &net.bootstrap {
+            b.parse::<libp2p::Multiaddr>()
+                .map_err(|e| ConfigError::Invalid(format!("network.bootstrap {b:?}: {e}")))?;
+        }
         if self.resources.max_queue == 0 {
             return Err(ConfigError::Invalid(
                 "resources.max_queue must be at least 1".into(),
@@ -256,6 +306,12 @@ listen = []
 mdns = true
 # Peers to join through, e.g. "/ip4/203.0.113.7/tcp/7450/p2p/12D3KooW...".
 bootstrap = []
+# Swarm name: only adverts of the same swarm are seen.
+swarm = "main"
+# Seconds between adverts; an advert expires after three intervals.
+advert_interval_secs = 5
+# Hosts remembered from adverts.
+max_known_hosts = 1024
 # Connection limits: total, per peer, and handshakes in progress.
 max_connections = 256
 max_connections_per_peer = 4

@@ -41,7 +41,7 @@ async fn client() -> Client {
     let seed: [u8; 32] = rand::random();
     Client::with_limits(
         Identity::from_seed(seed),
-        &NodeConfig::default().network,
+        &biop2p::config::NetworkConfig::direct(),
         8 << 20,
         16 << 20,
     )

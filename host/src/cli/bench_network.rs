@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use biop2p::config::NodeConfig;
 use biop2p::identity::Identity;
 use biop2p::node::client::JobParams;
 use biop2p::node::{Client, verify_response};
@@ -92,7 +91,7 @@ async fn measure(addr: libp2p::Multiaddr, jobs: usize) -> Result<Figures> {
     let seed: [u8; 32] = rand::random();
     let mut c = Client::new(
         Identity::from_seed(seed),
-        &NodeConfig::default().network,
+        &biop2p::config::NetworkConfig::direct(),
         16 << 20,
     )
     .await?;

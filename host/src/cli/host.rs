@@ -22,6 +22,17 @@ pub struct Args {
     /// Listen address (repeatable); overrides the config.
     #[arg(long)]
     listen: Vec<Multiaddr>,
+    /// A peer to join the swarm through (full multiaddr with /p2p/;
+    /// repeatable); added to the config's `[network] bootstrap`.
+    #[arg(long)]
+    bootstrap: Vec<Multiaddr>,
+    /// Do not look for hosts on the LAN (overrides `[network] mdns`).
+    #[arg(long)]
+    no_mdns: bool,
+    /// Swarm name (overrides `[network] swarm`): only adverts of the same
+    /// swarm are seen.
+    #[arg(long, env = "BIOP2P_SWARM")]
+    swarm: Option<String>,
     /// One JSON line per event.
     #[arg(long)]
     json: bool,
@@ -32,7 +43,18 @@ pub struct Args {
 
 pub fn execute(a: Args) -> Result<ExitCode> {
     let data_dir = common::data_dir(a.data_dir)?;
-    let config = common::load_config(a.config.as_deref(), &data_dir)?;
+    let mut config = common::load_config(a.config.as_deref(), &data_dir)?;
+    config
+        .network
+        .bootstrap
+        .extend(a.bootstrap.iter().map(|b| b.to_string()));
+    if a.no_mdns {
+        config.network.mdns = false;
+    }
+    if let Some(s) = a.swarm {
+        config.network.swarm = s;
+    }
+    config.validate()?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let mut host = spawn_host(HostOptions {
@@ -98,6 +120,17 @@ fn print_event(ev: &HostEvent, json: bool) -> Result<()> {
         ),
         HostEvent::Recovered { jobs } => {
             format!("re-queued {jobs} unfinished job(s) from before a restart")
+        }
+        HostEvent::Discovered {
+            peer_id,
+            price_per_mfuel,
+            roles,
+        } => format!(
+            "discovered host {peer_id} ({}, price {price_per_mfuel}/Mfuel)",
+            roles.join(",")
+        ),
+        HostEvent::Forgotten { peer_id } => {
+            format!("forgot host {peer_id}: its adverts stopped")
         }
     };
     common::print_line(&line)

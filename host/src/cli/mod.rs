@@ -5,6 +5,7 @@ mod bench_network;
 mod common;
 mod host;
 mod init;
+mod peers;
 mod roles;
 mod run;
 mod sim;
@@ -36,6 +37,8 @@ enum Command {
     Id(init::IdArgs),
     /// Submit a job to a host and get verified output.
     Submit(submit::Args),
+    /// List known hosts with their latest adverts.
+    Peers(peers::Args),
     /// Show a submitted job's status (queued, running, done, failed).
     Status(status::Args),
     /// Get a submitted job's verified output, waiting for it if needed.
@@ -58,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Init(a) => init::init(a),
         Command::Id(a) => init::id(a),
         Command::Submit(a) => submit::execute(a),
+        Command::Peers(a) => peers::execute(a),
         Command::Status(a) => status::status(a),
         Command::Result(a) => status::result(a),
         Command::Sim(a) => sim::execute(a),

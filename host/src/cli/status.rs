@@ -64,7 +64,7 @@ fn run(a: Args, wait: bool) -> Result<ExitCode> {
     let addr: libp2p::Multiaddr = record.host_addr.parse().context("stored host address")?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let mut client = Client::new(state.id.clone(), &NetworkConfig::default(), 16 << 20).await?;
+        let mut client = Client::new(state.id.clone(), &NetworkConfig::direct(), 16 << 20).await?;
         let peer = client
             .connect(&addr)
             .await

@@ -4,14 +4,16 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use biop2p::config::NetworkConfig;
 use biop2p::identity::Identity;
 use biop2p::node::client::JobParams;
+use biop2p::node::placement::{self, Candidate, Plan};
 use biop2p::node::{Client, verify_response};
-use biop2p::proto::{self, InlineBlob, JobId, JobRequest, JobResponse};
+use biop2p::proto::{self, JobId, JobRequest, JobResponse};
 use biop2p::store::{SubmitRecord, SubmitterStore, unix_now};
 use libp2p::{Multiaddr, PeerId};
 
@@ -34,8 +36,30 @@ pub struct Args {
     /// A host (full multiaddr, e.g. /ip4/127.0.0.1/tcp/7450/p2p/12D3...).
     /// Repeat it to give candidates: with `--replicas N` the job runs on N
     /// distinct hosts among them; an unreachable one is replaced by the next.
-    #[arg(long, required = true)]
+    /// Without it, hosts are found by mDNS and `--bootstrap` peers and
+    /// chosen by their adverts.
+    #[arg(long)]
     peer: Vec<Multiaddr>,
+    /// A peer to find hosts through (full multiaddr; repeatable).
+    #[arg(long)]
+    bootstrap: Vec<Multiaddr>,
+    /// Do not look for hosts on the LAN.
+    #[arg(long)]
+    no_mdns: bool,
+    /// Swarm name: only hosts advertising in it are considered.
+    #[arg(long, env = "BIOP2P_SWARM", default_value = "main")]
+    swarm: String,
+    /// Seconds to spend finding hosts (without `--peer`).
+    #[arg(long, default_value_t = 10)]
+    discover_secs: u64,
+    /// Replicas that may be placed again after a host disconnects, refuses
+    /// or misses the deadline.
+    #[arg(long, default_value_t = 3)]
+    max_replacements: usize,
+    /// Seconds a host may take to answer before its replica is placed
+    /// elsewhere (default: twice `--timeout` plus 30, or 600).
+    #[arg(long)]
+    deadline: Option<u64>,
     /// Run the job on this many distinct hosts and accept the output only on
     /// a strict majority of matching output hashes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
@@ -123,32 +147,100 @@ fn progress(json: bool) -> indicatif::ProgressBar {
     pb
 }
 
+/// The client's network: discovery only when no host was named.
+fn client_net(a: &Args) -> Result<NetworkConfig> {
+    let mut net = NetworkConfig::direct();
+    if a.peer.is_empty() {
+        net.mdns = !a.no_mdns;
+        net.bootstrap = a.bootstrap.iter().map(|b| b.to_string()).collect();
+        if !net.mdns && net.bootstrap.is_empty() {
+            bail!("no host to submit to: give --peer, or --bootstrap, or allow mDNS");
+        }
+    }
+    net.swarm = a.swarm.clone();
+    Ok(net)
+}
+
+/// Where the job may go, best first: the `--peer` addresses as given, or
+/// the discovered hosts whose adverts fit the job, ranked.
+async fn candidates(
+    a: &Args,
+    client: &mut Client,
+    spec: &proto::JobSpec,
+    pb: &indicatif::ProgressBar,
+) -> Result<Vec<Candidate>> {
+    if !a.peer.is_empty() {
+        return Ok(a.peer.iter().cloned().map(Candidate::Addr).collect());
+    }
+    pb.set_message("finding hosts");
+    let want = a.replicas as usize;
+    let found = client
+        .discover(
+            want,
+            |ad| placement::unfit(ad, spec).is_none(),
+            Duration::from_millis(500),
+            Duration::from_secs(a.discover_secs),
+        )
+        .await;
+    let ranked = placement::rank(found, spec);
+    if ranked.is_empty() {
+        let known = client.known_hosts();
+        if known.is_empty() {
+            bail!(
+                "no host found in {} s (swarm {:?}); start one with `biop2p host`, or give --peer or --bootstrap",
+                a.discover_secs,
+                a.swarm
+            );
+        }
+        let mut why = String::new();
+        for (p, ad) in &known {
+            let reason = placement::unfit(ad, spec).unwrap_or_else(|| "fits".into());
+            why.push_str(&format!("\n  {p}: {reason}"));
+        }
+        bail!(
+            "none of the {} known host(s) fits this job (--max-price {}):{why}",
+            known.len(),
+            a.max_price
+        );
+    }
+    Ok(ranked
+        .into_iter()
+        .map(|(p, ad)| Candidate::Host(p, Box::new(ad)))
+        .collect())
+}
+
 async fn submit(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Result<ExitCode> {
-    if a.replicas > 1 {
+    if !(a.replicas == 1 && (a.detach || a.peer.len() == 1)) {
         return replicated(a, state, module, input).await;
     }
     let pb = progress(a.json);
-    let addr = a.peer.first().cloned().context("--peer is required")?;
-    pb.set_message(format!("connecting to {addr}"));
-    let mut client = Client::new(state.id.clone(), &NetworkConfig::default(), MAX_OUTPUT).await?;
-    let peer = client
-        .connect(&addr)
-        .await
-        .context("is the host running? check --peer")?;
+    let mut client = Client::new(state.id.clone(), &client_net(&a)?, MAX_OUTPUT).await?;
     let job = client.make_job(&module, &input, &a.params());
     let job_id = job.id();
     let spec = job.verify().expect("own job verifies");
-    let mut inline = Vec::new();
-    let mut inline_bytes = 0;
-    for data in [&module, &input] {
-        if inline_bytes + data.len() <= INLINE_LIMIT {
-            inline_bytes += data.len();
-            inline.push(InlineBlob {
-                hash: *blake3::hash(data).as_bytes(),
-                data: data.clone(),
-            });
+    // The first reachable candidate takes the job.
+    let mut reached = None;
+    for c in candidates(&a, &mut client, &spec, &pb).await? {
+        let r = match &c {
+            Candidate::Addr(addr) => {
+                pb.set_message(format!("connecting to {addr}"));
+                client.connect(addr).await.map(|p| (p, addr.clone()))
+            }
+            Candidate::Host(p, ad) => client.connect_host(*p, ad).await.map(|()| {
+                let addr = ad.addrs.first().and_then(|s| s.parse().ok());
+                (*p, addr.unwrap_or_else(Multiaddr::empty))
+            }),
+        };
+        match r {
+            Ok(x) => {
+                reached = Some(x);
+                break;
+            }
+            Err(e) => eprintln!("note: {e}; trying the next host"),
         }
     }
+    let (peer, addr) = reached.context("no host could be reached; is it running? check --peer")?;
+    let inline = placement::inline_blobs(&[&module, &input], INLINE_LIMIT);
     client.offer_blob(Arc::new(module));
     client.offer_blob(Arc::new(input));
     let mut record = SubmitRecord {
@@ -349,88 +441,39 @@ async fn replicated(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> R
         bail!("--replicas needs the submitter to wait for the results; drop --detach");
     }
     let pb = progress(a.json);
-    let mut client = Client::new(state.id.clone(), &NetworkConfig::default(), MAX_OUTPUT).await?;
-    // Re-placement: an unreachable candidate is replaced by the next one.
-    let mut hosts: Vec<(PeerId, Multiaddr)> = Vec::new();
-    let mut missing: Vec<serde_json::Value> = Vec::new();
-    for addr in &a.peer {
-        if hosts.len() == n {
-            break;
-        }
-        pb.set_message(format!("connecting to {addr}"));
-        match client.connect(addr).await {
-            Ok(p) if hosts.iter().all(|(q, _)| *q != p) => hosts.push((p, addr.clone())),
-            Ok(_) => {}
-            Err(e) => {
-                eprintln!("note: {addr} unreachable ({e}); trying the next candidate");
-                missing
-                    .push(serde_json::json!({ "host": addr.to_string(), "error": e.to_string() }));
-            }
-        }
-    }
-    if hosts.len() < n {
-        bail!(
-            "--replicas {n} needs {n} reachable distinct hosts; reached {}",
-            hosts.len()
-        );
-    }
+    let mut client = Client::new(state.id.clone(), &client_net(&a)?, MAX_OUTPUT).await?;
     let job = client.make_job(&module, &input, &a.params());
     let job_id = job.id();
     let spec = job.verify().expect("own job verifies");
+    let cands = candidates(&a, &mut client, &spec, &pb).await?;
+    let inline = placement::inline_blobs(&[&module, &input], INLINE_LIMIT);
     client.offer_blob(Arc::new(module));
     client.offer_blob(Arc::new(input));
-    pb.set_message(format!("running on {n} hosts"));
-    let mut pending = std::collections::HashMap::new();
-    for (peer, _) in &hosts {
-        let rid = client.send(
-            peer,
-            JobRequest::Submit {
-                job: job.clone(),
-                inline: Vec::new(),
-                wait: true,
-            },
-        );
-        pending.insert(rid, *peer);
-    }
-    // Verified answers: (host, output hash, response).
-    let mut answers: Vec<(PeerId, [u8; 32], JobResponse)> = Vec::new();
-    while !pending.is_empty() {
-        let (rid, r) = client.next_response().await;
-        let Some(peer) = pending.remove(&rid) else {
-            continue;
-        };
-        let problem = match r {
-            Ok(resp @ (JobResponse::Done { .. } | JobResponse::Failed { .. })) => {
-                match verify_response(&resp, &job_id, &spec, &peer) {
-                    Ok(v) => {
-                        answers.push((peer, v.receipt.output_hash, resp));
-                        continue;
-                    }
-                    Err(e) => format!("answer failed verification: {e}"),
-                }
-            }
-            Ok(JobResponse::Refused { reason, message }) => format!("refused: {reason}: {message}"),
-            Ok(other) => format!("unexpected answer {other:?}"),
-            Err(e) => e.to_string(),
-        };
-        eprintln!("note: replica on {peer} gave no usable result: {problem}");
-        missing.push(serde_json::json!({ "host": peer.to_string(), "error": problem }));
-    }
+    let plan = Plan {
+        replicas: n,
+        max_replacements: a.max_replacements,
+        deadline: Duration::from_secs(
+            a.deadline
+                .unwrap_or_else(|| a.timeout.map_or(600, |t| 2 * t.div_ceil(1000) + 30)),
+        ),
+    };
+    pb.set_message(format!("running on {n} host(s)"));
+    let report = placement::run_replicas(&mut client, &job, &inline, cands, &plan, |m| {
+        pb.suspend(|| eprintln!("note: {m}"));
+    })
+    .await?;
     pb.finish_and_clear();
-    // Strict majority of the N placed replicas.
-    let mut counts: std::collections::HashMap<[u8; 32], usize> = std::collections::HashMap::new();
-    for (_, h, _) in &answers {
-        *counts.entry(*h).or_default() += 1;
-    }
-    let winner = counts
+    let winner = report.majority(n);
+    let answers = &report.answers;
+    let missing: Vec<serde_json::Value> = report
+        .missing
         .iter()
-        .filter(|(_, c)| **c * 2 > n)
-        .map(|(h, c)| (*h, *c))
-        .next();
-    let disagreeing: Vec<serde_json::Value> = answers
+        .map(|m| serde_json::json!({ "host": m.host, "error": m.error }))
+        .collect();
+    let disagreeing: Vec<serde_json::Value> = report
+        .disagreeing(winner.map(|w| w.0))
         .iter()
-        .filter(|(_, h, _)| Some(*h) != winner.map(|w| w.0))
-        .map(|(p, h, _)| serde_json::json!({ "host": p.to_string(), "output_hash": proto::hex(h) }))
+        .map(|a| serde_json::json!({ "host": a.peer.to_string(), "output_hash": proto::hex(&a.output_hash) }))
         .collect();
     for d in &disagreeing {
         eprintln!(
@@ -438,11 +481,17 @@ async fn replicated(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> R
             d["host"], d["output_hash"]
         );
     }
-    let (peer, addr) = &hosts[0];
+    let first = answers.first();
     let mut record = SubmitRecord {
         job: job.clone(),
-        host_peer: peer.to_string(),
-        host_addr: biop2p::net::with_peer_id(addr, *peer).to_string(),
+        host_peer: first.map(|x| x.peer.to_string()).unwrap_or_default(),
+        host_addr: first
+            .and_then(|x| {
+                x.addr
+                    .as_ref()
+                    .map(|ad| biop2p::net::with_peer_id(ad, x.peer).to_string())
+            })
+            .unwrap_or_default(),
         status: "failed".into(),
         response: None,
         submitted_at: unix_now(),
@@ -454,8 +503,8 @@ async fn replicated(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> R
                 &serde_json::json!({
                     "job_id": proto::hex(&job_id), "status": "failed",
                     "error_kind": "no_majority", "error": "no output reached a strict majority",
-                    "accepted_replicas": 0, "receipts": answers.iter().map(|(_, _, r)| response_receipt(r)).collect::<Vec<_>>(),
-                    "disagreeing": disagreeing, "missing": missing,
+                    "accepted_replicas": 0, "receipts": answers.iter().map(|x| response_receipt(&x.response)).collect::<Vec<_>>(),
+                    "disagreeing": disagreeing, "missing": missing, "replacements": report.replacements,
                 })
                 .to_string(),
             )?;
@@ -467,9 +516,9 @@ async fn replicated(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> R
     };
     let chosen = answers
         .iter()
-        .find(|(_, h, _)| *h == hash)
+        .find(|x| x.output_hash == hash)
         .expect("winner answered")
-        .2
+        .response
         .clone();
     record.status = if matches!(chosen, JobResponse::Done { .. }) {
         "done"
@@ -484,10 +533,11 @@ async fn replicated(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> R
         v["accepted_replicas"] = count.into();
         v["receipts"] = answers
             .iter()
-            .map(|(_, _, r)| response_receipt(r))
+            .map(|x| response_receipt(&x.response))
             .collect();
         v["disagreeing"] = disagreeing.into();
         v["missing"] = missing.into();
+        v["replacements"] = report.replacements.into();
         common::print_line(&v.to_string())?;
         return Ok(if record.status == "done" {
             ExitCode::SUCCESS

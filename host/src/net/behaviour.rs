@@ -7,7 +7,10 @@
 use std::time::Duration;
 
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{StreamProtocol, connection_limits, identify, ping, request_response};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    StreamProtocol, connection_limits, gossipsub, identify, kad, mdns, ping, request_response,
+};
 
 use super::codec::{Codec, Limits};
 use crate::config::NetworkConfig;
@@ -17,6 +20,26 @@ use crate::proto::{BlobRequest, BlobResponse, JobRequest, JobResponse};
 pub const JOB_PROTOCOL: StreamProtocol = StreamProtocol::new("/biop2p/job/1.0.0");
 /// The blob protocol: content by blake3 hash, in bounded chunks.
 pub const BLOB_PROTOCOL: StreamProtocol = StreamProtocol::new("/biop2p/blob/1.0.0");
+
+/// The Kademlia protocol of biop2p's DHT (kept apart from IPFS's).
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/biop2p/kad/1.0.0");
+
+/// Largest gossip message: one signed advert, with room to spare.
+pub const GOSSIP_MAX_BYTES: usize = 8 << 10;
+
+/// The gossip topic of a swarm's adverts.
+pub fn advert_topic(swarm: &str) -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(format!("/biop2p/{swarm}/adverts/1"))
+}
+
+/// Which side of the market a swarm serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// Runs jobs: answers Kademlia queries, publishes adverts.
+    Host,
+    /// Submits jobs: a Kademlia client that listens to adverts.
+    Submitter,
+}
 
 /// Bytes per blob chunk. 1 MiB keeps a chunk's response well under the
 /// codec limit while amortising a stream's set-up over many bytes.
@@ -55,11 +78,23 @@ pub struct Behaviour {
     pub job: request_response::Behaviour<JobCodec>,
     /// `/biop2p/blob/1.0.0`.
     pub blob: request_response::Behaviour<BlobCodec>,
+    /// LAN discovery (off when `[network] mdns = false`).
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// WAN discovery from bootstrap peers.
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Adverts, signed by their source, with peer scoring.
+    pub gossipsub: gossipsub::Behaviour,
 }
 
 impl Behaviour {
     /// Builds the behaviours from the config.
-    pub fn new(key: &libp2p::identity::Keypair, net: &NetworkConfig, job: Limits) -> Self {
+    pub fn new(
+        key: &libp2p::identity::Keypair,
+        net: &NetworkConfig,
+        job: Limits,
+        kind: NodeKind,
+    ) -> Result<Self, String> {
+        let me = key.public().to_peer_id();
         let limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(net.max_connections))
             .with_max_established_per_peer(Some(net.max_connections_per_peer))
@@ -68,7 +103,41 @@ impl Behaviour {
         let rr = request_response::Config::default()
             .with_request_timeout(Duration::from_secs(net.request_timeout_secs))
             .with_max_concurrent_streams(256);
-        Behaviour {
+        let mdns = if net.mdns {
+            // Without multicast (a container, say) mDNS is simply absent.
+            match mdns::tokio::Behaviour::new(mdns::Config::default(), me) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::warn!(error = %e, "mDNS unavailable");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
+        kad_cfg.set_query_timeout(Duration::from_secs(30));
+        let mut kad = kad::Behaviour::with_config(me, kad::store::MemoryStore::new(me), kad_cfg);
+        // Hosts serve the DHT even on addresses nobody confirmed (a LAN, a
+        // loopback swarm); submitters come and go, so they only ask.
+        kad.set_mode(Some(match kind {
+            NodeKind::Host => kad::Mode::Server,
+            NodeKind::Submitter => kad::Mode::Client,
+        }));
+        let gs_cfg = gossipsub::ConfigBuilder::default()
+            .heartbeat_interval(Duration::from_millis(500))
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .validate_messages()
+            .max_transmit_size(GOSSIP_MAX_BYTES)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut gossipsub =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gs_cfg)?;
+        gossipsub.with_peer_score(
+            score_params(&net.swarm),
+            gossipsub::PeerScoreThresholds::default(),
+        )?;
+        Ok(Behaviour {
             limits: connection_limits::Behaviour::new(limits),
             identify: identify::Behaviour::new(
                 identify::Config::new("/biop2p/1.0.0".into(), key.public())
@@ -85,6 +154,24 @@ impl Behaviour {
                 [(BLOB_PROTOCOL, request_response::ProtocolSupport::Full)],
                 rr,
             ),
-        }
+            mdns: mdns.into(),
+            kad,
+            gossipsub,
+        })
     }
+}
+
+/// Peer scoring: a peer that sends invalid adverts (bad signature, out of
+/// bounds, not its own) loses score quickly, and below the graylist
+/// threshold its gossip is ignored.
+fn score_params(swarm: &str) -> gossipsub::PeerScoreParams {
+    let mut p = gossipsub::PeerScoreParams::default();
+    let topic = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        invalid_message_deliveries_weight: -100.0,
+        invalid_message_deliveries_decay: 0.5,
+        ..Default::default()
+    };
+    p.topics.insert(advert_topic(swarm).hash(), topic);
+    p
 }

@@ -4,6 +4,9 @@ pub mod behaviour;
 pub mod codec;
 mod swarm;
 
-pub use behaviour::{BLOB_CHUNK, BLOB_PROTOCOL, Behaviour, BehaviourEvent, JOB_PROTOCOL};
+pub use behaviour::{
+    BLOB_CHUNK, BLOB_PROTOCOL, Behaviour, BehaviourEvent, JOB_PROTOCOL, KAD_PROTOCOL, NodeKind,
+    advert_topic,
+};
 pub use codec::Inbound;
 pub use swarm::{NetError, build_swarm, default_listen_addrs, with_peer_id};

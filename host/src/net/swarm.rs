@@ -7,7 +7,7 @@ use std::time::Duration;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId, Swarm, noise, tcp, yamux};
 
-use super::behaviour::Behaviour;
+use super::behaviour::{Behaviour, NodeKind};
 use crate::config::NetworkConfig;
 use crate::identity::Identity;
 
@@ -35,6 +35,7 @@ pub async fn build_swarm(
     id: &Identity,
     net: &NetworkConfig,
     job_limits: super::codec::Limits,
+    kind: NodeKind,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let t = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
     let net2 = net.clone();
@@ -61,7 +62,10 @@ pub async fn build_swarm(
             )
         })
         .map_err(|e| t(&e))?
-        .with_behaviour(move |key| Behaviour::new(key, &net2, job_limits))
+        .with_behaviour(move |key| {
+            Behaviour::new(key, &net2, job_limits, kind)
+                .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+        })
         .map_err(|e| t(&e))?
         .with_swarm_config(|c| {
             c.with_idle_connection_timeout(Duration::from_secs(net.idle_timeout_secs))

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
@@ -14,10 +14,11 @@ use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 
+use super::discovery::{Discovery, Learned};
 use crate::config::NetworkConfig;
 use crate::identity::Identity;
-use crate::net::{BLOB_CHUNK, Behaviour, BehaviourEvent, Inbound, build_swarm};
-use crate::proto::{self, BlobResponse, Hash, JobRequest, JobResponse, JobSpec, SignedJob};
+use crate::net::{BLOB_CHUNK, Behaviour, BehaviourEvent, Inbound, NodeKind, build_swarm};
+use crate::proto::{self, Advert, BlobResponse, Hash, JobRequest, JobResponse, JobSpec, SignedJob};
 
 pub use super::receipts::Verified;
 
@@ -35,6 +36,9 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// No placement was possible (too few hosts, none fitting).
+    #[error("{0}")]
+    Placement(String),
     /// A request failed in transport (timeout, connection closed, garbled).
     /// After a timeout nobody knows whether the job ran: ask with `Fetch`.
     #[error("request to {peer} failed: {reason}")]
@@ -91,10 +95,14 @@ pub struct Client {
     id: Identity,
     blobs: HashMap<Hash, Arc<Vec<u8>>>,
     ready: VecDeque<(OutboundRequestId, Result<JobResponse, ClientError>)>,
+    discovery: Discovery,
+    /// When the last host became known (discovery waits for a quiet spell).
+    last_new_host: Option<Instant>,
 }
 
 impl Client {
-    /// A client with the given identity.
+    /// A client with the given identity. With `net.mdns` or bootstrap peers
+    /// it also discovers hosts (see [`Client::discover`]).
     pub async fn new(
         id: Identity,
         net: &NetworkConfig,
@@ -112,12 +120,23 @@ impl Client {
         max_output: u64,
     ) -> Result<Self, ClientError> {
         let limits = crate::net::behaviour::job_limits(max_inline, max_output);
-        let swarm = build_swarm(&id, net, limits).await?;
+        let mut swarm = build_swarm(&id, net, limits, NodeKind::Submitter).await?;
+        let mut bootstrap = Vec::new();
+        for s in &net.bootstrap {
+            bootstrap.push(
+                s.parse::<Multiaddr>()
+                    .map_err(|_| crate::net::NetError::BadAddr(s.clone()))?,
+            );
+        }
+        let mut discovery = Discovery::new(id.peer_id, net);
+        discovery.start(&mut swarm, &bootstrap)?;
         Ok(Client {
             swarm,
             id,
             blobs: HashMap::new(),
             ready: VecDeque::new(),
+            discovery,
+            last_new_host: None,
         })
     }
 
@@ -163,6 +182,77 @@ impl Client {
                 }
                 other => self.on_event(other),
             }
+        }
+    }
+
+    /// Connects to a host known from its advert, trying its addresses in
+    /// turn.
+    pub async fn connect_host(&mut self, peer: PeerId, advert: &Advert) -> Result<(), ClientError> {
+        if self.swarm.is_connected(&peer) {
+            return Ok(());
+        }
+        let mut last = ClientError::Connect {
+            addr: peer.to_string(),
+            reason: "its advert lists no address".into(),
+        };
+        for a in &advert.addrs {
+            let Ok(addr) = a.parse::<Multiaddr>() else {
+                continue;
+            };
+            match self.connect(&crate::net::with_peer_id(&addr, peer)).await {
+                Ok(_) => return Ok(()),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Hosts known from live adverts.
+    pub fn known_hosts(&self) -> Vec<(PeerId, Advert)> {
+        self.discovery.live()
+    }
+
+    /// Forgets a host (it refused or could not be reached) until it
+    /// advertises again.
+    pub fn forget_host(&mut self, peer: &PeerId) {
+        self.discovery.table.remove(peer);
+    }
+
+    /// Listens to the swarm until at least `want` known hosts satisfy `fits`
+    /// and no new host appeared for `quiet`, or until `timeout`; returns
+    /// the fitting hosts known by then.
+    pub async fn discover(
+        &mut self,
+        want: usize,
+        fits: impl Fn(&Advert) -> bool,
+        quiet: Duration,
+        timeout: Duration,
+    ) -> Vec<(PeerId, Advert)> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let fitting: Vec<_> = self
+                .known_hosts()
+                .into_iter()
+                .filter(|(_, a)| fits(a))
+                .collect();
+            let settled = self.last_new_host.is_some_and(|t| t.elapsed() >= quiet);
+            if fitting.len() >= want && settled {
+                return fitting;
+            }
+            let wake = (tokio::time::Instant::now() + quiet / 4).min(deadline);
+            match tokio::time::timeout_at(wake, self.swarm.select_next_some()).await {
+                Ok(ev) => self.on_event(ev),
+                Err(_) if tokio::time::Instant::now() >= deadline => return fitting,
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Drives the swarm for `d` (to collect adverts).
+    pub async fn listen_for(&mut self, d: Duration) {
+        let deadline = tokio::time::Instant::now() + d;
+        while let Ok(ev) = tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
+            self.on_event(ev);
         }
     }
 
@@ -243,6 +333,21 @@ impl Client {
 
     fn on_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
         match ev {
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(e)) => {
+                self.discovery.on_mdns(&mut self.swarm, e)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => {
+                self.discovery.on_kad(&mut self.swarm, e)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => {
+                self.discovery.on_identify(&mut self.swarm, e)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => {
+                if let Some(Learned::New(peer)) = self.discovery.on_gossip(&mut self.swarm, e) {
+                    tracing::debug!(%peer, "host known from its advert");
+                    self.last_new_host = Some(Instant::now());
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Job(e)) => match e {
                 request_response::Event::Message {
                     message:

@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -20,14 +20,17 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
+use super::discovery::{Discovery, Learned};
 use crate::config::NodeConfig;
 use crate::identity::Identity;
 use crate::net::{
-    BLOB_CHUNK, Behaviour, BehaviourEvent, Inbound, build_swarm, default_listen_addrs, with_peer_id,
+    BLOB_CHUNK, Behaviour, BehaviourEvent, Inbound, NodeKind, build_swarm, default_listen_addrs,
+    with_peer_id,
 };
 use crate::proto::{
-    self, BlobRequest, BlobResponse, Hash, InlineBlob, JobId, JobRequest, JobResponse, JobSpec,
-    JobState, ReceiptBody, ReceiptOutcome, RefuseReason, SignedJob, SignedReceipt,
+    self, Advert, BlobRequest, BlobResponse, Hash, InlineBlob, JobId, JobRequest, JobResponse,
+    JobSpec, JobState, ReceiptBody, ReceiptOutcome, RefuseReason, SignedAdvert, SignedJob,
+    SignedReceipt,
 };
 use crate::sandbox::{Task, TaskLimits, TaskResult, WasmModule, WorkerPool};
 use crate::store::{BlobStore, HostStore, JobRecord, StoredState, unix_now};
@@ -93,6 +96,20 @@ pub enum HostEvent {
     Recovered {
         /// How many.
         jobs: usize,
+    },
+    /// A host became known through its first advert.
+    Discovered {
+        /// Its peer id.
+        peer_id: String,
+        /// Its price per million fuel.
+        price_per_mfuel: u64,
+        /// Its roles.
+        roles: Vec<String>,
+    },
+    /// A host's adverts stopped and it was forgotten.
+    Forgotten {
+        /// Its peer id.
+        peer_id: String,
     },
 }
 
@@ -172,7 +189,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         cfg.security.max_inline_bytes,
         cfg.resources.max_output_bytes,
     );
-    let mut swarm = build_swarm(&id, &cfg.network, job_limits).await?;
+    let mut swarm = build_swarm(&id, &cfg.network, job_limits, NodeKind::Host).await?;
 
     let mut listen = opts.listen.clone();
     if listen.is_empty() {
@@ -229,6 +246,16 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         }
     }
 
+    let mut bootstrap = Vec::new();
+    for s in &cfg.network.bootstrap {
+        bootstrap.push(
+            s.parse::<Multiaddr>()
+                .map_err(|_| crate::net::NetError::BadAddr(s.clone()))?,
+        );
+    }
+    let mut discovery = Discovery::new(id.peer_id, &cfg.network);
+    discovery.start(&mut swarm, &bootstrap)?;
+
     let (events_tx, events) = mpsc::channel(4096);
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
     let (done_tx, done_rx) = mpsc::channel(cfg.resources.max_queue + 16);
@@ -252,6 +279,12 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         fetching: HashMap::new(),
         fetch_requests: HashMap::new(),
         modules: HashMap::new(),
+        discovery,
+        listen_addrs: addrs.clone(),
+        fuel_per_sec,
+        last_advert: None,
+        advert_wanted: true,
+        peers_file: opts.data_dir.join(PEERS_FILE),
     };
     host.emit(HostEvent::Listening {
         peer_id: id.peer_id.to_string(),
@@ -287,6 +320,11 @@ struct BlobFetch {
     in_flight: usize,
 }
 
+/// Where a running host lists the hosts it knows (for `biop2p peers`).
+pub const PEERS_FILE: &str = "peers.json";
+/// Adverts are published at most this often, even when peers keep joining.
+const MIN_ADVERT_GAP: Duration = Duration::from_secs(1);
+
 /// Chunks requested at once per blob.
 const FETCH_WINDOW: usize = 4;
 /// Compiled modules' bytes kept in memory by hash (the sandbox caches the
@@ -318,6 +356,14 @@ struct Host {
     fetching: HashMap<JobId, Fetching>,
     fetch_requests: HashMap<OutboundRequestId, (JobId, Hash, u64)>,
     modules: HashMap<Hash, WasmModule>,
+    discovery: Discovery,
+    /// Where this host listens (full multiaddrs), for its adverts.
+    listen_addrs: Vec<Multiaddr>,
+    fuel_per_sec: u64,
+    last_advert: Option<Instant>,
+    /// A peer subscribed since the last advert: publish soon.
+    advert_wanted: bool,
+    peers_file: PathBuf,
 }
 
 impl Host {
@@ -355,9 +401,12 @@ impl Host {
         mut durable_rx: mpsc::Receiver<(JobId, ResponseChannel<JobResponse>)>,
     ) {
         let mut gc = tokio::time::interval(Duration::from_secs(600));
+        let mut tick = tokio::time::interval(MIN_ADVERT_GAP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
+                _ = tick.tick() => self.on_tick(&mut swarm),
                 ev = swarm.select_next_some() => self.on_swarm_event(&mut swarm, ev),
                 Some((job_id, result)) = done_rx.recv() => self.on_done(&mut swarm, job_id, result),
                 Some((job_id, ch)) = durable_rx.recv() => {
@@ -385,11 +434,139 @@ impl Host {
         match ev {
             SwarmEvent::Behaviour(BehaviourEvent::Job(e)) => self.on_job_event(swarm, e),
             SwarmEvent::Behaviour(BehaviourEvent::Blob(e)) => self.on_blob_event(swarm, e),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(e)) => self.discovery.on_mdns(swarm, e),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.discovery.on_kad(swarm, e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => {
+                self.discovery.on_identify(swarm, e)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => {
+                match self.discovery.on_gossip(swarm, e) {
+                    Some(Learned::New(peer)) => {
+                        let now = Instant::now();
+                        if let Some(a) = self.discovery.table.get(&peer, now) {
+                            tracing::info!(%peer, "host discovered");
+                            self.emit(HostEvent::Discovered {
+                                peer_id: peer.to_string(),
+                                price_per_mfuel: a.price_per_mfuel,
+                                roles: a.roles.clone(),
+                            });
+                        }
+                    }
+                    Some(Learned::Subscriber(_)) => {
+                        // A newcomer should not wait a whole interval.
+                        self.advert_wanted = true;
+                        self.maybe_advertise(swarm);
+                    }
+                    _ => {}
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let a = with_peer_id(&address, self.id.peer_id);
+                if !self.listen_addrs.contains(&a) {
+                    self.listen_addrs.push(a);
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                let a = with_peer_id(&address, self.id.peer_id);
+                self.listen_addrs.retain(|x| *x != a);
+            }
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 tracing::debug!(%error, "incoming connection failed");
             }
             _ => {}
         }
+    }
+
+    /// Once a second: forget hosts whose adverts stopped, advertise when due,
+    /// and list the known hosts for `biop2p peers`.
+    fn on_tick(&mut self, swarm: &mut Swarm<Behaviour>) {
+        for peer in self.discovery.table.evaporate(Instant::now()) {
+            tracing::info!(%peer, "host forgotten (its adverts stopped)");
+            self.emit(HostEvent::Forgotten {
+                peer_id: peer.to_string(),
+            });
+        }
+        let interval = Duration::from_secs(self.cfg.network.advert_interval_secs);
+        if self.last_advert.is_none_or(|t| t.elapsed() >= interval) {
+            self.advert_wanted = true;
+        }
+        self.maybe_advertise(swarm);
+        if let Err(e) = self.write_peers_file() {
+            tracing::warn!(error = %e, "cannot write {}", self.peers_file.display());
+        }
+    }
+
+    /// What this host offers now.
+    pub(crate) fn advert(&self) -> Advert {
+        let now = unix_now_ms();
+        let workers = self.pool.workers() as u32;
+        let ttl = 3 * 1000 * self.cfg.network.advert_interval_secs;
+        Advert {
+            version: proto::VERSION,
+            host_key: self.id.public_key(),
+            addrs: self
+                .listen_addrs
+                .iter()
+                .take(proto::MAX_ADVERT_ADDRS)
+                .map(|a| a.to_string())
+                .collect(),
+            free_slots: workers.saturating_sub(self.running.len() as u32),
+            workers,
+            queue_room: self
+                .cfg
+                .resources
+                .max_queue
+                .saturating_sub(self.inflight.len()) as u32,
+            fuel_per_sec: self.fuel_per_sec,
+            price_per_mfuel: self.cfg.market.price_per_mfuel,
+            max_fuel: self.cfg.resources.max_fuel,
+            max_memory_bytes: self.cfg.resources.max_memory_bytes,
+            roles: vec![self.cfg.biological.primary_role.clone()],
+            region: proto::region_of(&self.cfg.biological.address),
+            issued_at_ms: now,
+            expires_at_ms: now + ttl,
+        }
+    }
+
+    /// Publishes the advert if one is wanted and the last is ≥ 1 s old.
+    fn maybe_advertise(&mut self, swarm: &mut Swarm<Behaviour>) {
+        if !self.advert_wanted
+            || self
+                .last_advert
+                .is_some_and(|t| t.elapsed() < MIN_ADVERT_GAP)
+        {
+            return;
+        }
+        let signed = SignedAdvert::sign(&self.advert(), &self.id.signing);
+        self.discovery.publish(swarm, &signed);
+        self.last_advert = Some(Instant::now());
+        self.advert_wanted = false;
+    }
+
+    /// Writes the known hosts (and this one) to `peers.json`, atomically.
+    fn write_peers_file(&self) -> std::io::Result<()> {
+        let me = (self.id.peer_id, self.advert());
+        let mut hosts = vec![super::peers::PeerEntry::new(&me.0, &me.1, true)];
+        let mut known = self.discovery.live();
+        known.sort_by_key(|(p, _)| p.to_bytes());
+        let now = Instant::now();
+        hosts.extend(known.iter().map(|(p, a)| {
+            let mut e = super::peers::PeerEntry::new(p, a, false);
+            if let Some(left) = self.discovery.table.expires_in(p, now) {
+                e.expires_in_ms = left.as_millis() as u64;
+            }
+            e
+        }));
+        let file = super::peers::PeersFile {
+            written_at_ms: unix_now_ms(),
+            hosts,
+        };
+        let tmp = self.peers_file.with_extension("json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(&tmp, &self.peers_file)
     }
 
     fn refuse(
@@ -1045,4 +1222,11 @@ fn missing_blob_result(spec: &JobSpec) -> TaskResult {
         report: Default::default(),
         cache: None,
     }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

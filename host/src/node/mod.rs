@@ -1,12 +1,17 @@
 //! The node: the host daemon's event loop and the submitter's client, both
 //! thin drivers over one swarm each.
 
+pub mod adverts;
 mod calibration;
 pub mod client;
+pub mod discovery;
 pub mod host;
+pub mod peers;
+pub mod placement;
 mod receipts;
 
 pub use calibration::open_sandbox;
 pub use client::{Client, ClientError, Verified};
 pub use host::{HostEvent, HostHandle, HostOptions, spawn_host};
+pub use peers::{PeerEntry, read_peers_file};
 pub use receipts::{VerifyError, verify_response};

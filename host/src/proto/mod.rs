@@ -6,10 +6,14 @@
 //! covers exactly what the host will run and what the submitter will check;
 //! nobody re-encodes a struct and hopes for the same bytes.
 
+mod advert;
 mod job;
 mod messages;
 mod receipt;
 
+pub use advert::{
+    Advert, MAX_ADVERT_ADDRS, MAX_ADVERT_BYTES, MAX_ADVERT_TTL_MS, SignedAdvert, region_of,
+};
 pub use job::{JobId, JobSpec, SignedJob};
 pub use messages::{
     BlobRequest, BlobResponse, InlineBlob, JobRequest, JobResponse, JobState, RefuseReason,
@@ -43,6 +47,14 @@ pub enum ProtoError {
         what: &'static str,
         /// The version found.
         version: u8,
+    },
+    /// Well-formed and signed, but outside the protocol's bounds.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// What was being checked.
+        what: &'static str,
+        /// Which bound it broke.
+        reason: String,
     },
 }
 

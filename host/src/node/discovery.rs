@@ -1,0 +1,214 @@
+//! Finding hosts: mDNS on the LAN, Kademlia from bootstrap peers for the
+//! WAN, and the adverts hosts gossip. Shared by the host daemon and the
+//! submitter's client, each of which feeds it its swarm's events.
+//!
+//! Whatever a discovery mechanism reports is only a candidate address; a
+//! host becomes *known* only through an advert it signed itself. Dials are
+//! bounded (only while the node has fewer than half its connection budget)
+//! and deduplicated by libp2p's dial conditions.
+
+use std::time::Instant;
+
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns};
+
+use super::adverts::{AdvertTable, Inserted};
+use crate::config::NetworkConfig;
+use crate::net::{Behaviour, KAD_PROTOCOL, NetError, advert_topic};
+use crate::proto::{Advert, SignedAdvert};
+
+/// Addresses taken from one peer's identify message.
+const MAX_ADDRS_PER_PEER: usize = 8;
+
+/// What a gossip message told us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Learned {
+    /// A host not known before.
+    New(PeerId),
+    /// A fresher advert of a known host.
+    Refreshed(PeerId),
+    /// A peer subscribed to our adverts (a host answers with its advert).
+    Subscriber(PeerId),
+}
+
+/// Discovery state of one node.
+pub struct Discovery {
+    me: PeerId,
+    topic: IdentTopic,
+    /// Known hosts (not including this node).
+    pub table: AdvertTable,
+    dial_budget: usize,
+}
+
+impl Discovery {
+    /// Discovery for node `me` with the network config's bounds.
+    pub fn new(me: PeerId, net: &NetworkConfig) -> Self {
+        Discovery {
+            me,
+            topic: advert_topic(&net.swarm),
+            table: AdvertTable::new(net.max_known_hosts),
+            dial_budget: (net.max_connections as usize / 2).max(1),
+        }
+    }
+
+    /// Subscribes to the swarm's adverts and dials the bootstrap peers.
+    pub fn start(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        bootstrap: &[Multiaddr],
+    ) -> Result<(), NetError> {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&self.topic)
+            .map_err(|e| NetError::Transport(format!("gossipsub: {e}")))?;
+        for addr in bootstrap {
+            let peer = addr
+                .iter()
+                .find_map(|p| match p {
+                    libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+                    _ => None,
+                })
+                .ok_or_else(|| NetError::BadAddr(format!("{addr} (bootstrap needs /p2p/<id>)")))?;
+            if peer == self.me {
+                continue;
+            }
+            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            self.dial(swarm, peer, vec![addr.clone()]);
+        }
+        if !bootstrap.is_empty() {
+            // Fills the routing table from the bootstrap peers; libp2p then
+            // refreshes it periodically on its own.
+            let _ = swarm.behaviour_mut().kad.bootstrap();
+        }
+        Ok(())
+    }
+
+    fn dial(&self, swarm: &mut Swarm<Behaviour>, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if peer == self.me
+            || swarm.is_connected(&peer)
+            || swarm.network_info().num_peers() >= self.dial_budget
+        {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = swarm.dial(opts) {
+            tracing::debug!(%peer, error = %e, "discovery dial not started");
+        }
+    }
+
+    /// A peer on the LAN: remember its addresses and connect, so that its
+    /// adverts reach us.
+    pub fn on_mdns(&mut self, swarm: &mut Swarm<Behaviour>, e: mdns::Event) {
+        if let mdns::Event::Discovered(found) = e {
+            for (peer, addr) in found {
+                tracing::debug!(%peer, %addr, "mDNS discovered");
+                swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                self.dial(swarm, peer, vec![addr]);
+            }
+        }
+    }
+
+    /// Peers speaking our DHT protocol enter the routing table with the
+    /// addresses they listen on.
+    pub fn on_identify(&mut self, swarm: &mut Swarm<Behaviour>, e: identify::Event) {
+        if let identify::Event::Received { peer_id, info, .. } = e
+            && info.protocols.contains(&KAD_PROTOCOL)
+        {
+            for a in info.listen_addrs.into_iter().take(MAX_ADDRS_PER_PEER) {
+                swarm.behaviour_mut().kad.add_address(&peer_id, a);
+            }
+        }
+    }
+
+    /// A peer found through the DHT: connect (within the dial budget).
+    pub fn on_kad(&mut self, swarm: &mut Swarm<Behaviour>, e: kad::Event) {
+        if let kad::Event::RoutingUpdated {
+            peer, addresses, ..
+        } = e
+        {
+            self.dial(swarm, peer, addresses.into_vec());
+        }
+    }
+
+    /// Validates an advert: signed by the host it describes, which must be
+    /// the message's source, and within bounds. Invalid ones are rejected,
+    /// which costs the sender peer score.
+    pub fn on_gossip(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        e: gossipsub::Event,
+    ) -> Option<Learned> {
+        match e {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let verdict = match SignedAdvert::decode_verified(&message.data) {
+                    Ok(a) if a.peer_id().is_some() && a.peer_id() == message.source => Ok(a),
+                    Ok(_) => Err("advert for another host than its source".to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let gs = &mut swarm.behaviour_mut().gossipsub;
+                match verdict {
+                    Ok(advert) => {
+                        gs.report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            MessageAcceptance::Accept,
+                        );
+                        let peer = advert.peer_id()?;
+                        if peer == self.me {
+                            return None;
+                        }
+                        let addrs: Vec<Multiaddr> =
+                            advert.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                        for a in &addrs {
+                            swarm.behaviour_mut().kad.add_address(&peer, a.clone());
+                        }
+                        match self.table.insert(peer, advert, Instant::now()) {
+                            Inserted::New => Some(Learned::New(peer)),
+                            Inserted::Refreshed => Some(Learned::Refreshed(peer)),
+                            Inserted::Stale => None,
+                        }
+                    }
+                    Err(reason) => {
+                        tracing::debug!(peer = %propagation_source, %reason, "advert rejected");
+                        gs.report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            MessageAcceptance::Reject,
+                        );
+                        None
+                    }
+                }
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } if topic == self.topic.hash() => {
+                Some(Learned::Subscriber(peer_id))
+            }
+            _ => None,
+        }
+    }
+
+    /// Publishes this host's advert. Having nobody to publish to yet is
+    /// normal for the first host of a swarm.
+    pub fn publish(&self, swarm: &mut Swarm<Behaviour>, advert: &SignedAdvert) {
+        if let Err(e) = swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(self.topic.clone(), advert.to_bytes())
+        {
+            tracing::debug!(error = %e, "advert not published");
+        }
+    }
+
+    /// The live adverts.
+    pub fn live(&self) -> Vec<(PeerId, Advert)> {
+        self.table.live(Instant::now())
+    }
+}

@@ -1,0 +1,316 @@
+//! Placing a job: which hosts, how many replicas, and what happens when a
+//! host fails.
+//!
+//! Candidates come from adverts (filtered by what the job needs and the
+//! submitter pays, then ranked) or from addresses the user gave. The same
+//! signed job goes to `n` distinct hosts; a host that cannot be reached,
+//! refuses, fails in transport (it disconnected or died) or misses the
+//! deadline is replaced by the next candidate, up to a bound. Answers are
+//! verified (signature, job, host, output hash) before they count; the
+//! caller decides acceptance with [`Report::majority`].
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use libp2p::request_response::OutboundRequestId;
+use libp2p::{Multiaddr, PeerId};
+
+use super::client::{Client, ClientError};
+use super::receipts::verify_response;
+use crate::proto::{Advert, Hash, InlineBlob, JobRequest, JobResponse, JobSpec, SignedJob};
+
+/// Why a host cannot take a job, judged from its advert; `None` if it can.
+pub fn unfit(a: &Advert, spec: &JobSpec) -> Option<String> {
+    if a.price_per_mfuel > spec.max_price_per_mfuel {
+        return Some(format!(
+            "price {} per Mfuel is over the ceiling of {}",
+            a.price_per_mfuel, spec.max_price_per_mfuel
+        ));
+    }
+    if a.max_fuel < spec.fuel {
+        return Some(format!("takes at most {} fuel", a.max_fuel));
+    }
+    if a.max_memory_bytes < spec.memory_bytes {
+        return Some(format!(
+            "takes at most {} bytes of memory",
+            a.max_memory_bytes
+        ));
+    }
+    if a.queue_room == 0 {
+        return Some("its queue is full".into());
+    }
+    None
+}
+
+/// Orders fitting hosts: idle workers first, then cheaper, then faster.
+/// (Expected wait dominates: a queued job waits a whole task; among idle
+/// hosts the submitter's cost is price × fuel, and fuel is fixed by the
+/// job, so price decides, then speed.)
+pub fn rank(mut hosts: Vec<(PeerId, Advert)>, spec: &JobSpec) -> Vec<(PeerId, Advert)> {
+    hosts.retain(|(_, a)| unfit(a, spec).is_none());
+    hosts.sort_by_key(|(p, a)| {
+        (
+            a.free_slots == 0,
+            a.price_per_mfuel,
+            std::cmp::Reverse(a.fuel_per_sec),
+            p.to_bytes(),
+        )
+    });
+    hosts
+}
+
+/// A place a replica may run.
+#[derive(Debug, Clone)]
+pub enum Candidate {
+    /// A host known from its advert.
+    Host(PeerId, Box<Advert>),
+    /// An address the user gave.
+    Addr(Multiaddr),
+}
+
+impl Candidate {
+    fn label(&self) -> String {
+        match self {
+            Candidate::Host(p, _) => p.to_string(),
+            Candidate::Addr(a) => a.to_string(),
+        }
+    }
+}
+
+/// How replicas are run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Distinct hosts to run on.
+    pub replicas: usize,
+    /// Replacements allowed in all (bounds the work a bad swarm can cause).
+    pub max_replacements: usize,
+    /// How long a host may take to answer before it is replaced.
+    pub deadline: Duration,
+}
+
+/// A verified answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The host.
+    pub peer: PeerId,
+    /// Its address.
+    pub addr: Option<Multiaddr>,
+    /// The output hash its receipt signs.
+    pub output_hash: Hash,
+    /// Done or Failed, verified.
+    pub response: JobResponse,
+}
+
+/// A host that gave no usable answer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Miss {
+    /// Peer id or address.
+    pub host: String,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// What happened to a replicated job.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Verified answers.
+    pub answers: Vec<Answer>,
+    /// Hosts that were tried and gave nothing usable.
+    pub missing: Vec<Miss>,
+    /// Replicas placed again after a failure.
+    pub replacements: usize,
+}
+
+impl Report {
+    /// The output hash a strict majority of `n` replicas signed, with its
+    /// count.
+    pub fn majority(&self, n: usize) -> Option<(Hash, usize)> {
+        let mut counts: HashMap<Hash, usize> = HashMap::new();
+        for a in &self.answers {
+            *counts.entry(a.output_hash).or_default() += 1;
+        }
+        counts.into_iter().find(|(_, c)| c * 2 > n)
+    }
+
+    /// Answers whose output differs from `winner`.
+    pub fn disagreeing(&self, winner: Option<Hash>) -> Vec<&Answer> {
+        self.answers
+            .iter()
+            .filter(|a| Some(a.output_hash) != winner)
+            .collect()
+    }
+}
+
+struct Placed {
+    peer: PeerId,
+    addr: Option<Multiaddr>,
+    deadline: tokio::time::Instant,
+}
+
+/// Runs `job` on `plan.replicas` distinct hosts from `candidates` (in
+/// order), replacing failed ones. `note` hears what happens, for people.
+pub async fn run_replicas(
+    client: &mut Client,
+    job: &SignedJob,
+    inline: &[InlineBlob],
+    candidates: Vec<Candidate>,
+    plan: &Plan,
+    mut note: impl FnMut(&str),
+) -> Result<Report, ClientError> {
+    let job_id = job.id();
+    let spec = job
+        .verify()
+        .map_err(|e| ClientError::Placement(e.to_string()))?;
+    let mut queue: VecDeque<Candidate> = candidates.into();
+    let mut used: HashSet<PeerId> = HashSet::new();
+    let mut active: HashMap<OutboundRequestId, Placed> = HashMap::new();
+    let mut report = Report::default();
+
+    // Places one replica on the next candidate that is reachable.
+    macro_rules! place_one {
+        () => {{
+            let mut placed = false;
+            while let Some(c) = queue.pop_front() {
+                let got = match &c {
+                    Candidate::Host(p, a) if !used.contains(p) => {
+                        client.connect_host(*p, a).await.map(|()| (*p, None))
+                    }
+                    Candidate::Host(..) => continue,
+                    Candidate::Addr(addr) => {
+                        client.connect(addr).await.map(|p| (p, Some(addr.clone())))
+                    }
+                };
+                match got {
+                    Ok((peer, _)) if used.contains(&peer) => continue,
+                    Ok((peer, addr)) => {
+                        used.insert(peer);
+                        let rid = client.send(
+                            &peer,
+                            JobRequest::Submit {
+                                job: job.clone(),
+                                inline: inline.to_vec(),
+                                wait: true,
+                            },
+                        );
+                        note(&format!("placed on {peer}"));
+                        active.insert(
+                            rid,
+                            Placed {
+                                peer,
+                                addr,
+                                deadline: tokio::time::Instant::now() + plan.deadline,
+                            },
+                        );
+                        placed = true;
+                        break;
+                    }
+                    Err(e) => {
+                        note(&format!(
+                            "{} unreachable ({e}); trying the next host",
+                            c.label()
+                        ));
+                        report.missing.push(Miss {
+                            host: c.label(),
+                            error: e.to_string(),
+                        });
+                    }
+                }
+            }
+            placed
+        }};
+    }
+
+    for _ in 0..plan.replicas {
+        if !place_one!() {
+            break;
+        }
+    }
+    if active.len() < plan.replicas {
+        return Err(ClientError::Placement(format!(
+            "{} replica(s) need as many reachable distinct hosts; found {}",
+            plan.replicas,
+            active.len()
+        )));
+    }
+    while !active.is_empty() {
+        let next_deadline = active
+            .values()
+            .map(|p| p.deadline)
+            .min()
+            .expect("non-empty");
+        let problem = match tokio::time::timeout_at(next_deadline, client.next_response()).await {
+            Ok((rid, r)) => {
+                let Some(placed) = active.remove(&rid) else {
+                    continue; // an answer after its deadline
+                };
+                let peer = placed.peer;
+                let problem = match r {
+                    Ok(resp @ (JobResponse::Done { .. } | JobResponse::Failed { .. })) => {
+                        match verify_response(&resp, &job_id, &spec, &peer) {
+                            Ok(v) => {
+                                report.answers.push(Answer {
+                                    peer,
+                                    addr: placed.addr,
+                                    output_hash: v.receipt.output_hash,
+                                    response: resp,
+                                });
+                                continue;
+                            }
+                            Err(e) => format!("answer failed verification: {e}"),
+                        }
+                    }
+                    Ok(JobResponse::Refused { reason, message }) => {
+                        client.forget_host(&peer);
+                        format!("refused: {reason}: {message}")
+                    }
+                    Ok(other) => format!("unexpected answer {other:?}"),
+                    Err(e) => e.to_string(),
+                };
+                (peer, problem)
+            }
+            Err(_) => {
+                let rid = *active
+                    .iter()
+                    .find(|(_, p)| p.deadline == next_deadline)
+                    .expect("the earliest deadline is active")
+                    .0;
+                let placed = active.remove(&rid).expect("present");
+                (
+                    placed.peer,
+                    format!("missed the deadline of {:?}", plan.deadline),
+                )
+            }
+        };
+        let (peer, problem) = problem;
+        note(&format!(
+            "replica on {peer} gave no usable result: {problem}"
+        ));
+        report.missing.push(Miss {
+            host: peer.to_string(),
+            error: problem,
+        });
+        if report.replacements < plan.max_replacements && !queue.is_empty() {
+            report.replacements += 1;
+            note("placing that replica on another host");
+            place_one!();
+        }
+    }
+    Ok(report)
+}
+
+/// Blobs small enough to travel inside the request, in order, up to
+/// `limit` bytes in all.
+pub fn inline_blobs(blobs: &[&[u8]], limit: usize) -> Vec<InlineBlob> {
+    let mut out = Vec::new();
+    let mut total = 0;
+    for data in blobs {
+        if total + data.len() <= limit {
+            total += data.len();
+            out.push(InlineBlob {
+                hash: *blake3::hash(data).as_bytes(),
+                data: data.to_vec(),
+            });
+        }
+    }
+    out
+}
