@@ -16,4 +16,5 @@ pub mod store;
 pub mod workloads;
 
 pub use config::NodeConfig;
+pub use node::{Node, NodeBuilder};
 pub use roles::{BiologicalRole, NetworkAddress};

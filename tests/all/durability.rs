@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use crate::cli::biop2p;
 
 /// A WASI command that counts to 3·10⁹ (a few seconds) and prints.
-const SLOW: &str = r#"
+pub const SLOW: &str = r#"
 (module
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)

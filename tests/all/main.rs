@@ -7,3 +7,4 @@ mod guests;
 mod network;
 mod replicas;
 mod sandbox;
+mod swarm;

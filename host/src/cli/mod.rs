@@ -3,6 +3,7 @@
 mod bench;
 mod bench_network;
 mod common;
+mod demo;
 mod host;
 mod init;
 mod peers;
@@ -25,6 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a local swarm of hosts and real workloads on it, with replicas.
+    Demo(demo::Args),
     /// Run one task locally in a fresh sandbox.
     Run(run::Args),
     /// Measure the sandbox (and more) on this machine.
@@ -55,6 +58,7 @@ pub fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(a) => demo::execute(a),
         Command::Run(a) => run::execute(a),
         Command::Bench(a) => bench::execute(a),
         Command::Host(a) => host::execute(a),
@@ -78,7 +82,8 @@ pub fn main() -> ExitCode {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("BIOP2P_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_env("BIOP2P_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("warn,libp2p_kad=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -450,6 +450,7 @@ async fn replicated(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> R
     client.offer_blob(Arc::new(module));
     client.offer_blob(Arc::new(input));
     let plan = Plan {
+        refill_from_adverts: a.peer.is_empty(),
         replicas: n,
         max_replacements: a.max_replacements,
         deadline: Duration::from_secs(

@@ -4,7 +4,7 @@
 //! The client drives its own swarm inside its async methods (a CLI submits
 //! one job, or a benchmark many in flight), so it needs no background task.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -96,8 +96,12 @@ pub struct Client {
     blobs: HashMap<Hash, Arc<Vec<u8>>>,
     ready: VecDeque<(OutboundRequestId, Result<JobResponse, ClientError>)>,
     discovery: Discovery,
-    /// When the last host became known (discovery waits for a quiet spell).
+    /// When the last host became known or asked to be heard (discovery
+    /// waits for a quiet spell).
     last_new_host: Option<Instant>,
+    /// Connected peers that take part in the adverts topic but whose advert
+    /// has not arrived yet (a host answers a new subscriber within ~¼ s).
+    awaiting: HashSet<PeerId>,
 }
 
 impl Client {
@@ -137,6 +141,7 @@ impl Client {
             ready: VecDeque::new(),
             discovery,
             last_new_host: None,
+            awaiting: HashSet::new(),
         })
     }
 
@@ -235,7 +240,8 @@ impl Client {
                 .into_iter()
                 .filter(|(_, a)| fits(a))
                 .collect();
-            let settled = self.last_new_host.is_some_and(|t| t.elapsed() >= quiet);
+            let settled = self.awaiting.is_empty()
+                && self.last_new_host.is_some_and(|t| t.elapsed() >= quiet);
             if fitting.len() >= want && settled {
                 return fitting;
             }
@@ -343,10 +349,30 @@ impl Client {
                 self.discovery.on_identify(&mut self.swarm, e)
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => {
-                if let Some(Learned::New(peer)) = self.discovery.on_gossip(&mut self.swarm, e) {
-                    tracing::debug!(%peer, "host known from its advert");
-                    self.last_new_host = Some(Instant::now());
+                match self.discovery.on_gossip(&mut self.swarm, e) {
+                    Some(Learned::New(peer)) => {
+                        tracing::debug!(%peer, "host known from its advert");
+                        self.awaiting.remove(&peer);
+                        self.last_new_host = Some(Instant::now());
+                    }
+                    Some(Learned::Refreshed(peer)) => {
+                        self.awaiting.remove(&peer);
+                    }
+                    Some(Learned::Subscriber(peer))
+                        if self.discovery.table.get(&peer, Instant::now()).is_none() =>
+                    {
+                        self.awaiting.insert(peer);
+                        self.last_new_host = Some(Instant::now());
+                    }
+                    _ => {}
                 }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.awaiting.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Job(e)) => match e {
                 request_response::Event::Message {

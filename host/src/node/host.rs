@@ -283,6 +283,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         listen_addrs: addrs.clone(),
         fuel_per_sec,
         last_advert: None,
+        last_peers_file: None,
         advert_wanted: true,
         peers_file: opts.data_dir.join(PEERS_FILE),
     };
@@ -322,8 +323,12 @@ struct BlobFetch {
 
 /// Where a running host lists the hosts it knows (for `biop2p peers`).
 pub const PEERS_FILE: &str = "peers.json";
-/// Adverts are published at most this often, even when peers keep joining.
-const MIN_ADVERT_GAP: Duration = Duration::from_secs(1);
+/// Adverts are published at most this often, even when peers keep joining
+/// (each joining peer asks for one, so a newcomer need not wait a whole
+/// interval).
+const MIN_ADVERT_GAP: Duration = Duration::from_millis(250);
+/// How often the list of known hosts is rewritten.
+const PEERS_FILE_EVERY: Duration = Duration::from_secs(1);
 
 /// Chunks requested at once per blob.
 const FETCH_WINDOW: usize = 4;
@@ -361,6 +366,7 @@ struct Host {
     listen_addrs: Vec<Multiaddr>,
     fuel_per_sec: u64,
     last_advert: Option<Instant>,
+    last_peers_file: Option<Instant>,
     /// A peer subscribed since the last advert: publish soon.
     advert_wanted: bool,
     peers_file: PathBuf,
@@ -445,6 +451,9 @@ impl Host {
                         let now = Instant::now();
                         if let Some(a) = self.discovery.table.get(&peer, now) {
                             tracing::info!(%peer, "host discovered");
+                            if let Err(e) = self.write_peers_file() {
+                                tracing::warn!(error = %e, "cannot write the host list");
+                            }
                             self.emit(HostEvent::Discovered {
                                 peer_id: peer.to_string(),
                                 price_per_mfuel: a.price_per_mfuel,
@@ -477,10 +486,12 @@ impl Host {
         }
     }
 
-    /// Once a second: forget hosts whose adverts stopped, advertise when due,
-    /// and list the known hosts for `biop2p peers`.
+    /// Four times a second: forget hosts whose adverts stopped, advertise
+    /// when due; each second, list the known hosts for `biop2p peers`.
     fn on_tick(&mut self, swarm: &mut Swarm<Behaviour>) {
+        let mut changed = false;
         for peer in self.discovery.table.evaporate(Instant::now()) {
+            changed = true;
             tracing::info!(%peer, "host forgotten (its adverts stopped)");
             self.emit(HostEvent::Forgotten {
                 peer_id: peer.to_string(),
@@ -491,8 +502,15 @@ impl Host {
             self.advert_wanted = true;
         }
         self.maybe_advertise(swarm);
-        if let Err(e) = self.write_peers_file() {
-            tracing::warn!(error = %e, "cannot write {}", self.peers_file.display());
+        if changed
+            || self
+                .last_peers_file
+                .is_none_or(|t| t.elapsed() >= PEERS_FILE_EVERY)
+        {
+            if let Err(e) = self.write_peers_file() {
+                tracing::warn!(error = %e, "cannot write {}", self.peers_file.display());
+            }
+            self.last_peers_file = Some(Instant::now());
         }
     }
 

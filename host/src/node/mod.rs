@@ -2,6 +2,7 @@
 //! thin drivers over one swarm each.
 
 pub mod adverts;
+mod api;
 mod calibration;
 pub mod client;
 pub mod discovery;
@@ -10,6 +11,7 @@ pub mod peers;
 pub mod placement;
 mod receipts;
 
+pub use api::{Node, NodeBuilder, NodeError, default_data_dir};
 pub use calibration::open_sandbox;
 pub use client::{Client, ClientError, Verified};
 pub use host::{HostEvent, HostHandle, HostOptions, spawn_host};

@@ -86,6 +86,10 @@ pub struct Plan {
     pub max_replacements: usize,
     /// How long a host may take to answer before it is replaced.
     pub deadline: Duration,
+    /// When the candidates run out, take more from the hosts the client
+    /// has learned of since (by their adverts). Off when the user named the
+    /// hosts.
+    pub refill_from_adverts: bool,
 }
 
 /// A verified answer.
@@ -289,6 +293,13 @@ pub async fn run_replicas(
             host: peer.to_string(),
             error: problem,
         });
+        if queue.is_empty() && plan.refill_from_adverts {
+            let fresh = rank(client.known_hosts(), &spec)
+                .into_iter()
+                .filter(|(p, _)| !used.contains(p))
+                .map(|(p, a)| Candidate::Host(p, Box::new(a)));
+            queue.extend(fresh);
+        }
         if report.replacements < plan.max_replacements && !queue.is_empty() {
             report.replacements += 1;
             note("placing that replica on another host");

@@ -1,0 +1,365 @@
+//! `biop2p demo`: a whole swarm on this machine, end to end.
+//!
+//! Starts N hosts on loopback (each with its own data dir in a temporary
+//! folder, its own role and price), lets them find each other through a
+//! bootstrap host and their gossiped adverts, then submits the embedded
+//! workloads as a submitter would: hosts chosen from adverts, each job on
+//! several replicas, receipts verified, outputs compared by hash and accepted
+//! on a strict majority. `--faulty K` makes K hosts lie about their outputs;
+//! the demo passes only if every lie is caught.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use biop2p::config::NetworkConfig;
+use biop2p::identity::Identity;
+use biop2p::node::client::JobParams;
+use biop2p::node::placement::{self, Candidate, Plan};
+use biop2p::node::{Client, Node};
+use biop2p::proto::{self, Advert, JobResponse};
+use biop2p::{BiologicalRole, NodeConfig, workloads};
+use libp2p::PeerId;
+
+use super::common;
+
+/// Run a local swarm and real workloads on it, with replicas.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Hosts to start.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=12))]
+    hosts: u32,
+    /// Hosts that return wrong outputs (they must be outvoted).
+    #[arg(long, default_value_t = 0)]
+    faulty: u32,
+    /// Replicas per job (default: 3, or fewer hosts).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=12))]
+    replicas: Option<u32>,
+    /// One JSON object at the end instead of the report.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Roles the demo's hosts take, in turn.
+const ROLES: [BiologicalRole; 4] = [
+    BiologicalRole::Caste,
+    BiologicalRole::Thermal,
+    BiologicalRole::Young,
+    BiologicalRole::Memory,
+];
+
+/// The jobs: an embedded workload, its input, and a check of the accepted
+/// output where one is cheap to make.
+struct DemoJob {
+    workload: &'static str,
+    input: Vec<u8>,
+    expect: Option<Vec<u8>>,
+}
+
+fn jobs() -> Vec<DemoJob> {
+    let hello = b"hello from the biop2p demo\n".to_vec();
+    vec![
+        DemoJob {
+            workload: "echo",
+            input: hello.clone(),
+            expect: Some(hello),
+        },
+        DemoJob {
+            workload: "matmul",
+            input: 96u32.to_le_bytes().to_vec(),
+            expect: None,
+        },
+        DemoJob {
+            workload: "mlp",
+            input: br#"{"seed":7,"dataset":"spirals","samples":200,"epochs":60,"hidden":16}"#
+                .to_vec(),
+            expect: None,
+        },
+    ]
+}
+
+pub fn execute(a: Args) -> Result<ExitCode> {
+    if a.faulty > a.hosts {
+        bail!("--faulty {} is more than --hosts {}", a.faulty, a.hosts);
+    }
+    let replicas = a.replicas.unwrap_or(a.hosts.min(3));
+    if replicas > a.hosts {
+        bail!("--replicas {replicas} needs at least that many --hosts");
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(run(a, replicas as usize))
+}
+
+fn say(json: bool, line: &str) {
+    if !json {
+        println!("{line}");
+    }
+}
+
+fn short(p: &PeerId) -> String {
+    let s = p.to_string();
+    format!("…{}", &s[s.len() - 8..])
+}
+
+async fn start_hosts(a: &Args, root: &std::path::Path, swarm: &str) -> Result<Vec<Node>> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..a.hosts as usize {
+        let mut config = NodeConfig::default();
+        config.network.mdns = false;
+        config.network.swarm = swarm.to_string();
+        config.network.advert_interval_secs = 1;
+        config.market.price_per_mfuel = 1 + (i as u64 % 3);
+        config.resources.cpu_allocation = 0.5;
+        let mut b = Node::builder()
+            .with_config(config)
+            .with_initial_role(ROLES[i % ROLES.len()])
+            .with_data_dir(root.join(format!("host{i}")))
+            .with_listen(["/ip4/127.0.0.1/tcp/0".parse().expect("addr")])
+            .faulty(i >= (a.hosts - a.faulty) as usize);
+        if let Some(first) = nodes.first() {
+            b = b.with_bootstrap(&first.addrs()[0]);
+        }
+        let node = b.build().await?;
+        node.start()
+            .await
+            .with_context(|| format!("cannot start host {i}"))?;
+        nodes.push(node);
+    }
+    Ok(nodes)
+}
+
+async fn run(a: Args, replicas: usize) -> Result<ExitCode> {
+    let root = tempfile::tempdir()?;
+    let swarm = format!("demo-{:016x}", rand::random::<u64>());
+    say(
+        a.json,
+        &format!(
+            "starting {} host(s) on loopback in {} (swarm {swarm})",
+            a.hosts,
+            root.path().display()
+        ),
+    );
+    let nodes = start_hosts(&a, root.path(), &swarm).await?;
+    let result = drive(&a, &nodes, &swarm, replicas).await;
+    for n in &nodes {
+        n.stop().await;
+    }
+    let (ok, report) = result?;
+    if a.json {
+        common::print_line(&report.to_string())?;
+    } else if ok {
+        println!("\nall jobs verified: receipts signed, outputs agreed by a strict majority");
+    } else {
+        println!("\nNOT verified: see above");
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn drive(
+    a: &Args,
+    nodes: &[Node],
+    swarm: &str,
+    replicas: usize,
+) -> Result<(bool, serde_json::Value)> {
+    let faulty: Vec<PeerId> = nodes[(a.hosts - a.faulty) as usize..]
+        .iter()
+        .map(Node::peer_id)
+        .collect();
+    for n in nodes {
+        say(
+            a.json,
+            &format!(
+                "  host {} {:<8} price {}/Mfuel{}  {}",
+                short(&n.peer_id()),
+                n.role().to_string(),
+                n.config().market.price_per_mfuel,
+                if faulty.contains(&n.peer_id()) {
+                    "  (faulty)"
+                } else {
+                    ""
+                },
+                n.addrs()[0]
+            ),
+        );
+    }
+
+    // The submitter knows one address; everything else it learns from
+    // adverts gossiped through it.
+    let mut net = NetworkConfig::direct();
+    net.swarm = swarm.to_string();
+    net.bootstrap = vec![nodes[0].addrs()[0].to_string()];
+    let mut client = Client::new(Identity::from_seed(rand::random()), &net, 16 << 20).await?;
+    let found = client
+        .discover(
+            nodes.len(),
+            |_| true,
+            Duration::from_millis(300),
+            Duration::from_secs(20),
+        )
+        .await;
+    say(
+        a.json,
+        &format!(
+            "submitter discovered {} host(s) from their adverts (bootstrap: host {})",
+            found.len(),
+            short(&nodes[0].peer_id())
+        ),
+    );
+    if found.len() < replicas {
+        bail!("only {} host(s) discovered, {replicas} needed", found.len());
+    }
+    let roles: std::collections::HashMap<PeerId, Advert> = found.iter().cloned().collect();
+
+    let mut all_ok = true;
+    let mut jobs_json = Vec::new();
+    for j in jobs() {
+        let module = workloads::get(j.workload)
+            .expect("embedded workload")
+            .bytes
+            .to_vec();
+        let params = JobParams {
+            max_price_per_mfuel: 10,
+            ..JobParams::default()
+        };
+        let job = client.make_job(&module, &j.input, &params);
+        let spec = job.verify().expect("own job verifies");
+        let cands: Vec<Candidate> = placement::rank(client.known_hosts(), &spec)
+            .into_iter()
+            .map(|(p, ad)| Candidate::Host(p, Box::new(ad)))
+            .collect();
+        let inline = placement::inline_blobs(&[&module, &j.input], 512 << 10);
+        client.offer_blob(Arc::new(module));
+        client.offer_blob(Arc::new(j.input.clone()));
+        let plan = Plan {
+            refill_from_adverts: true,
+            replicas,
+            max_replacements: 2,
+            deadline: Duration::from_secs(120),
+        };
+        say(
+            a.json,
+            &format!(
+                "\njob {} ({}): {replicas} replica(s)",
+                &proto::hex(&job.id())[..12],
+                j.workload
+            ),
+        );
+        let mut notes = Vec::new();
+        let report = placement::run_replicas(&mut client, &job, &inline, cands, &plan, |m| {
+            notes.push(m.to_string())
+        })
+        .await?;
+        let winner = report.majority(replicas);
+        let mut rows = Vec::new();
+        for ans in &report.answers {
+            let (body, out_len) = match &ans.response {
+                JobResponse::Done {
+                    receipt, output, ..
+                } => (receipt.verify().ok(), output.len()),
+                JobResponse::Failed { receipt, .. } => (receipt.verify().ok(), 0),
+                _ => (None, 0),
+            };
+            let Some(body) = body else { continue };
+            let agrees = Some(ans.output_hash) == winner.map(|w| w.0);
+            let role = roles
+                .get(&ans.peer)
+                .map(|ad| ad.roles.join(","))
+                .unwrap_or_default();
+            say(
+                a.json,
+                &format!(
+                    "  {} {:<8} fuel {:>10}  wall {:>8.2} ms  price {:>3}  output {} ({} B)  receipt verified  {}",
+                    short(&ans.peer),
+                    role,
+                    body.fuel_used,
+                    body.wall_us as f64 / 1000.0,
+                    body.price,
+                    &proto::hex(&ans.output_hash)[..12],
+                    out_len,
+                    if agrees {
+                        "agrees"
+                    } else {
+                        "DISAGREES: outvoted"
+                    }
+                ),
+            );
+            rows.push(serde_json::json!({
+                "host": ans.peer.to_string(), "role": role, "fuel_used": body.fuel_used,
+                "wall_ms": body.wall_us as f64 / 1000.0, "price": body.price,
+                "output_hash": proto::hex(&ans.output_hash), "agrees": agrees,
+            }));
+        }
+        for m in &report.missing {
+            say(a.json, &format!("  {} gave no result: {}", m.host, m.error));
+        }
+        // Every lie must be caught, and the accepted output must be right.
+        let disagreeing: Vec<PeerId> = report
+            .disagreeing(winner.map(|w| w.0))
+            .iter()
+            .map(|x| x.peer)
+            .collect();
+        let lies_caught = report
+            .answers
+            .iter()
+            .filter(|x| faulty.contains(&x.peer))
+            .all(|x| disagreeing.contains(&x.peer));
+        let accepted = winner.and_then(|(h, _)| {
+            report
+                .answers
+                .iter()
+                .find(|x| x.output_hash == h)
+                .map(|x| x.response.clone())
+        });
+        let output_ok = match (&accepted, &j.expect) {
+            (Some(JobResponse::Done { output, .. }), Some(want)) => output == want,
+            (Some(JobResponse::Done { .. }), None) => true,
+            _ => false,
+        };
+        let ok = winner.is_some() && lies_caught && output_ok;
+        all_ok &= ok;
+        match winner {
+            Some((h, c)) => say(
+                a.json,
+                &format!(
+                    "  accepted output {} on {c} of {replicas} replicas{}",
+                    &proto::hex(&h)[..12],
+                    if disagreeing.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; disagreeing host(s): {}",
+                            disagreeing.iter().map(short).collect::<Vec<_>>().join(", ")
+                        )
+                    }
+                ),
+            ),
+            None => say(a.json, "  no output reached a strict majority"),
+        }
+        jobs_json.push(serde_json::json!({
+            "workload": j.workload, "job_id": proto::hex(&job.id()),
+            "accepted_replicas": winner.map_or(0, |w| w.1),
+            "output_hash": winner.map(|w| proto::hex(&w.0)),
+            "replicas": rows,
+            "disagreeing": disagreeing.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "missing": report.missing, "replacements": report.replacements,
+            "notes": notes, "verified": ok,
+        }));
+    }
+    let report = serde_json::json!({
+        "hosts": nodes.iter().map(|n| serde_json::json!({
+            "peer_id": n.peer_id().to_string(), "role": n.role().to_string(),
+            "price_per_mfuel": n.config().market.price_per_mfuel,
+            "faulty": faulty.contains(&n.peer_id()),
+            "addr": n.addrs().first().map(|x| x.to_string()),
+        })).collect::<Vec<_>>(),
+        "discovered": found.len(),
+        "jobs": jobs_json,
+        "verified": all_ok,
+    });
+    Ok((all_ok, report))
+}

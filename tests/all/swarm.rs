@@ -1,0 +1,363 @@
+//! Swarms of real `biop2p host` processes on this machine: discovery by mDNS
+//! and by a bootstrap peer, adverts that evaporate, placement without
+//! `--peer`, re-placement after a host dies mid-job, price ceilings, and
+//! `biop2p demo` itself.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::cli::biop2p;
+use crate::durability::{Killer, SLOW};
+
+/// A host process and a thread that turns its JSON event lines into a
+/// channel (so a test can wait on several hosts at once).
+struct Host {
+    proc: Killer,
+    peer_id: String,
+    addr: String,
+    dir: tempfile::TempDir,
+    events: mpsc::Receiver<serde_json::Value>,
+}
+
+/// A unique swarm name, so concurrent tests never see each other's hosts.
+fn swarm_name(test: &str) -> String {
+    format!("{test}-{:x}", rand::random::<u64>())
+}
+
+fn spawn_host(swarm: &str, listen: &str, extra: &[&str]) -> Host {
+    let dir = tempfile::tempdir().unwrap();
+    // Adverts every second, so expiry takes three.
+    std::fs::write(
+        dir.path().join("biop2p.toml"),
+        "[network]\nadvert_interval_secs = 1\n",
+    )
+    .unwrap();
+    let mut child: Child = biop2p()
+        .args(["host", "--json", "--listen", listen, "--swarm", swarm])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start host");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).expect("listening line");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("JSON event");
+    assert_eq!(v["event"], "listening");
+    let peer_id = v["peer_id"].as_str().unwrap().to_string();
+    let addr = v["addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
+        .expect("a loopback TCP address")
+        .to_string();
+    let (tx, events) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in out.lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str(&line)
+                && tx.send(v).is_err()
+            {
+                break;
+            }
+        }
+    });
+    Host {
+        proc: Killer(child),
+        peer_id,
+        addr,
+        dir,
+        events,
+    }
+}
+
+impl Host {
+    /// Waits (bounded) for an event `name` whose `peer_id` is `peer`.
+    fn wait_event(&self, name: &str, peer: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.events.recv_timeout(left) {
+                Ok(v) if v["event"] == name && v["peer_id"] == peer => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// `biop2p peers --data-dir` of this host, without itself.
+    fn peers(&self) -> Vec<String> {
+        let out = biop2p()
+            .args(["peers", "--json", "--data-dir"])
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        v.iter()
+            .filter(|e| e["self"] == false)
+            .map(|e| e["peer_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+const FIND: Duration = Duration::from_secs(30);
+
+/// Polls `check` for a few seconds (a host rewrites its list each second).
+fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn hosts_find_each_other_by_mdns() {
+    let swarm = swarm_name("mdns");
+    // mDNS announces the addresses of the interface it runs on, so these
+    // hosts listen on every interface (not only loopback).
+    let a = spawn_host(&swarm, "/ip4/0.0.0.0/tcp/0", &[]);
+    let b = spawn_host(&swarm, "/ip4/0.0.0.0/tcp/0", &[]);
+    assert!(
+        a.wait_event("discovered", &b.peer_id, FIND),
+        "host A never discovered host B by mDNS"
+    );
+    assert!(b.wait_event("discovered", &a.peer_id, FIND));
+
+    // A submitter with no address at all finds them the same way.
+    let state = tempfile::tempdir().unwrap();
+    let input = state.path().join("in.txt");
+    std::fs::write(&input, b"found on the LAN").unwrap();
+    let out = biop2p()
+        .args(["submit", "builtin:echo", "--json", "--swarm", &swarm])
+        .arg("--input")
+        .arg(&input)
+        .arg("--state-dir")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "done");
+    let host = v["receipts"][0]["host"].as_str().unwrap();
+    assert!(host == a.peer_id || host == b.peer_id);
+    drop((a.proc, b.proc));
+}
+
+#[test]
+fn bootstrap_discovery_placement_price_ceiling_and_expiry() {
+    let swarm = swarm_name("boot");
+    let lo = "/ip4/127.0.0.1/tcp/0";
+    let a = spawn_host(&swarm, lo, &["--no-mdns"]);
+    let b = spawn_host(&swarm, lo, &["--no-mdns", "--bootstrap", &a.addr]);
+    let c = spawn_host(&swarm, lo, &["--no-mdns", "--bootstrap", &a.addr]);
+    // B and C know only A; each learns of the other through A.
+    assert!(b.wait_event("discovered", &c.peer_id, FIND));
+    assert!(c.wait_event("discovered", &b.peer_id, FIND));
+    assert!(a.wait_event("discovered", &c.peer_id, FIND));
+    let mut want = vec![b.peer_id.clone(), c.peer_id.clone()];
+    want.sort();
+    assert!(eventually(|| {
+        let mut listed = a.peers();
+        listed.sort();
+        listed == want
+    }));
+
+    // Joining briefly through A lists all three with their adverts.
+    let out = biop2p()
+        .args([
+            "peers",
+            "--json",
+            "--no-mdns",
+            "--wait",
+            "3",
+            "--swarm",
+            &swarm,
+        ])
+        .args(["--bootstrap", &a.addr])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.len(), 3, "{v:?}");
+    assert!(
+        v.iter()
+            .all(|e| e["price_per_mfuel"] == 1 && e["workers"].as_u64() > Some(0))
+    );
+
+    // A job placed without --peer, on three replicas found through A.
+    let state = tempfile::tempdir().unwrap();
+    let input = state.path().join("in.txt");
+    std::fs::write(&input, b"placed by advert").unwrap();
+    let submit = |extra: &[&str]| {
+        biop2p()
+            .args([
+                "submit",
+                "builtin:echo",
+                "--json",
+                "--no-mdns",
+                "--swarm",
+                &swarm,
+            ])
+            .args(["--bootstrap", &a.addr, "--input"])
+            .arg(&input)
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = submit(&["--replicas", "3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "done");
+    assert_eq!(v["accepted_replicas"], 3);
+    let mut hosts: Vec<String> = v["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["host"].as_str().unwrap().to_string())
+        .collect();
+    hosts.sort();
+    let mut all = vec![a.peer_id.clone(), b.peer_id.clone(), c.peer_id.clone()];
+    all.sort();
+    assert_eq!(hosts, all);
+
+    // A ceiling below every advertised price: refused before anything is sent.
+    let out = submit(&["--max-price", "0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fits this job") && err.contains("over the ceiling of 0"),
+        "{err}"
+    );
+
+    // C stops: its adverts stop, and A forgets it within three intervals.
+    drop(c.proc);
+    assert!(
+        a.wait_event("forgotten", &c.peer_id, Duration::from_secs(15)),
+        "host A never forgot the stopped host"
+    );
+    assert!(eventually(|| a.peers() == vec![b.peer_id.clone()]));
+    drop((a.proc, b.proc));
+}
+
+#[test]
+fn a_host_killed_mid_job_is_replaced() {
+    let swarm = swarm_name("kill");
+    let lo = "/ip4/127.0.0.1/tcp/0";
+    let a = spawn_host(&swarm, lo, &["--no-mdns"]);
+    let b = spawn_host(&swarm, lo, &["--no-mdns", "--bootstrap", &a.addr]);
+    assert!(a.wait_event("discovered", &b.peer_id, FIND));
+    let state = tempfile::tempdir().unwrap();
+    let module = state.path().join("slow.wat");
+    std::fs::write(&module, SLOW).unwrap();
+    let mut submit = biop2p()
+        .args(["submit", "--json", "--no-mdns", "--swarm", &swarm])
+        .args(["--fuel", "100000000000", "--bootstrap", &a.addr])
+        .arg(&module)
+        .arg("--state-dir")
+        .arg(state.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Whichever host accepts it dies with the job running.
+    let deadline = Instant::now() + FIND;
+    let mut victim = None;
+    while victim.is_none() && Instant::now() < deadline {
+        for (i, h) in [&a, &b].iter().enumerate() {
+            while let Ok(v) = h.events.try_recv() {
+                if v["event"] == "accepted" {
+                    victim = Some(i);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let Some(victim) = victim else {
+        let _ = submit.kill();
+        panic!("no host accepted the job");
+    };
+    let (dead, alive) = if victim == 0 { (a, b) } else { (b, a) };
+    let mut proc = dead.proc;
+    proc.0.kill().unwrap();
+    let out = submit.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "done");
+    assert_eq!(v["replacements"], 1);
+    assert_eq!(v["receipts"][0]["host"], alive.peer_id.as_str());
+    assert_eq!(v["missing"][0]["host"], dead.peer_id.as_str());
+    assert!(
+        stderr.contains("placing that replica on another host"),
+        "{stderr}"
+    );
+    assert_eq!(
+        v["output_base64"],
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"survived")
+    );
+    drop(alive.proc);
+}
+
+#[test]
+fn demo_runs_a_swarm_and_catches_the_faulty_host() {
+    let out = biop2p()
+        .args(["demo", "--hosts", "3", "--faulty", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["discovered"], 3);
+    let faulty: Vec<&str> = v["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["faulty"] == true)
+        .map(|h| h["peer_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(faulty.len(), 1);
+    let jobs = v["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 3);
+    for j in jobs {
+        assert_eq!(j["accepted_replicas"], 2, "{j}");
+        assert_eq!(j["disagreeing"], serde_json::json!([faulty[0]]));
+    }
+
+    // Two liars out of three: no majority, and the demo says so.
+    let out = biop2p()
+        .args(["demo", "--hosts", "3", "--faulty", "2", "--json"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verified"], false);
+}
