@@ -17,6 +17,7 @@ use biop2p::config::NetworkConfig;
 use biop2p::identity::Identity;
 use biop2p::node::client::JobParams;
 use biop2p::node::placement::{self, Candidate, Plan};
+use biop2p::node::trails::Trails;
 use biop2p::node::{Client, Node};
 use biop2p::proto::{self, Advert, JobResponse};
 use biop2p::{BiologicalRole, NodeConfig, workloads};
@@ -215,6 +216,9 @@ async fn drive(
     }
     let roles: std::collections::HashMap<PeerId, Advert> = found.iter().cloned().collect();
 
+    // Thermal trails: hosts that agree with the majority are reinforced,
+    // a host caught lying is halved and sinks in the ranking.
+    let mut trails = Trails::new();
     let mut all_ok = true;
     let mut jobs_json = Vec::new();
     for j in jobs() {
@@ -228,7 +232,8 @@ async fn drive(
         };
         let job = client.make_job(&module, &j.input, &params);
         let spec = job.verify().expect("own job verifies");
-        let cands: Vec<Candidate> = placement::rank(client.known_hosts(), &spec)
+        let cands: Vec<Candidate> = trails
+            .rank(client.known_hosts(), &spec)
             .into_iter()
             .map(|(p, ad)| Candidate::Host(p, Box::new(ad)))
             .collect();
@@ -255,6 +260,7 @@ async fn drive(
         })
         .await?;
         let winner = report.majority(replicas);
+        trails.learn(&report, winner.map(|w| w.0));
         let mut rows = Vec::new();
         for ans in &report.answers {
             let (body, out_len) = match &ans.response {
@@ -350,8 +356,21 @@ async fn drive(
             "notes": notes, "verified": ok,
         }));
     }
+    say(a.json, "\nThermal trails after the run (1.0 = untried):");
+    for n in nodes {
+        say(
+            a.json,
+            &format!(
+                "  {} {:<8} {:.3}",
+                short(&n.peer_id()),
+                n.role().to_string(),
+                trails.level(&n.peer_id())
+            ),
+        );
+    }
     let report = serde_json::json!({
         "hosts": nodes.iter().map(|n| serde_json::json!({
+            "trail": trails.level(&n.peer_id()),
             "peer_id": n.peer_id().to_string(), "role": n.role().to_string(),
             "price_per_mfuel": n.config().market.price_per_mfuel,
             "faulty": faulty.contains(&n.peer_id()),

@@ -12,6 +12,7 @@ use biop2p::config::NetworkConfig;
 use biop2p::identity::Identity;
 use biop2p::node::client::JobParams;
 use biop2p::node::placement::{self, Candidate, Plan};
+use biop2p::node::trails::Trails;
 use biop2p::node::{Client, verify_response};
 use biop2p::proto::{self, JobId, JobRequest, JobResponse};
 use biop2p::store::{SubmitRecord, SubmitterStore, unix_now};
@@ -116,6 +117,8 @@ impl Args {
 pub struct State {
     pub id: Identity,
     pub store: SubmitterStore,
+    /// Where the Thermal trails over hosts are kept.
+    pub trails_path: PathBuf,
 }
 
 impl State {
@@ -125,7 +128,11 @@ impl State {
             .with_context(|| format!("cannot load the key in {}", dir.display()))?;
         let store = SubmitterStore::open(&dir.join("submitter"))
             .with_context(|| format!("cannot open the job database in {}", dir.display()))?;
-        Ok(State { id, store })
+        Ok(State {
+            id,
+            store,
+            trails_path: dir.join("trails.json"),
+        })
     }
 }
 
@@ -166,6 +173,7 @@ fn client_net(a: &Args) -> Result<NetworkConfig> {
 async fn candidates(
     a: &Args,
     client: &mut Client,
+    trails: &mut Trails,
     spec: &proto::JobSpec,
     pb: &indicatif::ProgressBar,
 ) -> Result<Vec<Candidate>> {
@@ -182,7 +190,7 @@ async fn candidates(
             Duration::from_secs(a.discover_secs),
         )
         .await;
-    let ranked = placement::rank(found, spec);
+    let ranked = trails.rank(found, spec);
     if ranked.is_empty() {
         let known = client.known_hosts();
         if known.is_empty() {
@@ -220,7 +228,8 @@ async fn submit(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Resul
     let spec = job.verify().expect("own job verifies");
     // The first reachable candidate takes the job.
     let mut reached = None;
-    for c in candidates(&a, &mut client, &spec, &pb).await? {
+    let mut trails = Trails::load(&state.trails_path);
+    for c in candidates(&a, &mut client, &mut trails, &spec, &pb).await? {
         let r = match &c {
             Candidate::Addr(addr) => {
                 pb.set_message(format!("connecting to {addr}"));
@@ -445,7 +454,8 @@ async fn replicated(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> R
     let job = client.make_job(&module, &input, &a.params());
     let job_id = job.id();
     let spec = job.verify().expect("own job verifies");
-    let cands = candidates(&a, &mut client, &spec, &pb).await?;
+    let mut trails = Trails::load(&state.trails_path);
+    let cands = candidates(&a, &mut client, &mut trails, &spec, &pb).await?;
     let inline = placement::inline_blobs(&[&module, &input], INLINE_LIMIT);
     client.offer_blob(Arc::new(module));
     client.offer_blob(Arc::new(input));
@@ -465,6 +475,11 @@ async fn replicated(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> R
     .await?;
     pb.finish_and_clear();
     let winner = report.majority(n);
+    // Thermal: trails follow what the replicas revealed.
+    trails.learn(&report, winner.map(|w| w.0));
+    if let Err(e) = trails.save(&state.trails_path) {
+        eprintln!("note: cannot save host trails: {e}");
+    }
     let answers = &report.answers;
     let missing: Vec<serde_json::Value> = report
         .missing

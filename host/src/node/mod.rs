@@ -10,6 +10,7 @@ pub mod host;
 pub mod peers;
 pub mod placement;
 mod receipts;
+pub mod trails;
 
 pub use api::{Node, NodeBuilder, NodeError, default_data_dir};
 pub use calibration::open_sandbox;

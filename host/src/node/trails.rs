@@ -1,0 +1,312 @@
+//! Thermal placement on the submitter's side: pheromone trails over hosts.
+//!
+//! The trail logic is the `roles` crate's [`PheromoneTable`] (the same code
+//! the simulator measures); this module maps libp2p peers onto it, feeds it
+//! what replicas revealed, and keeps it across runs in the submitter's state
+//! directory. A host whose output agreed with the accepted majority gets a
+//! deposit; one that disagreed, refused, vanished or missed its deadline has
+//! its trail halved. Placement orders fitting hosts by
+//! `trail^alpha · heuristic^beta`, where the heuristic comes from the advert
+//! (idle workers, speed, price), so hosts that keep delivering are preferred
+//! and a host caught lying drops down the list at once, then slowly recovers
+//! as its trail evaporates back.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use libp2p::PeerId;
+use roles::{Millis, NodeId, PheromoneTable, ThermalConfig};
+use serde::{Deserialize, Serialize};
+
+use super::placement::{Report, unfit};
+use crate::proto::{Advert, Hash, JobSpec};
+
+/// A submitter runs a job now and then, not thousands per second: trails
+/// are remembered for hours rather than the simulator's seconds.
+const HALF_LIFE_MS: Millis = 3_600_000;
+
+/// The submitter's trails.
+#[derive(Debug, Clone)]
+pub struct Trails {
+    table: PheromoneTable,
+    ids: HashMap<PeerId, NodeId>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    saved_at_ms: u64,
+    trails: Vec<(String, f64)>,
+}
+
+impl Default for Trails {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Trails {
+    /// No trails yet: every host starts equal.
+    pub fn new() -> Self {
+        Trails {
+            table: PheromoneTable::new(ThermalConfig {
+                half_life_ms: HALF_LIFE_MS,
+                ..ThermalConfig::default()
+            }),
+            ids: HashMap::new(),
+        }
+    }
+
+    /// Loads trails saved by [`Trails::save`]; a missing or unreadable file
+    /// starts afresh (trails are a hint, never a reason to fail a job).
+    pub fn load(path: &Path) -> Self {
+        let mut t = Self::new();
+        let Ok(bytes) = std::fs::read(path) else {
+            return t;
+        };
+        match serde_json::from_slice::<Saved>(&bytes) {
+            Ok(saved) => {
+                let levels: Vec<(NodeId, f64)> = saved
+                    .trails
+                    .iter()
+                    .filter_map(|(p, l)| Some((t.id(p.parse().ok()?), *l)))
+                    .collect();
+                // Imported as of when they were saved, so time away counts
+                // as evaporation.
+                t.table.import(&levels, saved.saved_at_ms);
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable trails")
+            }
+        }
+        t
+    }
+
+    /// Writes the trails atomically.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let now = now_ms();
+        let by_id: HashMap<NodeId, PeerId> = self.ids.iter().map(|(p, i)| (*i, *p)).collect();
+        let saved = Saved {
+            saved_at_ms: now,
+            trails: self
+                .table
+                .export(now)
+                .into_iter()
+                .filter_map(|(i, l)| Some((by_id.get(&i)?.to_string(), l)))
+                .collect(),
+        };
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(&saved).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(tmp, path)
+    }
+
+    fn id(&mut self, peer: PeerId) -> NodeId {
+        if let Some(i) = self.ids.get(&peer) {
+            return *i;
+        }
+        // Bounded: the table evicts weak trails past its capacity; drop the
+        // mappings of evicted hosts when the map grows well past it.
+        if self.ids.len() >= 4 * self.table.config().capacity {
+            let live: std::collections::HashSet<NodeId> = self
+                .table
+                .export(now_ms())
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect();
+            self.ids.retain(|_, i| live.contains(i));
+        }
+        let next = NodeId(self.ids.values().map(|i| i.0 + 1).max().unwrap_or(0));
+        self.ids.insert(peer, next);
+        next
+    }
+
+    /// The trail of `peer` now.
+    pub fn level(&self, peer: &PeerId) -> f64 {
+        match self.ids.get(peer) {
+            Some(i) => self.table.level(*i, now_ms()),
+            None => self.table.config().tau_init,
+        }
+    }
+
+    /// A verified answer that agreed with the accepted output.
+    pub fn reinforce(&mut self, peer: PeerId) {
+        let i = self.id(peer);
+        self.table.reinforce(i, 1.0, now_ms());
+    }
+
+    /// A host that disagreed, refused, vanished or missed its deadline.
+    pub fn punish(&mut self, peer: PeerId) {
+        let i = self.id(peer);
+        self.table.punish(i, now_ms());
+    }
+
+    /// Feeds a finished job's report: the hosts that agreed with `winner`
+    /// are reinforced, the others punished.
+    pub fn learn(&mut self, report: &Report, winner: Option<Hash>) {
+        for a in &report.answers {
+            if Some(a.output_hash) == winner {
+                self.reinforce(a.peer);
+            } else {
+                self.punish(a.peer);
+            }
+        }
+        for m in &report.missing {
+            if let Ok(p) = m.host.parse::<PeerId>() {
+                self.punish(p);
+            }
+        }
+    }
+
+    /// The hosts that fit `spec`, best first by trail and advert.
+    pub fn rank(&mut self, hosts: Vec<(PeerId, Advert)>, spec: &JobSpec) -> Vec<(PeerId, Advert)> {
+        let now = now_ms();
+        let mut scored: Vec<(f64, PeerId, Advert)> = hosts
+            .into_iter()
+            .filter(|(_, a)| unfit(a, spec).is_none())
+            .map(|(p, a)| {
+                let w = match self.ids.get(&p) {
+                    Some(i) => self.table.weight(*i, heuristic(&a), now),
+                    // Unknown hosts weigh in at the initial trail.
+                    None => {
+                        let cfg = self.table.config();
+                        cfg.tau_init.powf(cfg.alpha) * heuristic(&a).powf(cfg.beta)
+                    }
+                };
+                (w, p, a)
+            })
+            .collect();
+        scored.sort_by(|x, y| {
+            y.0.total_cmp(&x.0)
+                .then(x.1.to_bytes().cmp(&y.1.to_bytes()))
+        });
+        scored.into_iter().map(|(_, p, a)| (p, a)).collect()
+    }
+}
+
+/// What an advert promises: idle workers run the job now, faster hosts
+/// finish sooner, cheaper ones cost less.
+fn heuristic(a: &Advert) -> f64 {
+    let idle = if a.free_slots > 0 { 1.0 } else { 0.3 };
+    let speed = (a.fuel_per_sec as f64 / 1e10).clamp(0.01, 100.0);
+    idle * speed / (1.0 + a.price_per_mfuel as f64)
+}
+
+fn now_ms() -> Millis {
+    super::host::unix_now_ms()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::placement::{Answer, Miss};
+    use crate::proto::JobResponse;
+
+    fn advert(price: u64) -> Advert {
+        Advert {
+            version: crate::proto::VERSION,
+            host_key: [0; 32],
+            addrs: Vec::new(),
+            free_slots: 1,
+            workers: 1,
+            queue_room: 1,
+            fuel_per_sec: 10_000_000_000,
+            price_per_mfuel: price,
+            max_fuel: u64::MAX,
+            max_memory_bytes: u64::MAX,
+            roles: Vec::new(),
+            region: String::new(),
+            issued_at_ms: 0,
+            expires_at_ms: 1,
+        }
+    }
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            version: crate::proto::VERSION,
+            submitter: [0; 32],
+            module_hash: [0; 32],
+            module_size: 0,
+            input_hash: [0; 32],
+            input_size: 0,
+            args: Vec::new(),
+            fuel: 1,
+            memory_bytes: 1,
+            timeout_ms: None,
+            scratch: false,
+            portable: false,
+            max_price_per_mfuel: 10,
+            nonce: [0; 16],
+            expires_at: 0,
+        }
+    }
+
+    fn answer(peer: PeerId, h: u8) -> Answer {
+        Answer {
+            peer,
+            addr: None,
+            output_hash: [h; 32],
+            response: JobResponse::Unknown { job_id: [0; 32] },
+        }
+    }
+
+    #[test]
+    fn a_caught_liar_drops_below_a_dearer_honest_host_and_it_persists() {
+        let (cheap_liar, dear, dearer) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let hosts = vec![
+            (dear, advert(2)),
+            (cheap_liar, advert(1)),
+            (dearer, advert(3)),
+        ];
+        let mut t = Trails::new();
+        // No history: the advert decides, cheapest first.
+        let order: Vec<PeerId> = t
+            .rank(hosts.clone(), &spec())
+            .into_iter()
+            .map(|x| x.0)
+            .collect();
+        assert_eq!(order, vec![cheap_liar, dear, dearer]);
+
+        // Two jobs in which the cheap host disagreed with the majority.
+        for _ in 0..2 {
+            let report = Report {
+                answers: vec![answer(dear, 1), answer(dearer, 1), answer(cheap_liar, 2)],
+                missing: Vec::new(),
+                replacements: 0,
+            };
+            t.learn(&report, Some([1; 32]));
+        }
+        assert!(t.level(&cheap_liar) < t.level(&dear));
+        let order: Vec<PeerId> = t
+            .rank(hosts.clone(), &spec())
+            .into_iter()
+            .map(|x| x.0)
+            .collect();
+        assert_eq!(order, vec![dear, dearer, cheap_liar]);
+
+        // A host that vanished is punished too.
+        t.learn(
+            &Report {
+                answers: Vec::new(),
+                missing: vec![Miss {
+                    host: dear.to_string(),
+                    error: "connection closed".into(),
+                }],
+                replacements: 1,
+            },
+            None,
+        );
+        assert!(t.level(&dear) < 1.0);
+
+        // Saved and loaded, the order holds.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trails.json");
+        t.save(&path).unwrap();
+        let mut back = Trails::load(&path);
+        let order: Vec<PeerId> = back.rank(hosts, &spec()).into_iter().map(|x| x.0).collect();
+        assert_eq!(order.last(), Some(&cheap_liar));
+        std::fs::write(&path, b"garbage").unwrap();
+        assert_eq!(Trails::load(&path).level(&dear), 1.0);
+    }
+}
