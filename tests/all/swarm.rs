@@ -361,3 +361,153 @@ fn demo_runs_a_swarm_and_catches_the_faulty_host() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["verified"], false);
 }
+
+/// A peer that gossips garbage, forged adverts and adverts of other hosts:
+/// each is rejected (and costs it peer score), its own honest advert is
+/// accepted, and the host keeps serving jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_garbled_adverts_are_rejected() {
+    use biop2p::config::NodeConfig;
+    use biop2p::identity::Identity;
+    use biop2p::net::{NodeKind, advert_topic, build_swarm};
+    use biop2p::node::{HostOptions, read_peers_file, spawn_host};
+    use biop2p::proto::{Advert, SignedAdvert, VERSION};
+    use futures::StreamExt;
+    use libp2p::gossipsub;
+    use libp2p::swarm::SwarmEvent;
+
+    let swarm_id = swarm_name("forge");
+    let mut config = NodeConfig::default();
+    config.network.mdns = false;
+    config.network.swarm = swarm_id.clone();
+    config.network.advert_interval_secs = 1;
+    let dir = tempfile::tempdir().unwrap();
+    let host = spawn_host(HostOptions {
+        config: config.clone(),
+        data_dir: dir.path().to_path_buf(),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        faulty: false,
+    })
+    .await
+    .unwrap();
+
+    let me = Identity::from_seed(rand::random());
+    let other = Identity::from_seed(rand::random());
+    let relay = Identity::from_seed(rand::random());
+    let topic = advert_topic(&swarm_id);
+    // A swarm of `id`, connected to the host and knowing it takes adverts.
+    let join = async |id: &Identity| {
+        let limits = biop2p::net::behaviour::job_limits(1 << 20, 1 << 20);
+        let mut s = build_swarm(id, &config.network, limits, NodeKind::Host)
+            .await
+            .unwrap();
+        s.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
+        s.dial(host.addrs[0].clone()).unwrap();
+        let until = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let ev = tokio::time::timeout_at(until, s.select_next_some())
+                .await
+                .expect("the host subscribes to adverts");
+            if let SwarmEvent::Behaviour(biop2p::net::BehaviourEvent::Gossipsub(
+                gossipsub::Event::Subscribed { peer_id, .. },
+            )) = ev
+                && peer_id == host.peer_id
+            {
+                return s;
+            }
+        }
+    };
+    let publish_and_drive = async |s: &mut libp2p::Swarm<biop2p::net::Behaviour>,
+                                   msgs: Vec<Vec<u8>>| {
+        for m in msgs {
+            s.behaviour_mut()
+                .gossipsub
+                .publish(topic.clone(), m)
+                .unwrap();
+        }
+        let settle = tokio::time::Instant::now() + Duration::from_millis(1500);
+        while let Ok(_ev) = tokio::time::timeout_at(settle, s.select_next_some()).await {}
+    };
+    let now = biop2p::store::unix_now() * 1000;
+    let advert = |key: &Identity, price: u64, at: u64| Advert {
+        version: VERSION,
+        host_key: key.public_key(),
+        addrs: vec!["/ip4/127.0.0.1/tcp/9".into()],
+        free_slots: 1,
+        workers: 1,
+        queue_room: 1,
+        fuel_per_sec: 1_000_000_000,
+        price_per_mfuel: price,
+        max_fuel: 1 << 40,
+        max_memory_bytes: 1 << 30,
+        roles: vec!["Caste".into()],
+        region: "001".into(),
+        issued_at_ms: at,
+        expires_at_ms: at + 60_000,
+    };
+    // The forgeries are newer than the honest advert, so only validation
+    // keeps them out. Each forger's first bad message is checked in full;
+    // after it, peer scoring graylists the forger.
+    let later = now + 1000;
+    let mut forged = SignedAdvert::sign(&advert(&me, 0, later), &other.signing);
+    forged.body = postcard::to_stdvec(&advert(&me, 0, later)).unwrap();
+    let mut mine = join(&me).await;
+    publish_and_drive(
+        &mut mine,
+        vec![
+            SignedAdvert::sign(&advert(&me, 7, now), &me.signing).to_bytes(),
+            // A lower price for us, signed by another key.
+            forged.to_bytes(),
+        ],
+    )
+    .await;
+    let mut relayer = join(&relay).await;
+    publish_and_drive(
+        &mut relayer,
+        vec![
+            // Another host's genuine advert, published by a peer that is not it.
+            SignedAdvert::sign(&advert(&other, 0, later), &other.signing).to_bytes(),
+            b"\xffnot an advert".to_vec(),
+        ],
+    )
+    .await;
+
+    let known: Vec<_> = read_peers_file(dir.path())
+        .unwrap()
+        .into_iter()
+        .filter(|e| !e.is_self)
+        .collect();
+    assert_eq!(known.len(), 1, "{known:?}");
+    assert_eq!(known[0].peer_id, me.peer_id.to_string());
+    assert_eq!(known[0].price_per_mfuel, 7);
+    assert!(
+        !known.iter().any(|e| e.peer_id == other.peer_id.to_string()),
+        "an advert relayed by a non-author was accepted"
+    );
+
+    // Still serving.
+    let mut c = biop2p::node::Client::new(
+        Identity::from_seed(rand::random()),
+        &biop2p::config::NetworkConfig::direct(),
+        1 << 20,
+    )
+    .await
+    .unwrap();
+    let peer = c.connect(&host.addrs[0]).await.unwrap();
+    let module = biop2p::workloads::ECHO;
+    let job = c.make_job(module, b"x", &Default::default());
+    let inline = biop2p::node::placement::inline_blobs(&[module, b"x"], 1 << 20);
+    let r = c
+        .request(
+            &peer,
+            biop2p::proto::JobRequest::Submit {
+                job: job.clone(),
+                inline,
+                wait: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(r, biop2p::proto::JobResponse::Done { ref output, .. } if output == b"x"));
+    host.shutdown().await;
+}

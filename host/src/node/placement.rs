@@ -176,9 +176,10 @@ pub async fn run_replicas(
             let mut placed = false;
             while let Some(c) = queue.pop_front() {
                 let got = match &c {
-                    Candidate::Host(p, a) if !used.contains(p) => {
-                        client.connect_host(*p, a).await.map(|()| (*p, None))
-                    }
+                    Candidate::Host(p, a) if !used.contains(p) => client
+                        .connect_host(*p, a)
+                        .await
+                        .map(|()| (*p, a.addrs.first().and_then(|s| s.parse().ok()))),
                     Candidate::Host(..) => continue,
                     Candidate::Addr(addr) => {
                         client.connect(addr).await.map(|p| (p, Some(addr.clone())))
