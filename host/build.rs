@@ -11,6 +11,7 @@ use std::process::Command;
 /// (package, target, artifact file name, extra rustflags)
 const WORKLOADS: &[(&str, &str, &str, &str)] = &[
     ("wl-echo", "wasm32-wasip2", "wl_echo.wasm", ""),
+    ("wl-sleep", "wasm32-wasip2", "wl_sleep.wasm", ""),
     (
         "wl-matmul",
         "wasm32-wasip2",

@@ -21,6 +21,9 @@ pub const MATMUL: &[u8] = include_bytes!(env!("BIOP2P_WASM_WL_MATMUL"));
 /// The small neural-network workload component.
 pub const MLP: &[u8] = include_bytes!(env!("BIOP2P_WASM_WL_MLP"));
 
+/// A component that sleeps for the seconds in its input (virtual time).
+pub const SLEEP: &[u8] = include_bytes!(env!("BIOP2P_WASM_WL_SLEEP"));
+
 /// Every embedded workload.
 pub const ALL: &[Builtin] = &[
     Builtin {
@@ -42,6 +45,11 @@ pub const ALL: &[Builtin] = &[
         name: "mlp",
         description: "component: trains and runs a small neural network; input is JSON",
         bytes: MLP,
+    },
+    Builtin {
+        name: "sleep",
+        description: "component: sleeps for the seconds in its input; guest time is virtual, so it returns at once",
+        bytes: SLEEP,
     },
 ];
 

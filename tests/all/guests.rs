@@ -161,3 +161,32 @@ pub const SCRATCH_PROBE: &str = r#"
     (i32.store (i32.const 0) (i32.const 1000))
     (i32.store (i32.const 4) (i32.const 2))
     (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))"#;
+
+/// Sleeps an hour with `poll_oneoff` (one relative monotonic clock
+/// subscription), then checks that the monotonic clock moved by at least an
+/// hour and that the event came back, and prints "ok"; traps otherwise.
+pub const SLEEP_AN_HOUR: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $now (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (local $t0 i64)
+    (drop (call $now (i32.const 1) (i64.const 1) (i32.const 504)))
+    (local.set $t0 (i64.load (i32.const 504)))
+    (i64.store (i32.const 0) (i64.const 42))
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 3600000000000))
+    (i32.store16 (i32.const 40) (i32.const 0))
+    (if (i32.ne (call $poll (i32.const 0) (i32.const 104) (i32.const 1) (i32.const 200)) (i32.const 0))
+      (then unreachable))
+    (drop (call $now (i32.const 1) (i64.const 1) (i32.const 504)))
+    (if (i64.lt_u (i64.sub (i64.load (i32.const 504)) (local.get $t0)) (i64.const 3600000000000))
+      (then unreachable))
+    (if (i64.ne (i64.load (i32.const 104)) (i64.const 42)) (then unreachable))
+    (if (i32.ne (i32.load (i32.const 200)) (i32.const 1)) (then unreachable))
+    (i32.store (i32.const 300) (i32.const 400))
+    (i32.store (i32.const 304) (i32.const 2))
+    (i32.store16 (i32.const 400) (i32.const 0x6b6f))
+    (drop (call $fd_write (i32.const 1) (i32.const 300) (i32.const 1) (i32.const 308)))))"#;

@@ -344,3 +344,21 @@ fn unmetered_engine_gives_the_same_output() {
     assert!(metered.counters.fuel_used > 0);
     assert_eq!(unmetered.counters.fuel_used, 0);
 }
+
+/// A guest that sleeps does not hold a worker: its clocks jump to the
+/// deadline (WASI p1 `poll_oneoff` and p2 `subscribe-duration`), the same on
+/// every run. Were sleeps real, these would take an hour and a day.
+#[test]
+fn sleeping_guests_sleep_in_virtual_time() {
+    let mut t = wat_task(guests::SLEEP_AN_HOUR);
+    t.limits.timeout_ms = Some(60_000);
+    let a = sandbox().run(&t);
+    assert_eq!(a.outcome.as_deref().unwrap(), b"ok");
+    let b = sandbox().run(&t);
+    assert_eq!(a.counters.fuel_used, b.counters.fuel_used);
+
+    let t = Task::new(WasmModule::new(workloads::SLEEP), b"86400".to_vec());
+    let r = sandbox().run(&t);
+    assert_eq!(r.outcome.unwrap(), b"slept 86400.000 s");
+    assert_still_serves();
+}

@@ -75,6 +75,7 @@ impl Host for GuestReport {
 pub(crate) struct CoreState {
     pub(crate) wasi: WasiP1Ctx,
     pub(crate) limiter: TaskLimiter,
+    pub(crate) time: super::wasi::VirtualTime,
 }
 
 /// Store state of a component (workload or WASI command).
@@ -83,6 +84,7 @@ pub(crate) struct ComponentState {
     pub(crate) table: ResourceTable,
     pub(crate) limiter: TaskLimiter,
     pub(crate) report: GuestReport,
+    pub(crate) time: super::wasi::VirtualTime,
 }
 
 impl WasiView for ComponentState {

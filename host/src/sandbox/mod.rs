@@ -13,6 +13,7 @@ mod limits;
 mod pool;
 mod run;
 mod scratch;
+mod sleep;
 mod wasi;
 
 pub use cache::{CacheSource, CacheStats};

@@ -159,8 +159,10 @@ impl Runtime {
     fn new(engine: Engine) -> wasmtime::Result<Self> {
         let mut core = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut core, |s: &mut CoreState| &mut s.wasi)?;
+        super::sleep::shadow_core(&mut core)?;
         let mut component: ComponentLinker<ComponentState> = ComponentLinker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut component)?;
+        super::sleep::shadow_component(&mut component)?;
         Workload::add_to_linker::<_, HasSelf<GuestReport>>(&mut component, |s| &mut s.report)?;
         Ok(Runtime {
             engine,
@@ -369,7 +371,9 @@ impl Sandbox {
         let start = Instant::now();
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &*prepared {
             Prepared::Core(pre) => run_core(pre, builder, limiter, &budget, &stdio),
-            Prepared::Workload(pre) => run_workload(pre, builder, limiter, &budget, &task.input),
+            Prepared::Workload(pre) => {
+                run_workload(pre, builder, limiter, &budget, &task.input, &stdio)
+            }
             Prepared::Command(pre) => run_command(pre, builder, limiter, &budget, &stdio),
         }));
         let wall_us = start.elapsed().as_micros() as u64;
@@ -481,6 +485,7 @@ fn run_core(
         CoreState {
             wasi: builder.build_p1(),
             limiter,
+            time: stdio.time.clone(),
         },
     );
     store.limiter(|s| &mut s.limiter);
@@ -506,6 +511,7 @@ fn component_store(
     engine: &Engine,
     mut builder: wasmtime_wasi::WasiCtxBuilder,
     limiter: TaskLimiter,
+    time: wasi::VirtualTime,
 ) -> Store<ComponentState> {
     let mut store = Store::new(
         engine,
@@ -514,6 +520,7 @@ fn component_store(
             table: ResourceTable::new(),
             limiter,
             report: GuestReport::default(),
+            time,
         },
     );
     store.limiter(|s| &mut s.limiter);
@@ -568,8 +575,9 @@ fn run_workload(
     limiter: TaskLimiter,
     budget: &Budget,
     input: &[u8],
+    stdio: &wasi::Stdio,
 ) -> RunOutcome {
-    let mut store = component_store(pre.engine(), builder, limiter);
+    let mut store = component_store(pre.engine(), builder, limiter, stdio.time.clone());
     let r = (|| {
         meter(&mut store, budget)?;
         let w = pre.instantiate(&mut store)?;
@@ -590,7 +598,7 @@ fn run_command(
     budget: &Budget,
     stdio: &wasi::Stdio,
 ) -> RunOutcome {
-    let mut store = component_store(pre.engine(), builder, limiter);
+    let mut store = component_store(pre.engine(), builder, limiter, stdio.time.clone());
     let r = (|| {
         meter(&mut store, budget)?;
         let cmd = pre.instantiate(&mut store)?;

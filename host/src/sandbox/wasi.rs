@@ -30,37 +30,64 @@ const TICK_NANOS: u64 = 1_000;
 /// which a guest could use to make the host allocate).
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
-/// A wall clock that reads a fixed epoch plus one tick per read.
-#[derive(Default)]
-struct VirtualWallClock(AtomicU64);
+/// A task's virtual time, in ticks since the task started. Both clocks read
+/// it (each read moves it one tick), and a sleep moves it forward by the
+/// time slept instead of blocking: a guest cannot hold a worker for real
+/// time that fuel does not see, and every replica sees the same readings.
+#[derive(Clone, Default)]
+pub(crate) struct VirtualTime(Arc<AtomicU64>);
+
+impl VirtualTime {
+    /// Nanoseconds since the start, without moving the clock.
+    pub(crate) fn peek_nanos(&self) -> u64 {
+        self.0.load(Ordering::Relaxed).saturating_mul(TICK_NANOS)
+    }
+
+    fn read_nanos(&self) -> u64 {
+        (self.0.fetch_add(1, Ordering::Relaxed) + 1).saturating_mul(TICK_NANOS)
+    }
+
+    /// Moves the clock forward to `nanos` since the start (never back).
+    pub(crate) fn advance_to(&self, nanos: u64) {
+        self.0
+            .fetch_max(nanos.div_ceil(TICK_NANOS), Ordering::Relaxed);
+    }
+}
+
+/// A wall clock that reads a fixed epoch plus the task's virtual time.
+struct VirtualWallClock(VirtualTime);
 
 impl HostWallClock for VirtualWallClock {
     fn resolution(&self) -> Duration {
         Duration::from_nanos(TICK_NANOS)
     }
     fn now(&self) -> Duration {
-        let ticks = self.0.fetch_add(1, Ordering::Relaxed) + 1;
-        Duration::from_secs(VIRTUAL_EPOCH_SECS) + Duration::from_nanos(ticks * TICK_NANOS)
+        Duration::from_secs(VIRTUAL_EPOCH_SECS) + Duration::from_nanos(self.0.read_nanos())
     }
 }
 
-/// A monotonic clock that starts at zero and advances one tick per read.
-#[derive(Default)]
-struct VirtualMonotonicClock(AtomicU64);
+/// A monotonic clock that reads the task's virtual time.
+struct VirtualMonotonicClock(VirtualTime);
 
 impl HostMonotonicClock for VirtualMonotonicClock {
     fn resolution(&self) -> u64 {
         TICK_NANOS
     }
     fn now(&self) -> u64 {
-        (self.0.fetch_add(1, Ordering::Relaxed) + 1) * TICK_NANOS
+        self.0.read_nanos()
     }
 }
+
+/// Nanoseconds of the virtual wall clock's epoch (to turn absolute wall
+/// deadlines into virtual time).
+pub(crate) const VIRTUAL_EPOCH_NANOS: u64 = VIRTUAL_EPOCH_SECS * 1_000_000_000;
 
 /// The pipes of one task, kept so the host can read them after the run.
 pub(crate) struct Stdio {
     pub(crate) stdout: BoundedOutput,
     pub(crate) stderr: BoundedOutput,
+    /// The task's clocks, for the sleep functions the host answers itself.
+    pub(crate) time: VirtualTime,
 }
 
 /// The output limit was crossed: the write that crossed it traps the guest.
@@ -193,14 +220,15 @@ pub(crate) fn builder(
 ) -> (WasiCtxBuilder, Stdio) {
     let stdout = BoundedOutput::new(output_limit);
     let stderr = BoundedOutput::new(STDERR_LIMIT);
+    let time = VirtualTime::default();
     let mut b = WasiCtxBuilder::new();
     b.stdin(MemoryInputPipe::new(input))
         .stdout(stdout.clone())
         .stderr(stderr.clone())
         .arg("task")
         .args(args)
-        .wall_clock(VirtualWallClock::default())
-        .monotonic_clock(VirtualMonotonicClock::default())
+        .wall_clock(VirtualWallClock(time.clone()))
+        .monotonic_clock(VirtualMonotonicClock(time.clone()))
         .secure_random(rand_wasi::rngs::StdRng::from_seed(seed))
         .insecure_random(rand_wasi::rngs::StdRng::from_seed(blake3::derive_key(
             "biop2p insecure random",
@@ -213,5 +241,12 @@ pub(crate) fn builder(
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
-    (b, Stdio { stdout, stderr })
+    (
+        b,
+        Stdio {
+            stdout,
+            stderr,
+            time,
+        },
+    )
 }
