@@ -511,3 +511,42 @@ async fn forged_and_garbled_adverts_are_rejected() {
     assert!(matches!(r, biop2p::proto::JobResponse::Done { ref output, .. } if output == b"x"));
     host.shutdown().await;
 }
+
+#[test]
+fn a_host_that_misses_the_deadline_is_replaced_up_to_the_bound() {
+    let swarm = swarm_name("late");
+    let lo = "/ip4/127.0.0.1/tcp/0";
+    let a = spawn_host(&swarm, lo, &["--no-mdns"]);
+    let b = spawn_host(&swarm, lo, &["--no-mdns"]);
+    let state = tempfile::tempdir().unwrap();
+    let module = state.path().join("slow.wat");
+    std::fs::write(&module, SLOW).unwrap();
+    // The job takes seconds; each host gets one second to answer.
+    let out = biop2p()
+        .args(["submit", "--json", "--fuel", "100000000000"])
+        .args(["--deadline", "1", "--max-replacements", "1"])
+        .args(["--peer", &a.addr, "--peer", &b.addr])
+        .arg(&module)
+        .arg("--state-dir")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("missed the deadline").count(), 2, "{stderr}");
+    assert!(
+        stderr.contains("placing that replica on another host"),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["replacements"], 1);
+    let missing: Vec<&str> = v["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(missing.len(), 2);
+    assert!(missing.contains(&a.peer_id.as_str()) && missing.contains(&b.peer_id.as_str()));
+    drop((a.proc, b.proc));
+}
