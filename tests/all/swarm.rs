@@ -442,6 +442,7 @@ async fn forged_and_garbled_adverts_are_rejected() {
         max_memory_bytes: 1 << 30,
         roles: vec!["Caste".into()],
         region: "001".into(),
+        thresholds: [0.5; 3],
         issued_at_ms: at,
         expires_at_ms: at + 60_000,
     };
@@ -549,4 +550,80 @@ fn a_host_that_misses_the_deadline_is_replaced_up_to_the_bound() {
     assert_eq!(missing.len(), 2);
     assert!(missing.contains(&a.peer_id.as_str()) && missing.contains(&b.peer_id.as_str()));
     drop((a.proc, b.proc));
+}
+
+/// A Caste host specialises in what it runs (its response threshold for
+/// that class falls) and advertises it; a host in another role stays a
+/// generalist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caste_host_specialises_in_what_it_runs() {
+    use biop2p::identity::Identity;
+    use biop2p::node::client::JobParams;
+    use biop2p::node::{Client, HostOptions, read_peers_file, spawn_host};
+    use biop2p::proto::{JobRequest, JobResponse};
+
+    let mut thresholds = Vec::new();
+    for role in ["Caste", "Young"] {
+        let mut config = biop2p::NodeConfig::default();
+        config.network.mdns = false;
+        config.network.swarm = swarm_name("caste");
+        config.biological.primary_role = role.into();
+        let dir = tempfile::tempdir().unwrap();
+        let host = spawn_host(HostOptions {
+            config,
+            data_dir: dir.path().to_path_buf(),
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            faulty: false,
+        })
+        .await
+        .unwrap();
+        let mut c = Client::new(
+            Identity::from_seed(rand::random()),
+            &biop2p::config::NetworkConfig::direct(),
+            1 << 20,
+        )
+        .await
+        .unwrap();
+        let peer = c.connect(&host.addrs[0]).await.unwrap();
+        let module = biop2p::workloads::ECHO;
+        // Small jobs (default limits).
+        for i in 0..4u8 {
+            let input = [i];
+            let job = c.make_job(module, &input, &JobParams::default());
+            let inline = biop2p::node::placement::inline_blobs(&[module, &input], 1 << 20);
+            let r = c
+                .request(
+                    &peer,
+                    JobRequest::Submit {
+                        job,
+                        inline,
+                        wait: true,
+                    },
+                )
+                .await
+                .unwrap();
+            assert!(matches!(r, JobResponse::Done { .. }), "{r:?}");
+        }
+        // The host's own entry in its list carries what it advertises.
+        let mut own = None;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            own = read_peers_file(dir.path())
+                .ok()
+                .and_then(|v| v.into_iter().find(|e| e.is_self))
+                .filter(|e| role != "Caste" || e.thresholds[2] < 0.5);
+            if own.is_some() {
+                break;
+            }
+        }
+        thresholds.push(own.expect("the host lists itself").thresholds);
+        host.shutdown().await;
+    }
+    let (caste, young) = (thresholds[0], thresholds[1]);
+    // cpu, memory, small: the Caste host learned "small", forgot the rest.
+    assert!(
+        caste[2] < 0.5 && caste[0] > 0.5 && caste[1] > 0.5,
+        "{caste:?}"
+    );
+    assert_eq!(young, [0.5; 3]);
 }

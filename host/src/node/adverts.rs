@@ -148,6 +148,7 @@ mod tests {
             max_memory_bytes: 1,
             roles: Vec::new(),
             region: String::new(),
+            thresholds: [0.5; 3],
             issued_at_ms: issued,
             expires_at_ms: issued + ttl,
         }

@@ -262,6 +262,11 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
     let (durable_tx, durable_rx) = mpsc::channel(cfg.resources.max_queue + 16);
     let (flush_tx, flush_rx) = mpsc::unbounded_channel();
     let flusher = tokio::spawn(flusher(store.clone(), flush_rx, durable_tx));
+    let cfg_role: roles::BiologicalRole = cfg
+        .biological
+        .primary_role
+        .parse()
+        .unwrap_or(roles::BiologicalRole::Young);
     let mut host = Host {
         cfg,
         id: id.clone(),
@@ -284,6 +289,9 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         fuel_per_sec,
         last_advert: None,
         last_peers_file: None,
+        caste: (cfg_role == roles::BiologicalRole::Caste)
+            .then(|| roles::ResponseThresholds::new(&roles::CasteConfig::default())),
+        classes: HashMap::new(),
         advert_wanted: true,
         peers_file: opts.data_dir.join(PEERS_FILE),
     };
@@ -367,6 +375,11 @@ struct Host {
     fuel_per_sec: u64,
     last_advert: Option<Instant>,
     last_peers_file: Option<Instant>,
+    /// A Caste host's response thresholds: each task done lowers its
+    /// class's threshold, so the host specialises, and its adverts say so.
+    caste: Option<roles::ResponseThresholds>,
+    /// Task class of each job in a sandbox (for the thresholds).
+    classes: HashMap<JobId, roles::TaskClass>,
     /// A peer subscribed since the last advert: publish soon.
     advert_wanted: bool,
     peers_file: PathBuf,
@@ -541,6 +554,10 @@ impl Host {
             max_memory_bytes: self.cfg.resources.max_memory_bytes,
             roles: vec![self.cfg.biological.primary_role.clone()],
             region: proto::region_of(&self.cfg.biological.address),
+            thresholds: self.caste.as_ref().map_or(
+                [roles::CasteConfig::default().initial; 3],
+                roles::ResponseThresholds::values,
+            ),
             issued_at_ms: now,
             expires_at_ms: now + ttl,
         }
@@ -1059,6 +1076,8 @@ impl Host {
 
     /// Hands the task to the worker pool; the result comes back on `done_rx`.
     fn dispatch(&mut self, job_id: JobId, spec: &JobSpec) {
+        self.classes
+            .insert(job_id, super::placement::task_class(spec));
         let (module, input) = match (
             self.module(&spec.module_hash),
             self.blobs.get(&spec.input_hash),
@@ -1106,6 +1125,9 @@ impl Host {
         tracing::debug!(job = %proto::hex(&job_id), waiters = self.waiters.get(&job_id).map_or(0, Vec::len), "done");
         self.running.remove(&job_id);
         self.inflight.remove(&job_id);
+        if let (Some(class), Some(t)) = (self.classes.remove(&job_id), self.caste.as_mut()) {
+            t.on_task_done(&roles::CasteConfig::default(), class);
+        }
         if self.faulty
             && let Ok(out) = &mut r.outcome
         {

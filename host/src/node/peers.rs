@@ -36,6 +36,8 @@ pub struct PeerEntry {
     pub roles: Vec<String>,
     /// Region of its address.
     pub region: String,
+    /// Caste response thresholds (cpu, memory, small); low = specialised.
+    pub thresholds: [f64; 3],
     /// Milliseconds until its advert expires unless renewed.
     pub expires_in_ms: u64,
 }
@@ -56,6 +58,7 @@ impl PeerEntry {
             max_memory_bytes: a.max_memory_bytes,
             roles: a.roles.clone(),
             region: a.region.clone(),
+            thresholds: a.thresholds,
             expires_in_ms: a
                 .expires_at_ms
                 .saturating_sub(super::host::unix_now_ms().max(a.issued_at_ms)),

@@ -42,6 +42,20 @@ pub fn unfit(a: &Advert, spec: &JobSpec) -> Option<String> {
     None
 }
 
+/// The Caste task class of a job: what kind of worker suits it. Jobs asking
+/// for more memory than the default limit are `Memory`, for more fuel than
+/// the default budget `Cpu`, the rest `Small` (latency-sensitive).
+pub fn task_class(spec: &JobSpec) -> roles::TaskClass {
+    let default = crate::sandbox::TaskLimits::DEFAULT;
+    if spec.memory_bytes > default.memory_bytes {
+        roles::TaskClass::Memory
+    } else if spec.fuel > default.fuel {
+        roles::TaskClass::Cpu
+    } else {
+        roles::TaskClass::Small
+    }
+}
+
 /// Orders fitting hosts: idle workers first, then cheaper, then faster.
 /// (Expected wait dominates: a queued job waits a whole task; among idle
 /// hosts the submitter's cost is price × fuel, and fuel is fixed by the

@@ -15,10 +15,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use libp2p::PeerId;
-use roles::{Millis, NodeId, PheromoneTable, ThermalConfig};
+use roles::{
+    CasteConfig, Millis, NodeId, PheromoneTable, ResponseThresholds, TaskClass, ThermalConfig,
+};
 use serde::{Deserialize, Serialize};
 
-use super::placement::{Report, unfit};
+use super::placement::{Report, task_class, unfit};
 use crate::proto::{Advert, Hash, JobSpec};
 
 /// A submitter runs a job now and then, not thousands per second: trails
@@ -162,16 +164,17 @@ impl Trails {
     /// The hosts that fit `spec`, best first by trail and advert.
     pub fn rank(&mut self, hosts: Vec<(PeerId, Advert)>, spec: &JobSpec) -> Vec<(PeerId, Advert)> {
         let now = now_ms();
+        let class = task_class(spec);
         let mut scored: Vec<(f64, PeerId, Advert)> = hosts
             .into_iter()
             .filter(|(_, a)| unfit(a, spec).is_none())
             .map(|(p, a)| {
                 let w = match self.ids.get(&p) {
-                    Some(i) => self.table.weight(*i, heuristic(&a), now),
+                    Some(i) => self.table.weight(*i, heuristic(&a, class), now),
                     // Unknown hosts weigh in at the initial trail.
                     None => {
                         let cfg = self.table.config();
-                        cfg.tau_init.powf(cfg.alpha) * heuristic(&a).powf(cfg.beta)
+                        cfg.tau_init.powf(cfg.alpha) * heuristic(&a, class).powf(cfg.beta)
                     }
                 };
                 (w, p, a)
@@ -186,11 +189,18 @@ impl Trails {
 }
 
 /// What an advert promises: idle workers run the job now, faster hosts
-/// finish sooner, cheaper ones cost less.
-fn heuristic(a: &Advert) -> f64 {
+/// finish sooner, cheaper ones cost less, and a Caste host specialised in
+/// the job's class (low threshold) answers its stimulus more readily.
+fn heuristic(a: &Advert, class: TaskClass) -> f64 {
     let idle = if a.free_slots > 0 { 1.0 } else { 0.3 };
     let speed = (a.fuel_per_sec as f64 / 1e10).clamp(0.01, 100.0);
-    idle * speed / (1.0 + a.price_per_mfuel as f64)
+    let caste = CasteConfig::default();
+    let readiness = ResponseThresholds::from_values(&caste, a.thresholds).response(
+        &caste,
+        class,
+        caste.initial,
+    );
+    idle * speed * readiness / (1.0 + a.price_per_mfuel as f64)
 }
 
 fn now_ms() -> Millis {
@@ -217,6 +227,7 @@ mod tests {
             max_memory_bytes: u64::MAX,
             roles: Vec::new(),
             region: String::new(),
+            thresholds: [0.5; 3],
             issued_at_ms: 0,
             expires_at_ms: 1,
         }
@@ -249,6 +260,22 @@ mod tests {
             output_hash: [h; 32],
             response: JobResponse::Unknown { job_id: [0; 32] },
         }
+    }
+
+    #[test]
+    fn caste_specialists_attract_their_class() {
+        let (cpu_specialist, generalist) = (PeerId::random(), PeerId::random());
+        let mut s = advert(1);
+        s.thresholds = [0.05, 0.5, 0.9];
+        let hosts = vec![(generalist, advert(1)), (cpu_specialist, s)];
+        let mut t = Trails::new();
+        let mut cpu_job = spec();
+        cpu_job.fuel = 1 << 40;
+        let first = |t: &mut Trails, j: &JobSpec| t.rank(hosts.clone(), j)[0].0;
+        assert_eq!(task_class(&cpu_job), TaskClass::Cpu);
+        assert_eq!(first(&mut t, &cpu_job), cpu_specialist);
+        assert_eq!(task_class(&spec()), TaskClass::Small);
+        assert_eq!(first(&mut t, &spec()), generalist);
     }
 
     #[test]

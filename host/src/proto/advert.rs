@@ -22,7 +22,7 @@ pub const MAX_ADVERT_ADDRS: usize = 8;
 pub const MAX_ADVERT_ROLES: usize = 8;
 
 /// What a host offers, as of `issued_at_ms`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Advert {
     /// [`VERSION`].
     pub version: u8,
@@ -48,6 +48,9 @@ pub struct Advert {
     pub roles: Vec<String>,
     /// Region of the host's hierarchical address (`region.cluster.tier`).
     pub region: String,
+    /// Caste response thresholds per task class (cpu, memory, small), in
+    /// [0, 1]: low means specialised in that class. Generalists: 0.5.
+    pub thresholds: [f64; 3],
     /// Unix milliseconds when issued.
     pub issued_at_ms: u64,
     /// Unix milliseconds after which it must be forgotten.
@@ -84,6 +87,13 @@ impl Advert {
             return Err(format!(
                 "lifetime of {ttl} ms is not in 1..={MAX_ADVERT_TTL_MS}"
             ));
+        }
+        if !self
+            .thresholds
+            .iter()
+            .all(|t| t.is_finite() && (0.0..=1.0).contains(t))
+        {
+            return Err("thresholds must be in [0, 1]".into());
         }
         if self.workers == 0 || self.free_slots > self.workers {
             return Err("inconsistent worker counts".into());
@@ -184,6 +194,7 @@ mod tests {
             max_memory_bytes: 1 << 30,
             roles: vec!["Young".into()],
             region: "001".into(),
+            thresholds: [0.5; 3],
             issued_at_ms: 1000,
             expires_at_ms: 16_000,
         }
