@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use biop2p::config::NetworkConfig;
 use biop2p::identity::Identity;
 use biop2p::node::client::JobParams;
+use biop2p::node::host::unix_now_ms;
 use biop2p::node::placement::{self, Candidate, Plan};
 use biop2p::node::trails::Trails;
 use biop2p::node::{Client, Node};
@@ -233,7 +234,7 @@ async fn drive(
         let job = client.make_job(&module, &j.input, &params);
         let spec = job.verify().expect("own job verifies");
         let cands: Vec<Candidate> = trails
-            .rank(client.known_hosts(), &spec)
+            .rank(client.known_hosts(), &spec, unix_now_ms())
             .into_iter()
             .map(|(p, ad)| Candidate::Host(p, Box::new(ad)))
             .collect();
@@ -260,7 +261,7 @@ async fn drive(
         })
         .await?;
         let winner = report.majority(replicas);
-        trails.learn(&report, winner.map(|w| w.0));
+        trails.learn(&report, winner.map(|w| w.0), unix_now_ms());
         let mut rows = Vec::new();
         for ans in &report.answers {
             let (body, out_len) = match &ans.response {
@@ -364,13 +365,13 @@ async fn drive(
                 "  {} {:<8} {:.3}",
                 short(&n.peer_id()),
                 n.role().to_string(),
-                trails.level(&n.peer_id())
+                trails.level(&n.peer_id(), unix_now_ms())
             ),
         );
     }
     let report = serde_json::json!({
         "hosts": nodes.iter().map(|n| serde_json::json!({
-            "trail": trails.level(&n.peer_id()),
+            "trail": trails.level(&n.peer_id(), unix_now_ms()),
             "peer_id": n.peer_id().to_string(), "role": n.role().to_string(),
             "price_per_mfuel": n.config().market.price_per_mfuel,
             "faulty": faulty.contains(&n.peer_id()),

@@ -190,7 +190,7 @@ async fn candidates(
             Duration::from_secs(a.discover_secs),
         )
         .await;
-    let ranked = trails.rank(found, spec);
+    let ranked = trails.rank(found, spec, biop2p::node::host::unix_now_ms());
     if ranked.is_empty() {
         let known = client.known_hosts();
         if known.is_empty() {
@@ -476,8 +476,9 @@ async fn replicated(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> R
     pb.finish_and_clear();
     let winner = report.majority(n);
     // Thermal: trails follow what the replicas revealed.
-    trails.learn(&report, winner.map(|w| w.0));
-    if let Err(e) = trails.save(&state.trails_path) {
+    let now = biop2p::node::host::unix_now_ms();
+    trails.learn(&report, winner.map(|w| w.0), now);
+    if let Err(e) = trails.save(&state.trails_path, now) {
         eprintln!("note: cannot save host trails: {e}");
     }
     let answers = &report.answers;

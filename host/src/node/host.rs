@@ -1264,8 +1264,9 @@ fn missing_blob_result(spec: &JobSpec) -> TaskResult {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn unix_now_ms() -> u64 {
+/// Milliseconds since the Unix epoch (the clock the edge passes to the
+/// pure decision code).
+pub fn unix_now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

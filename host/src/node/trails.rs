@@ -7,9 +7,11 @@
 //! deposit; one that disagreed, refused, vanished or missed its deadline has
 //! its trail halved. Placement orders fitting hosts by
 //! `trail^alpha · heuristic^beta`, where the heuristic comes from the advert
-//! (idle workers, speed, price), so hosts that keep delivering are preferred
-//! and a host caught lying drops down the list at once, then slowly recovers
-//! as its trail evaporates back.
+//! (idle workers, speed, price, Caste readiness), so hosts that keep
+//! delivering are preferred and a host caught lying drops down the list at
+//! once; trails evaporate (half-life one hour), so old history stops
+//! counting. Like the roles crate, this never reads the clock: callers pass
+//! `now` (Unix milliseconds).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -70,7 +72,7 @@ impl Trails {
                 let levels: Vec<(NodeId, f64)> = saved
                     .trails
                     .iter()
-                    .filter_map(|(p, l)| Some((t.id(p.parse().ok()?), *l)))
+                    .filter_map(|(p, l)| Some((t.id(p.parse().ok()?, saved.saved_at_ms), *l)))
                     .collect();
                 // Imported as of when they were saved, so time away counts
                 // as evaporation.
@@ -83,9 +85,8 @@ impl Trails {
         t
     }
 
-    /// Writes the trails atomically.
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let now = now_ms();
+    /// Writes the trails atomically, as of `now`.
+    pub fn save(&self, path: &Path, now: Millis) -> std::io::Result<()> {
         let by_id: HashMap<NodeId, PeerId> = self.ids.iter().map(|(p, i)| (*i, *p)).collect();
         let saved = Saved {
             saved_at_ms: now,
@@ -104,19 +105,15 @@ impl Trails {
         std::fs::rename(tmp, path)
     }
 
-    fn id(&mut self, peer: PeerId) -> NodeId {
+    fn id(&mut self, peer: PeerId, now: Millis) -> NodeId {
         if let Some(i) = self.ids.get(&peer) {
             return *i;
         }
         // Bounded: the table evicts weak trails past its capacity; drop the
         // mappings of evicted hosts when the map grows well past it.
         if self.ids.len() >= 4 * self.table.config().capacity {
-            let live: std::collections::HashSet<NodeId> = self
-                .table
-                .export(now_ms())
-                .into_iter()
-                .map(|(i, _)| i)
-                .collect();
+            let live: std::collections::HashSet<NodeId> =
+                self.table.export(now).into_iter().map(|(i, _)| i).collect();
             self.ids.retain(|_, i| live.contains(i));
         }
         let next = NodeId(self.ids.values().map(|i| i.0 + 1).max().unwrap_or(0));
@@ -124,46 +121,50 @@ impl Trails {
         next
     }
 
-    /// The trail of `peer` now.
-    pub fn level(&self, peer: &PeerId) -> f64 {
+    /// The trail of `peer` at `now`.
+    pub fn level(&self, peer: &PeerId, now: Millis) -> f64 {
         match self.ids.get(peer) {
-            Some(i) => self.table.level(*i, now_ms()),
+            Some(i) => self.table.level(*i, now),
             None => self.table.config().tau_init,
         }
     }
 
     /// A verified answer that agreed with the accepted output.
-    pub fn reinforce(&mut self, peer: PeerId) {
-        let i = self.id(peer);
-        self.table.reinforce(i, 1.0, now_ms());
+    pub fn reinforce(&mut self, peer: PeerId, now: Millis) {
+        let i = self.id(peer, now);
+        self.table.reinforce(i, 1.0, now);
     }
 
     /// A host that disagreed, refused, vanished or missed its deadline.
-    pub fn punish(&mut self, peer: PeerId) {
-        let i = self.id(peer);
-        self.table.punish(i, now_ms());
+    pub fn punish(&mut self, peer: PeerId, now: Millis) {
+        let i = self.id(peer, now);
+        self.table.punish(i, now);
     }
 
     /// Feeds a finished job's report: the hosts that agreed with `winner`
     /// are reinforced, the others punished.
-    pub fn learn(&mut self, report: &Report, winner: Option<Hash>) {
+    pub fn learn(&mut self, report: &Report, winner: Option<Hash>, now: Millis) {
         for a in &report.answers {
             if Some(a.output_hash) == winner {
-                self.reinforce(a.peer);
+                self.reinforce(a.peer, now);
             } else {
-                self.punish(a.peer);
+                self.punish(a.peer, now);
             }
         }
         for m in &report.missing {
             if let Ok(p) = m.host.parse::<PeerId>() {
-                self.punish(p);
+                self.punish(p, now);
             }
         }
     }
 
     /// The hosts that fit `spec`, best first by trail and advert.
-    pub fn rank(&mut self, hosts: Vec<(PeerId, Advert)>, spec: &JobSpec) -> Vec<(PeerId, Advert)> {
-        let now = now_ms();
+    pub fn rank(
+        &mut self,
+        hosts: Vec<(PeerId, Advert)>,
+        spec: &JobSpec,
+        now: Millis,
+    ) -> Vec<(PeerId, Advert)> {
         let class = task_class(spec);
         let mut scored: Vec<(f64, PeerId, Advert)> = hosts
             .into_iter()
@@ -203,15 +204,14 @@ fn heuristic(a: &Advert, class: TaskClass) -> f64 {
     idle * speed * readiness / (1.0 + a.price_per_mfuel as f64)
 }
 
-fn now_ms() -> Millis {
-    super::host::unix_now_ms()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::node::placement::{Answer, Miss};
     use crate::proto::JobResponse;
+
+    /// A fixed clock: the tests never read the real one.
+    const NOW: Millis = 1_800_000_000_000;
 
     fn advert(price: u64) -> Advert {
         Advert {
@@ -271,7 +271,7 @@ mod tests {
         let mut t = Trails::new();
         let mut cpu_job = spec();
         cpu_job.fuel = 1 << 40;
-        let first = |t: &mut Trails, j: &JobSpec| t.rank(hosts.clone(), j)[0].0;
+        let first = |t: &mut Trails, j: &JobSpec| t.rank(hosts.clone(), j, NOW)[0].0;
         assert_eq!(task_class(&cpu_job), TaskClass::Cpu);
         assert_eq!(first(&mut t, &cpu_job), cpu_specialist);
         assert_eq!(task_class(&spec()), TaskClass::Small);
@@ -289,7 +289,7 @@ mod tests {
         let mut t = Trails::new();
         // No history: the advert decides, cheapest first.
         let order: Vec<PeerId> = t
-            .rank(hosts.clone(), &spec())
+            .rank(hosts.clone(), &spec(), NOW)
             .into_iter()
             .map(|x| x.0)
             .collect();
@@ -302,11 +302,11 @@ mod tests {
                 missing: Vec::new(),
                 replacements: 0,
             };
-            t.learn(&report, Some([1; 32]));
+            t.learn(&report, Some([1; 32]), NOW);
         }
-        assert!(t.level(&cheap_liar) < t.level(&dear));
+        assert!(t.level(&cheap_liar, NOW) < t.level(&dear, NOW));
         let order: Vec<PeerId> = t
-            .rank(hosts.clone(), &spec())
+            .rank(hosts.clone(), &spec(), NOW)
             .into_iter()
             .map(|x| x.0)
             .collect();
@@ -323,17 +323,25 @@ mod tests {
                 replacements: 1,
             },
             None,
+            NOW,
         );
-        assert!(t.level(&dear) < 1.0);
+        assert!(t.level(&dear, NOW) < 1.0);
+        // A day later the history has evaporated: nobody is singled out.
+        let later = NOW + 24 * 3_600_000;
+        assert_eq!(t.level(&cheap_liar, later), t.level(&dear, later));
 
         // Saved and loaded, the order holds.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("trails.json");
-        t.save(&path).unwrap();
+        t.save(&path, NOW).unwrap();
         let mut back = Trails::load(&path);
-        let order: Vec<PeerId> = back.rank(hosts, &spec()).into_iter().map(|x| x.0).collect();
+        let order: Vec<PeerId> = back
+            .rank(hosts, &spec(), NOW)
+            .into_iter()
+            .map(|x| x.0)
+            .collect();
         assert_eq!(order.last(), Some(&cheap_liar));
         std::fs::write(&path, b"garbage").unwrap();
-        assert_eq!(Trails::load(&path).level(&dear), 1.0);
+        assert_eq!(Trails::load(&path).level(&dear, NOW), 1.0);
     }
 }
