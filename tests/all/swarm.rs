@@ -39,8 +39,9 @@ fn spawn_host(swarm: &str, listen: &str, extra: &[&str]) -> Host {
         .args(extra)
         .arg("--data-dir")
         .arg(dir.path())
+        .env("BIOP2P_LOG", "warn,biop2p=info,libp2p_mdns=info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("host.log")).unwrap())
         .spawn()
         .expect("start host");
     let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -91,6 +92,11 @@ impl Host {
         false
     }
 
+    /// The host's log (for failure messages).
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
+    }
+
     /// `biop2p peers --data-dir` of this host, without itself.
     fn peers(&self) -> Vec<String> {
         let out = biop2p()
@@ -134,9 +140,11 @@ fn hosts_find_each_other_by_mdns() {
     let b = spawn_host(&swarm, "/ip4/0.0.0.0/tcp/0", &[]);
     assert!(
         a.wait_event("discovered", &b.peer_id, FIND),
-        "host A never discovered host B by mDNS"
+        "host A never discovered host B by mDNS\nA's log:\n{}\nB's log:\n{}",
+        a.log(),
+        b.log()
     );
-    assert!(b.wait_event("discovered", &a.peer_id, FIND));
+    assert!(b.wait_event("discovered", &a.peer_id, FIND), "{}", b.log());
 
     // A submitter with no address at all finds them the same way.
     let state = tempfile::tempdir().unwrap();

@@ -105,7 +105,13 @@ impl Behaviour {
             .with_max_concurrent_streams(256);
         let mdns = if net.mdns {
             // Without multicast (a container, say) mDNS is simply absent.
-            match mdns::tokio::Behaviour::new(mdns::Config::default(), me) {
+            // Query every 5 s once probing is over (the default is 5 min):
+            // a lost multicast packet then costs seconds, not minutes.
+            let cfg = mdns::Config {
+                query_interval: Duration::from_secs(5),
+                ..mdns::Config::default()
+            };
+            match mdns::tokio::Behaviour::new(cfg, me) {
                 Ok(m) => Some(m),
                 Err(e) => {
                     tracing::warn!(error = %e, "mDNS unavailable");

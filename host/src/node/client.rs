@@ -245,6 +245,7 @@ impl Client {
             if fitting.len() >= want && settled {
                 return fitting;
             }
+            self.discovery.redial(&mut self.swarm);
             let wake = (tokio::time::Instant::now() + quiet / 4).min(deadline);
             match tokio::time::timeout_at(wake, self.swarm.select_next_some()).await {
                 Ok(ev) => self.on_event(ev),

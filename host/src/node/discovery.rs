@@ -7,7 +7,8 @@
 //! bounded (only while the node has fewer than half its connection budget)
 //! and deduplicated by libp2p's dial conditions.
 
-use std::time::Instant;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
@@ -20,6 +21,12 @@ use crate::proto::{Advert, SignedAdvert};
 
 /// Addresses taken from one peer's identify message.
 const MAX_ADDRS_PER_PEER: usize = 8;
+/// LAN peers remembered for re-dialing.
+const MAX_LAN_PEERS: usize = 256;
+/// How often LAN peers we are not connected to are dialed again (a dial
+/// that failed once is not reported again by mDNS until its record
+/// expires, minutes later).
+const REDIAL_EVERY: Duration = Duration::from_secs(2);
 
 /// What a gossip message told us.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +46,9 @@ pub struct Discovery {
     /// Known hosts (not including this node).
     pub table: AdvertTable,
     dial_budget: usize,
+    /// Peers mDNS reported and has not expired, with their addresses.
+    lan: HashMap<PeerId, Vec<Multiaddr>>,
+    last_redial: Option<Instant>,
 }
 
 impl Discovery {
@@ -49,6 +59,8 @@ impl Discovery {
             topic: advert_topic(&net.swarm),
             table: AdvertTable::new(net.max_known_hosts),
             dial_budget: (net.max_connections as usize / 2).max(1),
+            lan: HashMap::new(),
+            last_redial: None,
         }
     }
 
@@ -104,12 +116,44 @@ impl Discovery {
     /// A peer on the LAN: remember its addresses and connect, so that its
     /// adverts reach us.
     pub fn on_mdns(&mut self, swarm: &mut Swarm<Behaviour>, e: mdns::Event) {
-        if let mdns::Event::Discovered(found) = e {
-            for (peer, addr) in found {
-                tracing::debug!(%peer, %addr, "mDNS discovered");
-                swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
-                self.dial(swarm, peer, vec![addr]);
+        match e {
+            mdns::Event::Discovered(found) => {
+                for (peer, addr) in found {
+                    tracing::debug!(%peer, %addr, "mDNS discovered");
+                    swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    if self.lan.len() < MAX_LAN_PEERS || self.lan.contains_key(&peer) {
+                        let addrs = self.lan.entry(peer).or_default();
+                        if !addrs.contains(&addr) && addrs.len() < MAX_ADDRS_PER_PEER {
+                            addrs.push(addr.clone());
+                        }
+                    }
+                    self.dial(swarm, peer, vec![addr]);
+                }
             }
+            mdns::Event::Expired(gone) => {
+                for (peer, addr) in gone {
+                    if let Some(addrs) = self.lan.get_mut(&peer) {
+                        addrs.retain(|a| *a != addr);
+                        if addrs.is_empty() {
+                            self.lan.remove(&peer);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Dials again the LAN peers we are not connected to (at most every
+    /// [`REDIAL_EVERY`]; call it often).
+    pub fn redial(&mut self, swarm: &mut Swarm<Behaviour>) {
+        if self.last_redial.is_some_and(|t| t.elapsed() < REDIAL_EVERY) {
+            return;
+        }
+        self.last_redial = Some(Instant::now());
+        let lan: Vec<(PeerId, Vec<Multiaddr>)> =
+            self.lan.iter().map(|(p, a)| (*p, a.clone())).collect();
+        for (peer, addrs) in lan {
+            self.dial(swarm, peer, addrs);
         }
     }
 

@@ -515,6 +515,7 @@ impl Host {
             self.advert_wanted = true;
         }
         self.maybe_advertise(swarm);
+        self.discovery.redial(swarm);
         if changed
             || self
                 .last_peers_file
