@@ -18,6 +18,7 @@ use biop2p::config::NetworkConfig;
 use biop2p::identity::Identity;
 use biop2p::node::client::JobParams;
 use biop2p::node::placement::{self, Candidate, Plan};
+use biop2p::node::trails::Trails;
 use biop2p::node::{Client, HostEvent};
 use biop2p::{BiologicalRole, Node, NodeConfig, workloads};
 use libp2p::PeerId;
@@ -106,6 +107,8 @@ async fn submit_jobs(nodes: &[Node], swarm: &str) -> Result<Summary> {
         ("echo", b"three nodes agree".to_vec()),
         ("mlp", br#"{"seed":3,"dataset":"xor","epochs":40}"#.to_vec()),
     ];
+    // The submitter's Thermal trails: replicas that agree are reinforced.
+    let mut trails = Trails::new();
     for (name, input) in jobs {
         let module = workloads::get(name).expect("embedded").bytes.to_vec();
         let job = client.make_job(&module, &input, &JobParams::default());
@@ -123,10 +126,11 @@ async fn submit_jobs(nodes: &[Node], swarm: &str) -> Result<Summary> {
             max_replacements: 1,
             deadline: Duration::from_secs(60),
         };
-        let report = placement::run_replicas(&mut client, &job, &inline, cands, &plan, |m| {
-            println!("  {m}")
-        })
-        .await?;
+        let report =
+            placement::run_replicas(&mut client, &job, &inline, cands, &plan, &mut trails, |m| {
+                println!("  {m}")
+            })
+            .await?;
         let Some((hash, agreeing)) = report.majority(3) else {
             bail!("{name}: no majority");
         };

@@ -256,12 +256,12 @@ async fn drive(
             ),
         );
         let mut notes = Vec::new();
-        let report = placement::run_replicas(&mut client, &job, &inline, cands, &plan, |m| {
-            notes.push(m.to_string())
-        })
-        .await?;
+        let report =
+            placement::run_replicas(&mut client, &job, &inline, cands, &plan, &mut trails, |m| {
+                notes.push(m.to_string())
+            })
+            .await?;
         let winner = report.majority(replicas);
-        trails.learn(&report, winner.map(|w| w.0), unix_now_ms());
         let mut rows = Vec::new();
         for ans in &report.answers {
             let (body, out_len) = match &ans.response {

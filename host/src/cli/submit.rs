@@ -469,16 +469,15 @@ async fn replicated(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> R
         ),
     };
     pb.set_message(format!("running on {n} host(s)"));
-    let report = placement::run_replicas(&mut client, &job, &inline, cands, &plan, |m| {
-        pb.suspend(|| eprintln!("note: {m}"));
-    })
-    .await?;
+    let report =
+        placement::run_replicas(&mut client, &job, &inline, cands, &plan, &mut trails, |m| {
+            pb.suspend(|| eprintln!("note: {m}"));
+        })
+        .await?;
     pb.finish_and_clear();
     let winner = report.majority(n);
-    // Thermal: trails follow what the replicas revealed.
-    let now = biop2p::node::host::unix_now_ms();
-    trails.learn(&report, winner.map(|w| w.0), now);
-    if let Err(e) = trails.save(&state.trails_path, now) {
+    // Thermal: run_replicas updated the trails with what replicas revealed.
+    if let Err(e) = trails.save(&state.trails_path, biop2p::node::host::unix_now_ms()) {
         eprintln!("note: cannot save host trails: {e}");
     }
     let answers = &report.answers;

@@ -125,15 +125,8 @@ impl Client {
     ) -> Result<Self, ClientError> {
         let limits = crate::net::behaviour::job_limits(max_inline, max_output);
         let mut swarm = build_swarm(&id, net, limits, NodeKind::Submitter).await?;
-        let mut bootstrap = Vec::new();
-        for s in &net.bootstrap {
-            bootstrap.push(
-                s.parse::<Multiaddr>()
-                    .map_err(|_| crate::net::NetError::BadAddr(s.clone()))?,
-            );
-        }
         let mut discovery = Discovery::new(id.peer_id, net);
-        discovery.start(&mut swarm, &bootstrap)?;
+        discovery.start(&mut swarm, net)?;
         Ok(Client {
             swarm,
             id,

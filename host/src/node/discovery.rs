@@ -64,18 +64,26 @@ impl Discovery {
         }
     }
 
-    /// Subscribes to the swarm's adverts and dials the bootstrap peers.
+    /// Subscribes to the swarm's adverts and dials the bootstrap peers
+    /// (`net.bootstrap`, full multiaddrs with `/p2p/`).
     pub fn start(
         &mut self,
         swarm: &mut Swarm<Behaviour>,
-        bootstrap: &[Multiaddr],
+        net: &NetworkConfig,
     ) -> Result<(), NetError> {
+        let mut bootstrap = Vec::new();
+        for s in &net.bootstrap {
+            bootstrap.push(
+                s.parse::<Multiaddr>()
+                    .map_err(|_| NetError::BadAddr(s.clone()))?,
+            );
+        }
         swarm
             .behaviour_mut()
             .gossipsub
             .subscribe(&self.topic)
             .map_err(|e| NetError::Transport(format!("gossipsub: {e}")))?;
-        for addr in bootstrap {
+        for addr in &bootstrap {
             let peer = addr
                 .iter()
                 .find_map(|p| match p {

@@ -246,15 +246,8 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         }
     }
 
-    let mut bootstrap = Vec::new();
-    for s in &cfg.network.bootstrap {
-        bootstrap.push(
-            s.parse::<Multiaddr>()
-                .map_err(|_| crate::net::NetError::BadAddr(s.clone()))?,
-        );
-    }
     let mut discovery = Discovery::new(id.peer_id, &cfg.network);
-    discovery.start(&mut swarm, &bootstrap)?;
+    discovery.start(&mut swarm, &cfg.network)?;
 
     let (events_tx, events) = mpsc::channel(4096);
     let (shutdown_tx, shutdown_rx) = oneshot::channel();

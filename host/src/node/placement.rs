@@ -7,7 +7,8 @@
 //! refuses, fails in transport (it disconnected or died) or misses the
 //! deadline is replaced by the next candidate, up to a bound. Answers are
 //! verified (signature, job, host, output hash) before they count; the
-//! caller decides acceptance with [`Report::majority`].
+//! caller decides acceptance with [`Report::majority`]. What the replicas
+//! revealed is fed to the submitter's Thermal [`Trails`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -17,6 +18,7 @@ use libp2p::{Multiaddr, PeerId};
 
 use super::client::{Client, ClientError};
 use super::receipts::verify_response;
+use super::trails::Trails;
 use crate::proto::{Advert, Hash, InlineBlob, JobRequest, JobResponse, JobSpec, SignedJob};
 
 /// Why a host cannot take a job, judged from its advert; `None` if it can.
@@ -101,8 +103,8 @@ pub struct Plan {
     /// How long a host may take to answer before it is replaced.
     pub deadline: Duration,
     /// When the candidates run out, take more from the hosts the client
-    /// has learned of since (by their adverts). Off when the user named the
-    /// hosts.
+    /// has learned of since (by their adverts, ranked by the trails). Off
+    /// when the user named the hosts.
     pub refill_from_adverts: bool,
 }
 
@@ -166,13 +168,16 @@ struct Placed {
 }
 
 /// Runs `job` on `plan.replicas` distinct hosts from `candidates` (in
-/// order), replacing failed ones. `note` hears what happens, for people.
+/// order), replacing failed ones, and updates `trails` with the outcome
+/// (agreeing with the strict majority: reinforced; anything else: punished).
+/// `note` hears what happens, for people.
 pub async fn run_replicas(
     client: &mut Client,
     job: &SignedJob,
     inline: &[InlineBlob],
     candidates: Vec<Candidate>,
     plan: &Plan,
+    trails: &mut Trails,
     mut note: impl FnMut(&str),
 ) -> Result<Report, ClientError> {
     let job_id = job.id();
@@ -309,7 +314,8 @@ pub async fn run_replicas(
             error: problem,
         });
         if queue.is_empty() && plan.refill_from_adverts {
-            let fresh = rank(client.known_hosts(), &spec)
+            let fresh = trails
+                .rank(client.known_hosts(), &spec, super::host::unix_now_ms())
                 .into_iter()
                 .filter(|(p, _)| !used.contains(p))
                 .map(|(p, a)| Candidate::Host(p, Box::new(a)));
@@ -321,6 +327,11 @@ pub async fn run_replicas(
             place_one!();
         }
     }
+    trails.learn(
+        &report,
+        report.majority(plan.replicas).map(|w| w.0),
+        super::host::unix_now_ms(),
+    );
     Ok(report)
 }
 
