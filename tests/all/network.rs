@@ -37,7 +37,7 @@ pub async fn start_host(dir: &std::path::Path, config: NodeConfig) -> HostHandle
     .expect("host starts")
 }
 
-async fn client() -> Client {
+pub(crate) async fn client() -> Client {
     let seed: [u8; 32] = rand::random();
     Client::with_limits(
         Identity::from_seed(seed),
@@ -50,7 +50,7 @@ async fn client() -> Client {
 }
 
 /// Submits with everything inline and waits for the result.
-async fn run_job(
+pub(crate) async fn run_job(
     c: &mut Client,
     peer: &PeerId,
     module: &[u8],
@@ -82,7 +82,7 @@ async fn run_job(
     (job, r)
 }
 
-async fn assert_echo_works(c: &mut Client, peer: &PeerId) {
+pub(crate) async fn assert_echo_works(c: &mut Client, peer: &PeerId) {
     let (job, r) = run_job(
         c,
         peer,

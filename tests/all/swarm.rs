@@ -495,29 +495,9 @@ async fn forged_and_garbled_adverts_are_rejected() {
     );
 
     // Still serving.
-    let mut c = biop2p::node::Client::new(
-        Identity::from_seed(rand::random()),
-        &biop2p::config::NetworkConfig::direct(),
-        1 << 20,
-    )
-    .await
-    .unwrap();
+    let mut c = crate::network::client().await;
     let peer = c.connect(&host.addrs[0]).await.unwrap();
-    let module = biop2p::workloads::ECHO;
-    let job = c.make_job(module, b"x", &Default::default());
-    let inline = biop2p::node::placement::inline_blobs(&[module, b"x"], 1 << 20);
-    let r = c
-        .request(
-            &peer,
-            biop2p::proto::JobRequest::Submit {
-                job: job.clone(),
-                inline,
-                wait: true,
-            },
-        )
-        .await
-        .unwrap();
-    assert!(matches!(r, biop2p::proto::JobResponse::Done { ref output, .. } if output == b"x"));
+    crate::network::assert_echo_works(&mut c, &peer).await;
     host.shutdown().await;
 }
 
@@ -565,10 +545,9 @@ fn a_host_that_misses_the_deadline_is_replaced_up_to_the_bound() {
 /// generalist.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caste_host_specialises_in_what_it_runs() {
-    use biop2p::identity::Identity;
     use biop2p::node::client::JobParams;
-    use biop2p::node::{Client, HostOptions, read_peers_file, spawn_host};
-    use biop2p::proto::{JobRequest, JobResponse};
+    use biop2p::node::{HostOptions, read_peers_file, spawn_host};
+    use biop2p::proto::JobResponse;
 
     let mut thresholds = Vec::new();
     for role in ["Caste", "Young"] {
@@ -585,31 +564,18 @@ async fn a_caste_host_specialises_in_what_it_runs() {
         })
         .await
         .unwrap();
-        let mut c = Client::new(
-            Identity::from_seed(rand::random()),
-            &biop2p::config::NetworkConfig::direct(),
-            1 << 20,
-        )
-        .await
-        .unwrap();
+        let mut c = crate::network::client().await;
         let peer = c.connect(&host.addrs[0]).await.unwrap();
-        let module = biop2p::workloads::ECHO;
         // Small jobs (default limits).
         for i in 0..4u8 {
-            let input = [i];
-            let job = c.make_job(module, &input, &JobParams::default());
-            let inline = biop2p::node::placement::inline_blobs(&[module, &input], 1 << 20);
-            let r = c
-                .request(
-                    &peer,
-                    JobRequest::Submit {
-                        job,
-                        inline,
-                        wait: true,
-                    },
-                )
-                .await
-                .unwrap();
+            let (_, r) = crate::network::run_job(
+                &mut c,
+                &peer,
+                biop2p::workloads::ECHO,
+                &[i],
+                &JobParams::default(),
+            )
+            .await;
             assert!(matches!(r, JobResponse::Done { .. }), "{r:?}");
         }
         // The host's own entry in its list carries what it advertises.
