@@ -113,7 +113,12 @@ async fn submit_jobs(nodes: &[Node], swarm: &str) -> Result<Summary> {
         let module = workloads::get(name).expect("embedded").bytes.to_vec();
         let job = client.make_job(&module, &input, &JobParams::default());
         let spec = job.verify()?;
-        let cands = placement::rank(client.known_hosts(), &spec)
+        let cands = trails
+            .rank(
+                client.known_hosts(),
+                &spec,
+                biop2p::node::host::unix_now_ms(),
+            )
             .into_iter()
             .map(|(p, a)| Candidate::Host(p, Box::new(a)))
             .collect();

@@ -58,23 +58,6 @@ pub fn task_class(spec: &JobSpec) -> roles::TaskClass {
     }
 }
 
-/// Orders fitting hosts: idle workers first, then cheaper, then faster.
-/// (Expected wait dominates: a queued job waits a whole task; among idle
-/// hosts the submitter's cost is price × fuel, and fuel is fixed by the
-/// job, so price decides, then speed.)
-pub fn rank(mut hosts: Vec<(PeerId, Advert)>, spec: &JobSpec) -> Vec<(PeerId, Advert)> {
-    hosts.retain(|(_, a)| unfit(a, spec).is_none());
-    hosts.sort_by_key(|(p, a)| {
-        (
-            a.free_slots == 0,
-            a.price_per_mfuel,
-            std::cmp::Reverse(a.fuel_per_sec),
-            p.to_bytes(),
-        )
-    });
-    hosts
-}
-
 /// A place a replica may run.
 #[derive(Debug, Clone)]
 pub enum Candidate {
