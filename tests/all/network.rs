@@ -458,6 +458,114 @@ async fn garbage_on_the_job_stream_and_the_raw_port_is_survived() {
     host.shutdown().await;
 }
 
+/// The input of a matmul job returning its checksum: `n`, `seed`, `reps`.
+fn matmul_input(n: u32, seed: u32, reps: u32) -> Vec<u8> {
+    [n, seed, reps, 1]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
+}
+
+/// The checksum a correct run of [`matmul_input`] returns, computed natively.
+fn matmul_checksum(n: u32, seed: u32) -> Vec<u8> {
+    let n = n as usize;
+    let (a, b) = matmul_kernel::make_inputs(n, seed);
+    let mut c = vec![0.0; n * n];
+    matmul_kernel::matmul(&a, &b, &mut c, n);
+    matmul_kernel::checksum(&c).to_le_bytes().to_vec()
+}
+
+/// `shutdown` ends everything the host started and closes its database, so
+/// the same data dir opens again at once in the same process: twenty
+/// restarts, each stopping the host while detached jobs it durably accepted
+/// are still queued or running (and while the rest of the suite runs beside
+/// it). Afterwards every accepted job's result is collected and checked:
+/// none was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_restarts_twenty_times_on_one_data_dir_with_jobs_in_flight() {
+    const ROUNDS: u32 = 20;
+    const JOBS: u32 = 6;
+    const N: u32 = 64;
+    let dir = tempfile::tempdir().unwrap();
+    // One submitter identity throughout, a fresh client per host run (the
+    // old client's connection to the stopped host would take its requests).
+    let seed: [u8; 32] = rand::random();
+    let submitter = || async move {
+        Client::with_limits(
+            Identity::from_seed(seed),
+            &biop2p::config::NetworkConfig::direct(),
+            8 << 20,
+            16 << 20,
+        )
+        .await
+        .unwrap()
+    };
+    let mut accepted = Vec::new();
+    for round in 0..ROUNDS {
+        let host = start_host(dir.path(), NodeConfig::default()).await;
+        let mut c = submitter().await;
+        let peer = c.connect(&host.addr("tcp").unwrap()).await.unwrap();
+        let mut sent = std::collections::HashMap::new();
+        for k in 0..JOBS {
+            let seed = round * JOBS + k;
+            let input = matmul_input(N, seed, 40);
+            let job = c.make_job(workloads::MATMUL, &input, &JobParams::default());
+            let inline = [workloads::MATMUL, input.as_slice()]
+                .iter()
+                .map(|d| InlineBlob {
+                    hash: *blake3::hash(d).as_bytes(),
+                    data: d.to_vec(),
+                })
+                .collect();
+            let rid = c.send(
+                &peer,
+                JobRequest::Submit {
+                    job: job.clone(),
+                    inline,
+                    wait: false,
+                },
+            );
+            sent.insert(rid, (seed, job));
+        }
+        // Stop as soon as half of them are acknowledged (durable): the rest
+        // of the pipeline, and the accepted jobs themselves, are in flight.
+        let mut answered = 0;
+        while answered < JOBS / 2 {
+            let (rid, r) = c.next_response().await;
+            let sj = sent
+                .remove(&rid)
+                .expect("a response to this round's request");
+            match r {
+                Ok(JobResponse::Accepted { .. }) => accepted.push(sj),
+                other => panic!("round {round}: expected Accepted, got {other:?}"),
+            }
+            answered += 1;
+        }
+        host.shutdown().await;
+    }
+
+    let host = start_host(dir.path(), NodeConfig::default()).await;
+    let mut c = submitter().await;
+    let peer = c.connect(&host.addr("tcp").unwrap()).await.unwrap();
+    assert!(accepted.len() >= (ROUNDS * JOBS / 2) as usize);
+    for (seed, job) in &accepted {
+        let r = c
+            .request(
+                &peer,
+                JobRequest::Fetch {
+                    job_id: job.id(),
+                    wait: true,
+                },
+            )
+            .await
+            .unwrap();
+        let v = verify_response(&r, &job.id(), &job.verify().unwrap(), &peer)
+            .unwrap_or_else(|e| panic!("job of seed {seed}: {e:?} ({r:?})"));
+        assert_eq!(v.output.unwrap(), matmul_checksum(N, *seed), "seed {seed}");
+    }
+    host.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_is_refused_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();

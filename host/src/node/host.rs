@@ -11,7 +11,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -19,6 +18,7 @@ use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 
 use super::discovery::{Discovery, Learned};
 use crate::config::NodeConfig;
@@ -126,8 +126,12 @@ pub struct HostHandle {
 }
 
 impl HostHandle {
-    /// Stops the host and waits for its loop to end. Jobs still running are
-    /// left as accepted in the database and run again at the next start.
+    /// Stops the host and returns once everything it started has ended:
+    /// the event loop, the flusher, the sandbox workers (tasks already in a
+    /// sandbox finish, bounded by their fuel; queued ones are dropped) and
+    /// the database, which is closed, so a new host can open the same data
+    /// dir at once. Accepted jobs without a result stay in the database and
+    /// run again at the next start.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -251,7 +255,6 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
 
     let (events_tx, events) = mpsc::channel(4096);
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
-    let (done_tx, done_rx) = mpsc::channel(cfg.resources.max_queue + 16);
     let (durable_tx, durable_rx) = mpsc::channel(cfg.resources.max_queue + 16);
     let (flush_tx, flush_rx) = mpsc::unbounded_channel();
     let flusher = tokio::spawn(flusher(store.clone(), flush_rx, durable_tx));
@@ -265,10 +268,10 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         id: id.clone(),
         store,
         blobs,
-        pool: Arc::new(pool),
+        pool,
+        tasks: JoinSet::new(),
         faulty: opts.faulty,
         events: events_tx,
-        done_tx,
         flush_tx,
         flusher: Some(flusher),
         inflight: HashSet::new(),
@@ -294,7 +297,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         fuel_per_sec,
     });
     host.recover()?;
-    let task = tokio::spawn(host.run(swarm, shutdown_rx, done_rx, durable_rx));
+    let task = tokio::spawn(host.run(swarm, shutdown_rx, durable_rx));
     Ok(HostHandle {
         peer_id: id.peer_id,
         addrs,
@@ -342,10 +345,13 @@ struct Host {
     id: Identity,
     store: HostStore,
     blobs: BlobStore,
-    pool: Arc<WorkerPool>,
+    pool: WorkerPool,
+    /// One task per job handed to the pool, yielding its result (`None`
+    /// when the pool dropped it at shutdown). Owned here, so shutdown ends
+    /// them all; at most `max_queue` (one per job in flight).
+    tasks: JoinSet<(JobId, Option<TaskResult>)>,
     faulty: bool,
     events: mpsc::Sender<HostEvent>,
-    done_tx: mpsc::Sender<(JobId, TaskResult)>,
     /// Writes waiting for a flush; acknowledgements come back on
     /// `durable_rx` once their flush is done (group commit, one flush at a
     /// time).
@@ -409,7 +415,6 @@ impl Host {
         mut self,
         mut swarm: Swarm<Behaviour>,
         mut shutdown: oneshot::Receiver<()>,
-        mut done_rx: mpsc::Receiver<(JobId, TaskResult)>,
         mut durable_rx: mpsc::Receiver<(JobId, ResponseChannel<JobResponse>)>,
     ) {
         let mut gc = tokio::time::interval(Duration::from_secs(600));
@@ -417,10 +422,15 @@ impl Host {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                biased;
                 _ = &mut shutdown => break,
+                Some(joined) = self.tasks.join_next() => {
+                    if let Ok((job_id, Some(result))) = joined {
+                        self.on_done(&mut swarm, job_id, result);
+                    }
+                }
                 _ = tick.tick() => self.on_tick(&mut swarm),
                 ev = swarm.select_next_some() => self.on_swarm_event(&mut swarm, ev),
-                Some((job_id, result)) = done_rx.recv() => self.on_done(&mut swarm, job_id, result),
                 Some((job_id, ch)) = durable_rx.recv() => {
                     let _ = swarm.behaviour_mut().job.send_response(ch, JobResponse::Accepted { job_id });
                 }
@@ -431,14 +441,39 @@ impl Host {
                 }
             }
         }
-        // Make what was written durable, and close the database, before
-        // going away: dropping the loop's state ends the flusher.
-        let _ = self.store.flush().await;
-        let flusher = self.flusher.take();
+        // The flusher may be waiting to hand acknowledgements back: let it
+        // see nobody takes them any more, or it would never end.
+        drop(durable_rx);
+        self.stop(swarm).await;
+    }
+
+    /// The one owner of shutdown, in order: no new work (the swarm goes),
+    /// the per-job tasks end, the workers stop and are joined, the flusher
+    /// drains and ends, and the last store handle closes the database.
+    async fn stop(self, swarm: Swarm<Behaviour>) {
         drop(swarm);
-        drop(self);
+        let Host {
+            store,
+            pool,
+            mut tasks,
+            flush_tx,
+            flusher,
+            ..
+        } = self;
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        if tokio::task::spawn_blocking(move || pool.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::error!("sandbox workers did not stop cleanly");
+        }
+        drop(flush_tx);
         if let Some(f) = flusher {
             let _ = f.await;
+        }
+        if let Err(e) = store.close().await {
+            tracing::error!(error = %e, "database not closed");
         }
     }
 
@@ -1080,7 +1115,7 @@ impl Host {
             _ => {
                 tracing::error!(job = %proto::hex(&job_id), "blobs of an accepted job are missing");
                 let r = missing_blob_result(spec);
-                let _ = self.done_tx.try_send((job_id, r));
+                self.tasks.spawn(async move { (job_id, Some(r)) });
                 return;
             }
         };
@@ -1100,12 +1135,7 @@ impl Host {
         match self.pool.submit(task) {
             Ok(rx) => {
                 self.running.insert(job_id);
-                let tx = self.done_tx.clone();
-                tokio::spawn(async move {
-                    if let Ok(r) = rx.await {
-                        let _ = tx.send((job_id, r)).await;
-                    }
-                });
+                self.tasks.spawn(async move { (job_id, rx.await.ok()) });
             }
             Err(e) => {
                 // Cannot happen while inflight ≤ max_queue = pool queue; the

@@ -5,6 +5,10 @@
 //! bounded: when it is full, `submit` says so at once (the host answers
 //! `busy`) instead of queueing without limit.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
 use crossbeam_channel::{Sender, TrySendError, bounded};
 use tokio::sync::oneshot;
 
@@ -13,10 +17,14 @@ use super::{Sandbox, Task, TaskResult};
 type Job = (Task, oneshot::Sender<TaskResult>);
 
 /// Worker threads plus their bounded queue. Dropping the pool lets the
-/// workers finish queued tasks and exit.
+/// workers finish queued tasks and exit; [`WorkerPool::shutdown`] instead
+/// drops the queued tasks and waits for the threads.
 pub struct WorkerPool {
     tx: Sender<Job>,
     workers: usize,
+    /// Set by `shutdown`: workers drop queued tasks instead of running them.
+    stopping: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 /// The queue is full: try again later or elsewhere.
@@ -30,19 +38,48 @@ impl WorkerPool {
     pub fn new(sandbox: Sandbox, workers: usize, queue: usize) -> Self {
         let workers = workers.max(1);
         let (tx, rx) = bounded::<Job>(queue);
-        for i in 0..workers {
-            let rx = rx.clone();
-            let sandbox = sandbox.clone();
-            std::thread::Builder::new()
-                .name(format!("sandbox-{i}"))
-                .spawn(move || {
-                    for (task, reply) in rx {
-                        let _ = reply.send(sandbox.run(&task));
-                    }
-                })
-                .expect("spawn sandbox worker");
+        let stopping = Arc::new(AtomicBool::new(false));
+        let threads = (0..workers)
+            .map(|i| {
+                let rx = rx.clone();
+                let sandbox = sandbox.clone();
+                let stopping = stopping.clone();
+                std::thread::Builder::new()
+                    .name(format!("sandbox-{i}"))
+                    .spawn(move || {
+                        for (task, reply) in rx {
+                            if stopping.load(Ordering::Acquire) {
+                                // Dropping `reply` tells the waiter the
+                                // task did not run.
+                                continue;
+                            }
+                            let _ = reply.send(sandbox.run(&task));
+                        }
+                    })
+                    .expect("spawn sandbox worker")
+            })
+            .collect();
+        WorkerPool {
+            tx,
+            workers,
+            stopping,
+            threads,
         }
-        WorkerPool { tx, workers }
+    }
+
+    /// Stops the pool: queued tasks are dropped without running (their
+    /// receivers see the sender gone), tasks already in a sandbox finish
+    /// (each is bounded by its fuel), and this returns once every worker
+    /// thread has exited, so nothing the pool started outlives it. Blocks:
+    /// call it off the async reactor (`spawn_blocking`).
+    pub fn shutdown(self) {
+        self.stopping.store(true, Ordering::Release);
+        drop(self.tx);
+        for t in self.threads {
+            if t.join().is_err() {
+                tracing::error!("a sandbox worker panicked");
+            }
+        }
     }
 
     /// Number of worker threads.

@@ -41,7 +41,14 @@ pub struct JobRecord {
 pub struct HostStore {
     db: sled::Db,
     tree: sled::Tree,
+    /// The file sled locks while the database is open (`DIR/db`).
+    lock_file: std::path::PathBuf,
 }
+
+/// How long [`HostStore::close`] waits for sled's background threads to let
+/// go of the database. Their queued writes take milliseconds; this bound
+/// only turns a leaked handle (a bug) into an error instead of a hang.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Results are kept this long after their job's expiry for late collectors.
 pub const RESULT_RETENTION_SECS: u64 = 7 * 24 * 3600;
@@ -68,7 +75,41 @@ impl HostStore {
         Ok(HostStore {
             tree: db.open_tree("host")?,
             db,
+            lock_file: dir.join("db"),
         })
+    }
+
+    /// Flushes, drops this handle and returns once the database is really
+    /// closed: its lock file can be locked again, so a new `open` of the
+    /// same directory (a restarted host in the same process) succeeds.
+    ///
+    /// Dropping the last `sled::Db` is not enough: writes sled queued on its
+    /// process-wide IO thread pool keep the file (and its `flock`) open
+    /// until they run, which under load is after `drop` returns. Waiting for
+    /// the lock itself is waiting for exactly the condition a new `open`
+    /// needs. Every other clone of this store must be dropped first, or
+    /// this returns [`StoreError::StillOpen`] after a bound.
+    pub async fn close(self) -> Result<(), StoreError> {
+        self.flush().await?;
+        let lock_file = self.lock_file.clone();
+        drop(self);
+        let started = std::time::Instant::now();
+        loop {
+            match std::fs::File::open(&lock_file) {
+                Ok(f) => match f.try_lock() {
+                    Ok(()) => return Ok(()),
+                    Err(std::fs::TryLockError::WouldBlock) => {}
+                    Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+                },
+                // Nothing to lock: nothing holds it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+            if started.elapsed() >= CLOSE_WAIT {
+                return Err(StoreError::StillOpen(lock_file));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
     }
 
     /// Whether this (submitter, nonce) was accepted before.

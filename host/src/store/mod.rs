@@ -21,6 +21,11 @@ pub enum StoreError {
     /// A record did not decode (a bug or a corrupted file).
     #[error("corrupt record: {0}")]
     Corrupt(#[from] postcard::Error),
+    /// The database was still locked long after its last handle was
+    /// dropped: something still holds it (a bug), and a new open of the
+    /// same directory would fail.
+    #[error("database {} is still locked after close", .0.display())]
+    StillOpen(std::path::PathBuf),
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
