@@ -84,6 +84,8 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     /// Adverts, signed by their source, with peer scoring.
     pub gossipsub: gossipsub::Behaviour,
+    /// Raw streams: the long-lived job stream `/biop2p/jobs/1.0.0`.
+    pub stream: libp2p_stream::Behaviour,
 }
 
 impl Behaviour {
@@ -163,6 +165,7 @@ impl Behaviour {
             mdns: mdns.into(),
             kad,
             gossipsub,
+            stream: libp2p_stream::Behaviour::new(),
         })
     }
 }

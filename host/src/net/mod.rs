@@ -2,6 +2,7 @@
 
 pub mod behaviour;
 pub mod codec;
+pub mod job_stream;
 mod swarm;
 
 pub use behaviour::{
@@ -9,4 +10,5 @@ pub use behaviour::{
     advert_topic,
 };
 pub use codec::Inbound;
+pub use job_stream::JOB_STREAM_PROTOCOL;
 pub use swarm::{NetError, build_swarm, default_listen_addrs, with_peer_id};

@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
+use tokio::sync::mpsc;
 
+use super::client_stream;
 use super::discovery::{Discovery, Learned};
 use crate::config::NetworkConfig;
 use crate::identity::Identity;
@@ -89,12 +91,35 @@ impl Default for JobParams {
     }
 }
 
+/// Names one request of this client; its answer carries the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub(super) u64);
+
 /// A submitter's connection to the swarm.
+///
+/// Job requests travel on one long-lived stream per host
+/// (`/biop2p/jobs/1.0.0`), opened at the first request and reopened after
+/// it breaks; answers come back in any order and [`Client::next_response`]
+/// hands them out by [`RequestId`].
 pub struct Client {
     swarm: Swarm<Behaviour>,
     id: Identity,
     blobs: HashMap<Hash, Arc<Vec<u8>>>,
-    ready: VecDeque<(OutboundRequestId, Result<JobResponse, ClientError>)>,
+    /// Answers taken while waiting for another request's (`request`).
+    ready: VecDeque<(RequestId, Result<JobResponse, ClientError>)>,
+    /// Opens job streams.
+    control: libp2p_stream::Control,
+    /// Each host's stream task, fed requests.
+    streams: HashMap<PeerId, mpsc::Sender<(RequestId, JobRequest)>>,
+    /// Every stream task's answers. Unbounded, yet bounded by this client's
+    /// own requests: each request gets exactly one answer.
+    answers_tx: mpsc::UnboundedSender<client_stream::Answer>,
+    answers: mpsc::UnboundedReceiver<client_stream::Answer>,
+    /// Unanswered requests: their host and when the client gives up.
+    pending: HashMap<RequestId, (PeerId, tokio::time::Instant)>,
+    next_id: u64,
+    request_timeout: Duration,
+    limits: crate::net::codec::Limits,
     discovery: Discovery,
     /// When the last host became known or asked to be heard (discovery
     /// waits for a quiet spell).
@@ -127,11 +152,21 @@ impl Client {
         let mut swarm = build_swarm(&id, net, limits, NodeKind::Submitter).await?;
         let mut discovery = Discovery::new(id.peer_id, net);
         discovery.start(&mut swarm, net)?;
+        let control = swarm.behaviour().stream.new_control();
+        let (answers_tx, answers) = mpsc::unbounded_channel();
         Ok(Client {
             swarm,
             id,
             blobs: HashMap::new(),
             ready: VecDeque::new(),
+            control,
+            streams: HashMap::new(),
+            answers_tx,
+            answers,
+            pending: HashMap::new(),
+            next_id: 0,
+            request_timeout: Duration::from_secs(net.request_timeout_secs),
+            limits,
             discovery,
             last_new_host: None,
             awaiting: HashSet::new(),
@@ -293,26 +328,104 @@ impl Client {
         SignedJob::sign(&spec, &self.id.signing)
     }
 
-    /// Sends a request; its response comes from [`Client::next_response`].
-    pub fn send(&mut self, peer: &PeerId, req: JobRequest) -> OutboundRequestId {
-        self.swarm
-            .behaviour_mut()
-            .job
-            .send_request(peer, Inbound::Ok(req))
+    /// Sends a request on the host's job stream (opening it if needed); its
+    /// response comes from [`Client::next_response`]. Never waits: when the
+    /// stream's queue is full the failure is the response.
+    pub fn send(&mut self, peer: &PeerId, req: JobRequest) -> RequestId {
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        self.pending.insert(
+            id,
+            (*peer, tokio::time::Instant::now() + self.request_timeout),
+        );
+        let mut item = (id, req);
+        // A stream that ended (the host went away) is opened again; at most
+        // once per request, so a host that refuses streams fails fast.
+        for _ in 0..2 {
+            let tx = self.streams.entry(*peer).or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(client_stream::QUEUE);
+                tokio::spawn(client_stream::run(
+                    self.control.clone(),
+                    *peer,
+                    rx,
+                    self.answers_tx.clone(),
+                    self.limits.request,
+                    self.limits.response,
+                ));
+                tx
+            });
+            match tx.try_send(item) {
+                Ok(()) => return id,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.fail(id, *peer, "too many requests queued for this host");
+                    return id;
+                }
+                Err(mpsc::error::TrySendError::Closed(back)) => {
+                    self.streams.remove(peer);
+                    item = back;
+                }
+            }
+        }
+        self.fail(id, *peer, "the job stream closed at once");
+        id
     }
 
-    /// Drives the swarm until some response (or failure) arrives.
-    pub async fn next_response(&mut self) -> (OutboundRequestId, Result<JobResponse, ClientError>) {
+    fn fail(&mut self, id: RequestId, peer: PeerId, reason: &str) {
+        let _ = self.answers_tx.send((
+            id,
+            Err(ClientError::Request {
+                peer,
+                reason: reason.to_string(),
+            }),
+        ));
+    }
+
+    /// Drives the swarm until some response (or failure) arrives. Cancel
+    /// safe: dropping the future loses no answer.
+    pub async fn next_response(&mut self) -> (RequestId, Result<JobResponse, ClientError>) {
+        if let Some(r) = self.ready.pop_front() {
+            return r;
+        }
+        self.next_answer().await
+    }
+
+    /// The next answer off the streams (not from `ready`), driving the
+    /// swarm meanwhile; a request past its timeout fails.
+    async fn next_answer(&mut self) -> (RequestId, Result<JobResponse, ClientError>) {
         loop {
-            if let Some(r) = self.ready.pop_front() {
-                return r;
+            let next_timeout = self
+                .pending
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(id, (p, t))| (*id, *p, *t));
+            let sleep = async {
+                match next_timeout {
+                    Some((_, _, t)) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some((id, r)) = self.answers.recv() => {
+                    // An answer to a request that already timed out is dropped.
+                    if self.pending.remove(&id).is_some() {
+                        return (id, r);
+                    }
+                }
+                ev = self.swarm.select_next_some() => self.on_event(ev),
+                _ = sleep => {
+                    let (id, peer, _) = next_timeout.expect("a deadline");
+                    self.pending.remove(&id);
+                    return (id, Err(ClientError::Request {
+                        peer,
+                        reason: format!("no answer within {} s", self.request_timeout.as_secs()),
+                    }));
+                }
             }
-            let ev = self.swarm.select_next_some().await;
-            self.on_event(ev);
         }
     }
 
-    /// Sends a request and waits for its response.
+    /// Sends a request and waits for its response; other requests' answers
+    /// that arrive meanwhile are kept for [`Client::next_response`].
     pub async fn request(
         &mut self,
         peer: &PeerId,
@@ -320,14 +433,11 @@ impl Client {
     ) -> Result<JobResponse, ClientError> {
         let id = self.send(peer, req);
         loop {
-            let (rid, r) = self.next_response().await;
+            let (rid, r) = self.next_answer().await;
             if rid == id {
                 return r;
             }
             self.ready.push_back((rid, r));
-            // Another request's response: keep it, but drive the swarm.
-            let ev = self.swarm.select_next_some().await;
-            self.on_event(ev);
         }
     }
 
@@ -368,44 +478,20 @@ impl Client {
             } => {
                 self.awaiting.remove(&peer_id);
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Job(e)) => match e {
-                request_response::Event::Message {
-                    message:
-                        request_response::Message::Response {
-                            request_id,
-                            response,
-                        },
-                    ..
-                } => self.ready.push_back((request_id, Ok(response))),
-                request_response::Event::Message {
-                    message: request_response::Message::Request { channel, .. },
-                    ..
-                } => {
-                    // Submitters do not run jobs.
-                    let _ = self.swarm.behaviour_mut().job.send_response(
-                        channel,
-                        JobResponse::Refused {
-                            reason: proto::RefuseReason::Busy,
-                            message: "this peer is a submitter, not a host".into(),
-                        },
-                    );
-                }
-                request_response::Event::OutboundFailure {
-                    peer,
-                    request_id,
-                    error,
-                    ..
-                } => {
-                    self.ready.push_back((
-                        request_id,
-                        Err(ClientError::Request {
-                            peer,
-                            reason: error.to_string(),
-                        }),
-                    ));
-                }
-                _ => {}
-            },
+            SwarmEvent::Behaviour(BehaviourEvent::Job(request_response::Event::Message {
+                message: request_response::Message::Request { channel, .. },
+                ..
+            })) => {
+                // Submitters do not run jobs (and send theirs on the job
+                // stream, so no request-response answers come back).
+                let _ = self.swarm.behaviour_mut().job.send_response(
+                    channel,
+                    JobResponse::Refused {
+                        reason: proto::RefuseReason::Busy,
+                        message: "this peer is a submitter, not a host".into(),
+                    },
+                );
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Blob(request_response::Event::Message {
                 message:
                     request_response::Message::Request {

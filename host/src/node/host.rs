@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+
+use super::job_streams::{self, StreamLimits, StreamReply, StreamRequest};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
@@ -253,6 +255,30 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
     let mut discovery = Discovery::new(id.peer_id, &cfg.network);
     discovery.start(&mut swarm, &cfg.network)?;
 
+    // Job streams are read and written by their own tasks; the loop only
+    // sees decoded requests. The channel is shared by all streams, each of
+    // which has at most `in_flight` requests unanswered.
+    let incoming = swarm
+        .behaviour()
+        .stream
+        .new_control()
+        .accept(crate::net::JOB_STREAM_PROTOCOL)
+        .map_err(|_| crate::net::NetError::Listen {
+            addr: crate::net::JOB_STREAM_PROTOCOL.to_string(),
+            reason: "protocol registered twice".into(),
+        })?;
+    let (stream_tx, stream_rx) = mpsc::channel(1024);
+    let acceptor = tokio::spawn(job_streams::accept(
+        incoming,
+        stream_tx,
+        StreamLimits {
+            streams_per_peer: cfg.network.max_connections_per_peer as usize,
+            in_flight: STREAM_IN_FLIGHT,
+            request_bytes: job_limits.request,
+            response_bytes: job_limits.response,
+        },
+    ));
+
     let (events_tx, events) = mpsc::channel(4096);
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
     let (durable_tx, durable_rx) = mpsc::channel(cfg.resources.max_queue + 16);
@@ -274,6 +300,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         events: events_tx,
         flush_tx,
         flusher: Some(flusher),
+        acceptor,
         inflight: HashSet::new(),
         running: HashSet::new(),
         waiters: HashMap::new(),
@@ -297,7 +324,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         fuel_per_sec,
     });
     host.recover()?;
-    let task = tokio::spawn(host.run(swarm, shutdown_rx, durable_rx));
+    let task = tokio::spawn(host.run(swarm, shutdown_rx, durable_rx, stream_rx));
     Ok(HostHandle {
         peer_id: id.peer_id,
         addrs,
@@ -307,12 +334,32 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
     })
 }
 
+/// Where the one answer to a job request goes: back on the request-response
+/// stream it came on, or on the long-lived job stream.
+enum Reply {
+    /// `/biop2p/job/1.0.0` (a stream per request).
+    Rr(ResponseChannel<JobResponse>),
+    /// `/biop2p/jobs/1.0.0` (the long-lived stream).
+    Stream(StreamReply),
+}
+
+impl Reply {
+    fn send(self, swarm: &mut Swarm<Behaviour>, resp: JobResponse) {
+        match self {
+            Reply::Rr(ch) => {
+                let _ = swarm.behaviour_mut().job.send_response(ch, resp);
+            }
+            Reply::Stream(r) => r.send(resp),
+        }
+    }
+}
+
 /// A job whose blobs are being fetched before it can be accepted.
 struct Fetching {
     job: SignedJob,
     spec: JobSpec,
     peer: PeerId,
-    channel: ResponseChannel<JobResponse>,
+    channel: Reply,
     wait: bool,
     /// Blobs still incomplete: hash → (buffer, bytes received, next offset).
     blobs: HashMap<Hash, BlobFetch>,
@@ -333,6 +380,9 @@ pub const PEERS_FILE: &str = "peers.json";
 const MIN_ADVERT_GAP: Duration = Duration::from_millis(250);
 /// How often the list of known hosts is rewritten.
 const PEERS_FILE_EVERY: Duration = Duration::from_secs(1);
+
+/// Requests in flight per job stream.
+const STREAM_IN_FLIGHT: usize = 256;
 
 /// Chunks requested at once per blob.
 const FETCH_WINDOW: usize = 4;
@@ -355,16 +405,18 @@ struct Host {
     /// Writes waiting for a flush; acknowledgements come back on
     /// `durable_rx` once their flush is done (group commit, one flush at a
     /// time).
-    flush_tx: mpsc::UnboundedSender<Option<(JobId, ResponseChannel<JobResponse>)>>,
+    flush_tx: mpsc::UnboundedSender<Option<(JobId, Reply)>>,
     /// The flusher task; awaited at shutdown so the database is closed
     /// when `shutdown` returns.
     flusher: Option<tokio::task::JoinHandle<()>>,
+    /// Accepts job streams and owns their tasks; aborted at shutdown.
+    acceptor: tokio::task::JoinHandle<()>,
     /// Accepted and unfinished (bounded by `max_queue`).
     inflight: HashSet<JobId>,
     /// In a sandbox now.
     running: HashSet<JobId>,
     /// Who waits for a job's result.
-    waiters: HashMap<JobId, Vec<ResponseChannel<JobResponse>>>,
+    waiters: HashMap<JobId, Vec<Reply>>,
     fetching: HashMap<JobId, Fetching>,
     fetch_requests: HashMap<OutboundRequestId, (JobId, Hash, u64)>,
     modules: HashMap<Hash, WasmModule>,
@@ -415,7 +467,8 @@ impl Host {
         mut self,
         mut swarm: Swarm<Behaviour>,
         mut shutdown: oneshot::Receiver<()>,
-        mut durable_rx: mpsc::Receiver<(JobId, ResponseChannel<JobResponse>)>,
+        mut durable_rx: mpsc::Receiver<(JobId, Reply)>,
+        mut stream_rx: mpsc::Receiver<StreamRequest>,
     ) {
         let mut gc = tokio::time::interval(Duration::from_secs(600));
         let mut tick = tokio::time::interval(MIN_ADVERT_GAP);
@@ -431,8 +484,11 @@ impl Host {
                 }
                 _ = tick.tick() => self.on_tick(&mut swarm),
                 ev = swarm.select_next_some() => self.on_swarm_event(&mut swarm, ev),
+                Some(r) = stream_rx.recv() => {
+                    self.on_request(&mut swarm, r.peer, r.request, Reply::Stream(r.reply));
+                }
                 Some((job_id, ch)) = durable_rx.recv() => {
-                    let _ = swarm.behaviour_mut().job.send_response(ch, JobResponse::Accepted { job_id });
+                    ch.send(&mut swarm, JobResponse::Accepted { job_id });
                 }
                 _ = gc.tick() => {
                     if let Err(e) = self.store.collect_garbage(unix_now()) {
@@ -458,8 +514,11 @@ impl Host {
             mut tasks,
             flush_tx,
             flusher,
+            acceptor,
             ..
         } = self;
+        acceptor.abort();
+        let _ = acceptor.await;
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
         if tokio::task::spawn_blocking(move || pool.shutdown())
@@ -636,7 +695,7 @@ impl Host {
     fn refuse(
         &self,
         swarm: &mut Swarm<Behaviour>,
-        ch: ResponseChannel<JobResponse>,
+        ch: Reply,
         peer: PeerId,
         job_id: Option<JobId>,
         reason: RefuseReason,
@@ -649,10 +708,7 @@ impl Host {
             reason: reason.to_string(),
             message: message.clone(),
         });
-        let _ = swarm
-            .behaviour_mut()
-            .job
-            .send_response(ch, JobResponse::Refused { reason, message });
+        ch.send(swarm, JobResponse::Refused { reason, message });
     }
 
     fn on_job_event(
@@ -672,6 +728,17 @@ impl Host {
         else {
             return;
         };
+        self.on_request(swarm, peer, request, Reply::Rr(channel));
+    }
+
+    /// A job request from either protocol.
+    fn on_request(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        peer: PeerId,
+        request: Inbound<JobRequest>,
+        channel: Reply,
+    ) {
         match request {
             Inbound::TooLarge { len, limit } => self.refuse(
                 swarm,
@@ -818,7 +885,7 @@ impl Host {
         &mut self,
         swarm: &mut Swarm<Behaviour>,
         peer: PeerId,
-        channel: ResponseChannel<JobResponse>,
+        channel: Reply,
         job: SignedJob,
         inline: Vec<InlineBlob>,
         wait: bool,
@@ -1212,20 +1279,11 @@ impl Host {
             price,
         });
         for ch in self.waiters.remove(&job_id).unwrap_or_default() {
-            let _ = swarm
-                .behaviour_mut()
-                .job
-                .send_response(ch, response.clone());
+            ch.send(swarm, response.clone());
         }
     }
 
-    fn on_fetch(
-        &mut self,
-        swarm: &mut Swarm<Behaviour>,
-        ch: ResponseChannel<JobResponse>,
-        job_id: JobId,
-        wait: bool,
-    ) {
+    fn on_fetch(&mut self, swarm: &mut Swarm<Behaviour>, ch: Reply, job_id: JobId, wait: bool) {
         let resp = match self.store.result(&job_id) {
             Ok(Some(r)) => r,
             _ if self.inflight.contains(&job_id) => {
@@ -1242,7 +1300,7 @@ impl Host {
             }
             _ => JobResponse::Unknown { job_id },
         };
-        let _ = swarm.behaviour_mut().job.send_response(ch, resp);
+        ch.send(swarm, resp);
     }
 }
 
@@ -1251,8 +1309,8 @@ impl Host {
 /// event loop. One flush at a time: concurrent sled flushes stalled.
 async fn flusher(
     store: HostStore,
-    mut rx: mpsc::UnboundedReceiver<Option<(JobId, ResponseChannel<JobResponse>)>>,
-    durable: mpsc::Sender<(JobId, ResponseChannel<JobResponse>)>,
+    mut rx: mpsc::UnboundedReceiver<Option<(JobId, Reply)>>,
+    durable: mpsc::Sender<(JobId, Reply)>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut acks: Vec<_> = first.into_iter().collect();

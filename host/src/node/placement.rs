@@ -13,7 +13,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use libp2p::request_response::OutboundRequestId;
 use libp2p::{Multiaddr, PeerId};
 
 use super::client::{Client, ClientError};
@@ -169,7 +168,7 @@ pub async fn run_replicas(
         .map_err(|e| ClientError::Placement(e.to_string()))?;
     let mut queue: VecDeque<Candidate> = candidates.into();
     let mut used: HashSet<PeerId> = HashSet::new();
-    let mut active: HashMap<OutboundRequestId, Placed> = HashMap::new();
+    let mut active: HashMap<super::client::RequestId, Placed> = HashMap::new();
     let mut report = Report::default();
 
     // Places one replica on the next candidate that is reachable.
