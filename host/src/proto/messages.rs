@@ -9,7 +9,9 @@ use super::{Hash, JobId, SignedJob, SignedReceipt};
 pub struct InlineBlob {
     /// Claimed blake3; verified by the receiver.
     pub hash: Hash,
-    /// The bytes.
+    /// The bytes (as one byte string: postcard's wire format is the same,
+    /// but serde then copies them at once instead of byte by byte).
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 
@@ -111,6 +113,7 @@ pub enum JobResponse {
         /// Its id.
         job_id: JobId,
         /// The output.
+        #[serde(with = "serde_bytes")]
         output: Vec<u8>,
         /// The host's signed receipt.
         receipt: SignedReceipt,
@@ -159,6 +162,7 @@ pub enum BlobResponse {
         /// Total length of the blob.
         total: u64,
         /// The bytes.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// This peer does not have (or will not give) that blob.
