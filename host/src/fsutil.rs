@@ -6,11 +6,20 @@ use std::path::Path;
 /// Writes `data` to `path` atomically (temporary file, fsync, rename), with
 /// mode 0600: the files written this way are keys and code.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, data, true)
+}
+
+/// [`write_atomic`], with the fsync only when `sync`: without it the file
+/// survives the process being killed (it is in the page cache) but not a
+/// power loss, for data nothing has been promised about yet.
+pub fn write_atomic_with(path: &Path, data: &[u8], sync: bool) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     {
         let mut f = open_private(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
     }
     std::fs::rename(&tmp, path)
 }

@@ -363,6 +363,9 @@ struct Fetching {
     wait: bool,
     /// Blobs still incomplete: hash → (buffer, bytes received, next offset).
     blobs: HashMap<Hash, BlobFetch>,
+    /// The input's bytes when they came inline or were fetched: handed to
+    /// the task as they are, not read back from disk and hashed again.
+    input: Option<Vec<u8>>,
 }
 
 struct BlobFetch {
@@ -449,7 +452,7 @@ impl Host {
             match rec.job.verify() {
                 Ok(spec) => {
                     self.inflight.insert(job_id);
-                    self.dispatch(job_id, &spec);
+                    self.dispatch(job_id, &spec, None);
                 }
                 Err(e) => {
                     tracing::error!(job = %proto::hex(&job_id), error = %e, "stored job no longer verifies")
@@ -912,7 +915,7 @@ impl Host {
         }
         let pins = [spec.module_hash, spec.input_hash];
         for b in &inline {
-            if let Err(e) = self.blobs.put(&b.hash, &b.data, &pins) {
+            if let Err(e) = self.blobs.put(&b.hash, &b.data, &pins, !wait) {
                 tracing::error!(error = %e, "cannot store blob");
                 return self.refuse(
                     swarm,
@@ -941,6 +944,10 @@ impl Host {
                 );
             }
         }
+        let input = inline
+            .into_iter()
+            .find(|b| b.hash == spec.input_hash)
+            .map(|b| b.data);
         let mut f = Fetching {
             job,
             spec,
@@ -948,6 +955,7 @@ impl Host {
             channel,
             wait,
             blobs: missing,
+            input,
         };
         if f.blobs.is_empty() {
             return self.accept(swarm, job_id, f);
@@ -1078,7 +1086,7 @@ impl Host {
                     format!("fetched bytes do not hash to {}", proto::hex(&h)),
                 );
             }
-            if let Err(e) = self.blobs.put(&h, &b.buf, &pins) {
+            if let Err(e) = self.blobs.put(&h, &b.buf, &pins, !f.wait) {
                 tracing::error!(error = %e, "cannot store blob");
                 self.abandon_fetch(&job_id);
                 return self.refuse(
@@ -1089,6 +1097,9 @@ impl Host {
                     RefuseReason::Busy,
                     "host cannot store blobs".into(),
                 );
+            }
+            if h == f.spec.input_hash {
+                f.input = Some(b.buf);
             }
         }
         if f.blobs.is_empty() {
@@ -1154,7 +1165,7 @@ impl Host {
         } else {
             let _ = self.flush_tx.send(Some((job_id, f.channel)));
         }
-        self.dispatch(job_id, &f.spec);
+        self.dispatch(job_id, &f.spec, f.input);
     }
 
     fn module(&mut self, h: &Hash) -> Option<WasmModule> {
@@ -1171,13 +1182,16 @@ impl Host {
     }
 
     /// Hands the task to the worker pool; the result comes back on `done_rx`.
-    fn dispatch(&mut self, job_id: JobId, spec: &JobSpec) {
+    /// `input` is the input's bytes if the host holds them already
+    /// (verified); otherwise they are read from the blob store.
+    fn dispatch(&mut self, job_id: JobId, spec: &JobSpec, input: Option<Vec<u8>>) {
         self.classes
             .insert(job_id, super::placement::task_class(spec));
-        let (module, input) = match (
-            self.module(&spec.module_hash),
-            self.blobs.get(&spec.input_hash),
-        ) {
+        let input = match input {
+            Some(i) => Ok(Some(i)),
+            None => self.blobs.get(&spec.input_hash),
+        };
+        let (module, input) = match (self.module(&spec.module_hash), input) {
             (Some(m), Ok(Some(i))) => (m, i),
             _ => {
                 tracing::error!(job = %proto::hex(&job_id), "blobs of an accepted job are missing");

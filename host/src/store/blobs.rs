@@ -106,12 +106,26 @@ impl BlobStore {
         }
     }
 
-    /// Stores verified bytes durably (fsync), then evicts the least recently
-    /// used blobs beyond the budget, never those in `pinned`.
-    pub fn put(&self, h: &Hash, data: &[u8], pinned: &[Hash]) -> Result<(), StoreError> {
+    /// Stores verified bytes (fsynced when `durable`), then evicts the
+    /// least recently used blobs beyond the budget, never those in `pinned`.
+    /// A blob of a job whose submitter waits for the result need not be
+    /// durable: nothing was acknowledged, and a host that loses it in a
+    /// power cut reports the job's blobs missing rather than a false result.
+    pub fn put(
+        &self,
+        h: &Hash,
+        data: &[u8],
+        pinned: &[Hash],
+        durable: bool,
+    ) -> Result<(), StoreError> {
         debug_assert_eq!(blake3::hash(data).as_bytes(), h);
-        if !self.contains(h) {
-            crate::fsutil::write_atomic(&self.path(h), data)?;
+        if self.contains(h) {
+            if durable {
+                // It may have been stored for a waiting job, unsynced.
+                std::fs::File::open(self.path(h))?.sync_all()?;
+            }
+        } else {
+            crate::fsutil::write_atomic_with(&self.path(h), data, durable)?;
             let mut g = self.index.lock().expect("blob index");
             let (map, tick) = &mut *g;
             *tick += 1;
