@@ -142,7 +142,6 @@ mod tests {
             taken_at: 0,
             trails: vec![(NodeId(7), 4.0)],
             thresholds: Some([0.2; 3]),
-            history: vec![],
         };
         let s2 = MemorySnapshot {
             trails: vec![(NodeId(7), 2.0), (NodeId(8), 1.0)],

@@ -20,7 +20,7 @@ use crate::havoc::{CrisisDetector, CrisisEvent, HavocAction};
 use crate::hierarchy::GroupSummary;
 use crate::id::{Millis, NodeId};
 use crate::memory::{MemorySnapshot, SNAPSHOT_VERSION};
-use crate::pheromone::PheromoneTable;
+use crate::pheromone::{PheromoneTable, ThermalConfig};
 use crate::taxonomy::{NodeConfig, NodeType};
 use crate::threshold::{ResponseThresholds, TaskClass};
 use crate::trust::TrustScores;
@@ -826,11 +826,9 @@ impl<'a> Engine<'a> {
             let slots = host.slots as f64;
             let mut eta = slots / (1.0 + host.load() as f64 / slots) / host.price;
             if self.mode.caste {
-                eta *= host.thresholds.response(
-                    &self.cfg.caste,
-                    TaskClass::ALL[class as usize],
-                    0.5,
-                );
+                eta *=
+                    host.thresholds
+                        .response(&self.cfg.caste, TaskClass::ALL[class as usize], 0.5);
             }
             self.cand.push((NodeId(h), eta));
         }
@@ -1399,7 +1397,6 @@ impl<'a> Engine<'a> {
                         taken_at: now,
                         trails: t.export(now),
                         thresholds: None,
-                        history: Vec::new(),
                     };
                     (record_trust(x), snap)
                 })
@@ -1752,8 +1749,11 @@ impl<'a> Engine<'a> {
                     Some(i) => cl.elders.push(old.swap_remove(i)),
                     None => {
                         sent += 1;
-                        cl.elders
-                            .push((e, PheromoneTable::new(self.cfg.thermal.clone())));
+                        let cfg = ThermalConfig {
+                            capacity: self.cfg.memory.capacity,
+                            ..self.cfg.thermal.clone()
+                        };
+                        cl.elders.push((e, PheromoneTable::new(cfg)));
                     }
                 }
             }

@@ -87,7 +87,9 @@ fn run_one(sc: &Scenario) -> ScenarioReport {
         let mut out = run_all(a);
         out.extend(hb.join().expect("simulator thread panicked"));
         out.sort_by_key(|r| r.0);
-        out.into_iter().map(|(_, n, m, f, d)| (n, m, f, d)).collect()
+        out.into_iter()
+            .map(|(_, n, m, f, d)| (n, m, f, d))
+            .collect()
     });
     let mut figures = BTreeMap::new();
     let mut row_details = BTreeMap::new();

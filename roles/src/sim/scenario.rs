@@ -173,6 +173,7 @@ impl Default for Scenario {
 
 const BUILTIN: &[(&str, &str)] = &[
     ("steady", include_str!("../../scenarios/steady.toml")),
+    ("steady90", include_str!("../../scenarios/steady90.toml")),
     ("saturate", include_str!("../../scenarios/saturate.toml")),
     ("churn", include_str!("../../scenarios/churn.toml")),
     ("crash30", include_str!("../../scenarios/crash30.toml")),

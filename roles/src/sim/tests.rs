@@ -79,8 +79,8 @@ fn json_line_has_exact_fields() {
     for (k, a) in v["ablations"].as_object().unwrap() {
         assert_eq!(keys(a), figure, "{k}");
     }
-    // `baseline` repeats the row the scenario names (steady: random).
-    assert_eq!(v["baseline"], v["baselines"]["random"]);
+    // `baseline` repeats the row the scenario names (steady: power of two).
+    assert_eq!(v["baseline"], v["baselines"]["power_of_two"]);
 }
 
 #[test]
@@ -88,7 +88,15 @@ fn messages_are_counted_as_sent() {
     let r = run(&small("crash30")).remove(0);
     let m: std::collections::BTreeMap<_, _> = r.details.messages.iter().copied().collect();
     // Every kind the roles run uses was actually sent.
-    for k in ["heartbeat", "summary", "placement", "result", "steal", "memory", "election"] {
+    for k in [
+        "heartbeat",
+        "summary",
+        "placement",
+        "result",
+        "steal",
+        "memory",
+        "election",
+    ] {
         assert!(m[k] > 0, "{k}: {m:?}");
     }
     // A result and a completion report per completed job, no more.
@@ -97,14 +105,21 @@ fn messages_are_counted_as_sent() {
     let no_steal = &r.row_details["no_work_stealing"];
     let m2: std::collections::BTreeMap<_, _> = no_steal.messages.iter().copied().collect();
     assert_eq!(m2["steal"], 0);
-    assert_ne!(r.figures.msgs_per_placement, r.ablations["work_stealing"].msgs_per_placement);
+    assert_ne!(
+        r.figures.msgs_per_placement,
+        r.ablations["work_stealing"].msgs_per_placement
+    );
 }
 
 #[test]
 fn thermal_with_caste_beats_the_fair_baselines_on_a_heterogeneous_swarm() {
     let r = run(&small("steady")).remove(0);
     assert!(r.figures.deadline_met_fraction > 0.99, "{:?}", r.figures);
-    for b in [&r.baselines.random, &r.baselines.least_loaded, &r.baselines.power_of_two] {
+    for b in [
+        &r.baselines.random,
+        &r.baselines.least_loaded,
+        &r.baselines.power_of_two,
+    ] {
         assert!(
             r.figures.mean_completion_ms < b.mean_completion_ms,
             "{:?} vs {:?}",
@@ -133,7 +148,11 @@ fn jobs_that_miss_their_deadline_fail_and_the_run_ends() {
 #[test]
 fn crash30_meets_deadlines_and_havoc_enters_a_crisis() {
     let r = run(&small("crash30")).remove(0);
-    assert!(r.figures.deadline_met_fraction >= 0.99, "seed 1: {:?}", r.figures);
+    assert!(
+        r.figures.deadline_met_fraction >= 0.99,
+        "seed 1: {:?}",
+        r.figures
+    );
     assert!(
         r.details.switches.iter().any(|s| s.contains("havoc")),
         "{:?}",
@@ -143,7 +162,11 @@ fn crash30_meets_deadlines_and_havoc_enters_a_crisis() {
     for (k, d) in &r.row_details {
         assert!(d.recovery_max_ms.is_some(), "{k}");
     }
-    assert!(r.figures.recovery_p95_ms.unwrap() < 2_000.0, "{:?}", r.figures);
+    assert!(
+        r.figures.recovery_p95_ms.unwrap() < 2_000.0,
+        "{:?}",
+        r.figures
+    );
 }
 
 #[test]
