@@ -48,4 +48,4 @@ pub use switching::{NetworkState, RoleSwitch, RoleSwitcher, SwitchConfig};
 pub use taxonomy::{NodeConfig, NodeType, taxonomy};
 pub use threshold::{CasteConfig, ResponseThresholds, TaskClass};
 pub use trust::{TrustScores, TrustSource, trust_weighted};
-pub use young::YoungConfig;
+pub use young::{Bootstrap, BootstrapAction, BootstrapEvent, ElderInfo, YoungConfig};

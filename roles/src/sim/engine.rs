@@ -24,7 +24,7 @@ use crate::pheromone::{PheromoneTable, ThermalConfig};
 use crate::taxonomy::{NodeConfig, NodeType};
 use crate::threshold::{ResponseThresholds, TaskClass};
 use crate::trust::TrustScores;
-use crate::young::{ElderInfo, merge_snapshots, select_elders};
+use crate::young::{Bootstrap, BootstrapAction, BootstrapEvent, ElderInfo, select_elders};
 
 /// How placement is decided in one run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,6 +186,15 @@ enum Ev {
     SurgeEnd,
     Churn,
     Rejoin(u32),
+    YoungAnswer {
+        cluster: u32,
+        elder: u32,
+        leader: u32,
+    },
+    YoungTimeout {
+        cluster: u32,
+        leader: u32,
+    },
     WindowEnd,
 }
 
@@ -266,6 +275,11 @@ struct Cluster {
     /// Elders and the tables each learns from its own samples of this
     /// cluster's completions (Memory): they differ, and none is the leader's.
     elders: Vec<(u32, PheromoneTable)>,
+    /// A new leader's Young bootstrap under way, with that leader's id.
+    bootstrap: Option<(u32, Bootstrap)>,
+    /// Jobs held while the bootstrap is under way, and whether each goes to
+    /// the head of a queue.
+    held: Vec<(u32, bool)>,
     /// Completions since the last tick, sampled for the elders.
     recent: Vec<(u32, f32)>,
     ring: VecDeque<(u32, f64)>,
@@ -523,6 +537,8 @@ impl<'a> Engine<'a> {
                 comp_speed: 0.0,
                 comp_n: 0,
                 elders: Vec::new(),
+                bootstrap: None,
+                held: Vec::new(),
                 recent: Vec::new(),
                 ring: VecDeque::new(),
                 young_ref: None,
@@ -665,6 +681,20 @@ impl<'a> Engine<'a> {
                 self.at(self.now + dt, Ev::Churn);
             }
             Ev::Rejoin(h) => self.rejoin(h),
+            Ev::YoungAnswer {
+                cluster,
+                elder,
+                leader,
+            } => self.young_answer(cluster, elder, leader),
+            Ev::YoungTimeout { cluster, leader } => {
+                let now = self.now;
+                if let Some((l, b)) = self.clusters[cluster as usize].bootstrap.as_mut()
+                    && *l == leader
+                {
+                    b.handle_timeout(now);
+                    self.drive_bootstrap(cluster);
+                }
+            }
             Ev::WindowEnd => self.advance_area(),
         }
     }
@@ -905,6 +935,13 @@ impl<'a> Engine<'a> {
                 return;
             }
         }
+        if self.clusters[c as usize].bootstrap.is_some() {
+            // A new Bravo still waiting for its elders holds the job (at
+            // most the answer timeout) rather than placing it cold.
+            self.send(Msg::Placement, 3);
+            self.clusters[c as usize].held.push((job, front));
+            return;
+        }
         let Some(h) = self.choose_host(c, class) else {
             self.send(Msg::Placement, 4);
             self.retry_later(job);
@@ -942,6 +979,10 @@ impl<'a> Engine<'a> {
         } else {
             NONE
         };
+        if c != NONE && self.clusters[c as usize].bootstrap.is_some() {
+            self.clusters[c as usize].held.push((job, front));
+            return;
+        }
         if c != NONE && !self.clusters[c as usize].alive_members.is_empty() {
             let pick = if front && self.mode.havoc {
                 self.emergency_host(c)
@@ -1380,32 +1421,33 @@ impl<'a> Engine<'a> {
             elected.push(e);
         }
         let cl = &mut self.clusters[c as usize];
-        // The new Bravo's trail table: Young asks the cluster's elders for
-        // the tables each learned from its own samples, weighs them by the
-        // Bravo's verified record of each elder, and starts from the merge;
-        // otherwise it starts cold.
-        let mut table = PheromoneTable::new(cfg.thermal.clone());
-        if self.mode.young && !cl.elders.is_empty() {
-            let answers: Vec<(f64, MemorySnapshot)> = cl
-                .elders
-                .iter()
-                .filter(|(e, _)| self.hosts[*e as usize].alive)
-                .map(|(e, t)| {
-                    let x = &self.hosts[*e as usize];
-                    let snap = MemorySnapshot {
-                        version: SNAPSHOT_VERSION,
-                        taken_at: now,
-                        trails: t.export(now),
-                        thresholds: None,
-                    };
-                    (record_trust(x), snap)
-                })
-                .collect();
-            let n = answers.len() as u64;
-            let refs: Vec<(f64, &MemorySnapshot)> = answers.iter().map(|(w, s)| (*w, s)).collect();
-            let (trails, _) = merge_snapshots(&refs);
-            table.import(&trails, now);
-            self.msgs[Msg::Young as usize] += 2 * n;
+        // The new Bravo starts cold; with Young it runs the real
+        // `Bootstrap`: it asks the cluster's elders (picked by its record of
+        // their verified results and by experience) for the tables each
+        // learned from its own samples, and imports the trust-weighted merge
+        // when the answers are in (or at the answer timeout). It places cold
+        // meanwhile.
+        let table = PheromoneTable::new(cfg.thermal.clone());
+        cl.bootstrap = None;
+        let leader = cl.election.leader();
+        if self.mode.young
+            && let Some(NodeId(l)) = leader
+        {
+            let mut trust = TrustScores::default();
+            let mut cands = Vec::new();
+            for (e, _) in &cl.elders {
+                let x = &self.hosts[*e as usize];
+                if x.alive {
+                    // A new leader that was an elder trusts its own table.
+                    trust.set(NodeId(*e), if *e == l { 1.0 } else { record_trust(x) });
+                    cands.push(ElderInfo {
+                        id: NodeId(*e),
+                        experience: x.completions,
+                    });
+                }
+            }
+            let b = Bootstrap::new(&cfg.young, now, &cands, &trust);
+            cl.bootstrap = Some((l, b));
         }
         cl.trails = table;
         if self.handover && cl.young_ref.is_none() {
@@ -1419,6 +1461,10 @@ impl<'a> Engine<'a> {
                 cl.young_ref = Some(v.iter().sum::<f64>() / v.len() as f64);
             }
         }
+        self.drive_bootstrap(c);
+        if self.clusters[c as usize].bootstrap.is_none() {
+            self.flush_held(c);
+        }
         let members = self.clusters[c as usize].alive_members.len() as u64;
         self.send(Msg::Election, members);
         for e in elected {
@@ -1430,6 +1476,104 @@ impl<'a> Engine<'a> {
         if self.switches.len() > 1000 {
             self.switches.truncate(1000);
         }
+    }
+
+    /// Carries out a new Bravo's pending bootstrap actions: each request
+    /// reaches its elder and the answer comes back after the cluster latency
+    /// each way; the merge is imported when the bootstrap is done.
+    fn drive_bootstrap(&mut self, c: u32) {
+        let now = self.now;
+        let Some((leader, b)) = self.clusters[c as usize].bootstrap.as_mut() else {
+            return;
+        };
+        let leader = *leader;
+        let mut asks = Vec::new();
+        let mut done = None;
+        while let Some(a) = b.poll() {
+            match a {
+                BootstrapAction::Ask(NodeId(e)) => asks.push(e),
+                BootstrapAction::Done { trails, .. } => done = Some(trails),
+            }
+        }
+        let timeout = b.poll_timeout();
+        let rtt = 2 * self.sc.latency_cluster_ms.max(1);
+        for e in asks {
+            // Asking itself (it was an elder) costs nothing.
+            let t = if e == leader {
+                now
+            } else {
+                self.send(Msg::Young, 1);
+                now + rtt
+            };
+            self.at(
+                t,
+                Ev::YoungAnswer {
+                    cluster: c,
+                    elder: e,
+                    leader,
+                },
+            );
+        }
+        if let Some(t) = timeout {
+            self.at(t, Ev::YoungTimeout { cluster: c, leader });
+        }
+        if let Some(trails) = done {
+            let cl = &mut self.clusters[c as usize];
+            cl.trails.import(&trails, now);
+            cl.bootstrap = None;
+            self.flush_held(c);
+        }
+    }
+
+    /// The jobs a bootstrapping Bravo held are placed now, from its table.
+    fn flush_held(&mut self, c: u32) {
+        let held = std::mem::take(&mut self.clusters[c as usize].held);
+        for (job, front) in held {
+            if self.jobs[job as usize].state != JobState::Placing {
+                continue;
+            }
+            let class = self.jobs[job as usize].class;
+            match self.choose_host(c, class) {
+                Some(h) if self.now < self.jobs[job as usize].deadline => {
+                    self.send(Msg::Placement, 1);
+                    self.dispatch(job, c, h, self.sc.latency_cluster_ms, front);
+                }
+                _ => self.place(job, front),
+            }
+        }
+    }
+
+    /// An elder's answer (or silence, if it died) reaches the new Bravo.
+    fn young_answer(&mut self, c: u32, elder: u32, leader: u32) {
+        let now = self.now;
+        let alive = self.hosts[elder as usize].alive;
+        let cl = &mut self.clusters[c as usize];
+        let Some((l, b)) = cl.bootstrap.as_mut() else {
+            return;
+        };
+        if *l != leader {
+            return;
+        }
+        let ev = match cl.elders.iter().find(|(e, _)| *e == elder) {
+            Some((_, t)) if alive => BootstrapEvent::Answer {
+                from: NodeId(elder),
+                snapshot: MemorySnapshot {
+                    version: SNAPSHOT_VERSION,
+                    taken_at: now,
+                    trails: t.export(now),
+                    thresholds: None,
+                },
+            },
+            _ => BootstrapEvent::Failed {
+                from: NodeId(elder),
+            },
+        };
+        if elder != leader && matches!(ev, BootstrapEvent::Answer { .. }) {
+            self.msgs[Msg::Young as usize] += 1;
+        }
+        b.handle(now, ev)
+            .expect("the simulator's snapshots carry the current version");
+        self.drive_bootstrap(c);
     }
 
     fn rejoin(&mut self, h: u32) {
