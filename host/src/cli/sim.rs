@@ -155,8 +155,8 @@ fn print_report(r: &sim::ScenarioReport) {
         ("msgs_per_node_per_sec", "msg/node/s"),
         ("msgs_per_placement", "msg/place"),
     ];
-    println!("scenario {} ({} nodes)", r.scenario, f(&v, "nodes"));
-    let mut head = format!("  {:<18}", "row");
+    println!("scenario {} ({} nodes)", r.scenario, r.figures.nodes);
+    let mut head = format!("  {:<20}", "row");
     for (_, c) in cols {
         head.push_str(&format!(" {c:>11}"));
     }
@@ -171,7 +171,7 @@ fn print_report(r: &sim::ScenarioReport) {
         }
     }
     for (name, o) in rows {
-        let mut line = format!("  {name:<18}");
+        let mut line = format!("  {name:<20}");
         for (k, _) in cols {
             line.push_str(&format!(" {:>11}", f(&o, k)));
         }
