@@ -76,24 +76,21 @@ fn main() {
         } else {
             for r in sim::run(&sc) {
                 println!("{}", serde_json::to_string(&r).unwrap());
+                let d = &r.details;
                 eprintln!(
-                    "  {}: sim {} ms vs {} ms, completed {}/{} (baseline {}/{}), class switches/job {:.3} vs {:.3}, shed {}, crisis switches {}",
+                    "  {}: sim {} ms, completed {} failed {} of {}, steals {}, shed {}, class switches/job {:.3}, crisis switches {}, queue growth {:.2}",
                     r.scenario,
-                    r.details.sim_ms,
-                    r.baseline_details.sim_ms,
-                    r.details.completed,
-                    r.details.jobs,
-                    r.baseline_details.completed,
-                    r.baseline_details.jobs,
-                    r.details.class_switch_rate,
-                    r.baseline_details.class_switch_rate,
-                    r.details.shed,
-                    r.details
-                        .switches
-                        .iter()
-                        .filter(|s| s.contains("havoc"))
-                        .count()
+                    d.sim_ms,
+                    d.completed,
+                    d.failed,
+                    d.jobs,
+                    d.steals,
+                    d.shed,
+                    d.class_switch_rate,
+                    d.switches.iter().filter(|s| s.contains("havoc")).count(),
+                    d.queue_growth().unwrap_or(f64::NAN),
                 );
+                eprintln!("  messages: {:?}", d.messages);
                 all.push(r);
             }
         }

@@ -2,9 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::address::NetworkAddress;
-use crate::id::NodeId;
-
 /// A level of the placement hierarchy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Level {
@@ -54,29 +51,6 @@ impl GroupSummary {
         let load = self.backlog as f64 / self.slots as f64;
         self.speed / (1.0 + load) / self.price.max(0.01)
     }
-}
-
-/// The path a placement takes: one leader per level, then the host.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PlacementPath {
-    /// Super node that picked the region.
-    pub super_node: NodeId,
-    /// Alpha that picked the cluster.
-    pub alpha: NodeId,
-    /// Bravo that picked the host.
-    pub bravo: NodeId,
-    /// The host.
-    pub host: NodeId,
-    /// Address of the chosen host.
-    pub addr: NetworkAddress,
-}
-
-impl PlacementPath {
-    /// Messages on the path: request to the Super, forward to the Alpha, to
-    /// the Bravo, dispatch to the host, result back to the submitter and the
-    /// completion report that reinforces the Bravo's trail. Six, independent
-    /// of network size: each level picks from fixed-size summaries.
-    pub const MESSAGES: u32 = 6;
 }
 
 #[cfg(test)]

@@ -20,7 +20,6 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord, clippy::nonminimal_bool)]
 
 mod address;
-mod behavior;
 mod election;
 mod error;
 mod havoc;
@@ -37,20 +36,16 @@ mod trust;
 pub mod young;
 
 pub use address::{NetworkAddress, RouteScope};
-pub use behavior::{
-    BiologicalAction, BiologicalBehavior, CasteBehavior, HavocBehavior, JobId, LeaderBehavior,
-    MemoryBehavior, NodeMessage, ThermalBehavior, TrustBehavior, YoungBehavior,
-};
 pub use election::{Candidate, Elected, Election, ElectionConfig, ElectionEvent};
 pub use error::RolesError;
 pub use havoc::{CrisisDetector, CrisisEvent, CrisisState, HavocAction, HavocConfig};
-pub use hierarchy::{GroupSummary, Level, PlacementPath};
+pub use hierarchy::{GroupSummary, Level};
 pub use id::{Millis, NodeId};
-pub use memory::{HostHistory, HostRecord, MemorySnapshot, SNAPSHOT_VERSION};
+pub use memory::{MemorySnapshot, SNAPSHOT_VERSION};
 pub use pheromone::{PheromoneTable, ThermalConfig};
 pub use role::BiologicalRole;
 pub use switching::{NetworkState, RoleSwitch, RoleSwitcher, SwitchConfig};
 pub use taxonomy::{NodeConfig, NodeType, taxonomy};
 pub use threshold::{CasteConfig, ResponseThresholds, TaskClass};
 pub use trust::{TrustScores, TrustSource, trust_weighted};
-pub use young::YoungConfig;
+pub use young::{Bootstrap, BootstrapAction, BootstrapEvent, ElderInfo, YoungConfig};

@@ -45,7 +45,8 @@ pub struct MemoryConfig {
     /// Default 2 s: each costs `young.elders` messages, and a leader that leaves
     /// loses at most 2 s of learning.
     pub period_ms: Millis,
-    /// Hosts kept in the performance history. Default 4096.
+    /// Most hosts an elder's table tracks (the weakest trail is evicted
+    /// past it). Default 4096, about 100 KiB per elder.
     pub capacity: usize,
     /// How often leaders send summaries up, ms. Default 1 s.
     pub summary_period_ms: Millis,

@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 
 use crate::id::NodeId;
 
-/// Source of trust scores in `[0, 1]`. The security crate's reputation table
-/// implements this in the host; `roles` never depends on `security`, so the
-/// two crates can evolve and be tested apart.
+/// Source of trust scores in `[0, 1]`: what Young weighs elders' tables by.
+/// The simulator fills a [`TrustScores`] from each Bravo's record of verified
+/// results; the live host is to adapt the security crate's reputation to it
+/// (nothing in the host implements it yet). `roles` never depends on
+/// `security`, so the two crates can evolve and be tested apart.
 pub trait TrustSource {
     /// Trust in `node`; unknown nodes should get a neutral-low score.
     fn trust(&self, node: NodeId) -> f64;

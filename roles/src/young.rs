@@ -1,9 +1,19 @@
 //! Young: a new node learns from trusted elders instead of starting cold.
+//!
+//! [`Bootstrap`] is the sans-IO exchange a joining node (a new Bravo in the
+//! simulator; a new host or submitter in the swarm) runs: it picks elders
+//! with [`select_elders`], asks each for its tables, and merges the answers
+//! by its trust in each sender with [`merge_snapshots`], with a bounded
+//! wait. The simulator drives it with simulated latency; a live driver maps
+//! [`BootstrapAction::Ask`] to a request on its protocol and feeds the
+//! replies (or their failures) back.
+
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::RolesError;
-use crate::id::NodeId;
+use crate::id::{Millis, NodeId};
 use crate::memory::MemorySnapshot;
 use crate::trust::TrustSource;
 
@@ -20,6 +30,10 @@ pub struct YoungConfig {
     pub min_experience: u64,
     /// Placements a node stays Young before it may switch role. Default 50.
     pub young_tasks: u64,
+    /// How long a bootstrap waits for elders' answers, ms. Default 2 s: a
+    /// node places cold meanwhile, so waiting longer for a slow elder costs
+    /// more than its table is worth.
+    pub answer_timeout_ms: Millis,
 }
 
 impl Default for YoungConfig {
@@ -29,6 +43,7 @@ impl Default for YoungConfig {
             min_trust: 0.5,
             min_experience: 20,
             young_tasks: 50,
+            answer_timeout_ms: 2_000,
         }
     }
 }
@@ -36,11 +51,12 @@ impl Default for YoungConfig {
 impl YoungConfig {
     /// Checks ranges.
     pub fn validate(&self) -> Result<(), RolesError> {
-        if self.elders == 0 || !(0.0..=1.0).contains(&self.min_trust) {
+        if self.elders == 0 || !(0.0..=1.0).contains(&self.min_trust) || self.answer_timeout_ms == 0
+        {
             return Err(RolesError::InvalidConfig {
                 field: "young".into(),
                 value: format!("{self:?}"),
-                reason: "need elders > 0 and min_trust in 0..=1",
+                reason: "need elders > 0, min_trust in 0..=1, answer_timeout_ms > 0",
             });
         }
         Ok(())
@@ -104,6 +120,155 @@ pub fn merge_snapshots(
     (trails, thresholds)
 }
 
+/// What a [`Bootstrap`] is told.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BootstrapEvent {
+    /// An elder answered with its tables.
+    Answer {
+        /// The elder.
+        from: NodeId,
+        /// Its trails (and thresholds), as it holds them now.
+        snapshot: MemorySnapshot,
+    },
+    /// Asking an elder failed (refused, unreachable, malformed reply).
+    Failed {
+        /// The elder.
+        from: NodeId,
+    },
+}
+
+/// What a [`Bootstrap`] asks its driver to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BootstrapAction {
+    /// Send a table request to this elder.
+    Ask(NodeId),
+    /// The bootstrap is over: start from these tables (empty when no elder
+    /// answered in time, i.e. a cold start).
+    Done {
+        /// Merged trails, sorted by host.
+        trails: Vec<(NodeId, f64)>,
+        /// Merged thresholds, if any answer carried them.
+        thresholds: Option<[f64; 3]>,
+        /// How many elders answered.
+        answers: usize,
+    },
+}
+
+/// One Young bootstrap: ask the chosen elders, merge what comes back by
+/// trust, stop when all answered or at the answer timeout.
+///
+/// Polling order: after [`Bootstrap::new`], [`Bootstrap::handle`] and
+/// [`Bootstrap::handle_timeout`], drain [`Bootstrap::poll`], then arm a
+/// timer for [`Bootstrap::poll_timeout`]. Spurious `handle_timeout` calls
+/// are harmless. `Done` is emitted exactly once.
+#[derive(Clone, Debug)]
+pub struct Bootstrap {
+    deadline: Millis,
+    /// Elders asked, their trust, and whether they are settled.
+    asked: Vec<(NodeId, f64, bool)>,
+    answers: Vec<(f64, MemorySnapshot)>,
+    done: bool,
+    out: VecDeque<BootstrapAction>,
+}
+
+impl Bootstrap {
+    /// Starts at `now`: picks elders among `candidates` with
+    /// [`select_elders`] and asks each. The trust given here (the joiner's
+    /// own, e.g. the security crate's reputation) is also the weight of
+    /// each answer. With no eligible elder it is done at once, cold.
+    pub fn new(
+        cfg: &YoungConfig,
+        now: Millis,
+        candidates: &[ElderInfo],
+        trust: &dyn TrustSource,
+    ) -> Self {
+        let elders = select_elders(cfg, candidates, trust);
+        let mut b = Bootstrap {
+            deadline: now + cfg.answer_timeout_ms,
+            asked: elders
+                .iter()
+                .map(|e| (*e, trust.trust(*e), false))
+                .collect(),
+            answers: Vec::new(),
+            done: false,
+            out: elders.into_iter().map(BootstrapAction::Ask).collect(),
+        };
+        b.settle_if_complete();
+        b
+    }
+
+    /// Feeds an answer or a failure. An event from a node that was not
+    /// asked, or a second one from the same elder, is ignored (an unasked
+    /// table must not steer placement); an answer with an unsupported
+    /// snapshot version counts as a failure and is returned as the error.
+    pub fn handle(&mut self, now: Millis, ev: BootstrapEvent) -> Result<(), RolesError> {
+        if self.done {
+            return Ok(());
+        }
+        let from = match &ev {
+            BootstrapEvent::Answer { from, .. } | BootstrapEvent::Failed { from } => *from,
+        };
+        let Some(i) = self.asked.iter().position(|a| a.0 == from && !a.2) else {
+            return Ok(());
+        };
+        self.asked[i].2 = true;
+        let mut res = Ok(());
+        if let BootstrapEvent::Answer { snapshot, .. } = ev {
+            match snapshot.check() {
+                Ok(()) => self.answers.push((self.asked[i].1, snapshot)),
+                Err(e) => res = Err(e),
+            }
+        }
+        self.handle_timeout(now);
+        res
+    }
+
+    /// Advances time: at the answer timeout the bootstrap finishes with the
+    /// answers it has.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        if !self.done && now >= self.deadline {
+            self.finish();
+        } else {
+            self.settle_if_complete();
+        }
+    }
+
+    /// Next action, if any.
+    #[must_use]
+    pub fn poll(&mut self) -> Option<BootstrapAction> {
+        self.out.pop_front()
+    }
+
+    /// When [`Bootstrap::handle_timeout`] must be called next; `None` once
+    /// done.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        (!self.done).then_some(self.deadline)
+    }
+
+    /// Whether `Done` has been emitted.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn settle_if_complete(&mut self) {
+        if !self.done && self.asked.iter().all(|a| a.2) {
+            self.finish();
+        }
+    }
+
+    fn finish(&mut self) {
+        self.done = true;
+        let refs: Vec<(f64, &MemorySnapshot)> = self.answers.iter().map(|(w, s)| (*w, s)).collect();
+        let (trails, thresholds) = merge_snapshots(&refs);
+        self.out.push_back(BootstrapAction::Done {
+            trails,
+            thresholds,
+            answers: self.answers.len(),
+        });
+        self.answers.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,7 +307,6 @@ mod tests {
             taken_at: 0,
             trails: vec![(NodeId(7), 4.0)],
             thresholds: Some([0.2; 3]),
-            history: vec![],
         };
         let s2 = MemorySnapshot {
             trails: vec![(NodeId(7), 2.0), (NodeId(8), 1.0)],
@@ -152,5 +316,114 @@ mod tests {
         let (tr, th) = merge_snapshots(&[(1.0, &s1), (1.0, &s2)]);
         assert_eq!(tr, vec![(NodeId(7), 3.0), (NodeId(8), 1.0)]);
         assert!((th.unwrap()[0] - 0.3).abs() < 1e-12);
+    }
+
+    fn snap(trails: Vec<(NodeId, f64)>) -> MemorySnapshot {
+        MemorySnapshot {
+            version: SNAPSHOT_VERSION,
+            taken_at: 0,
+            trails,
+            thresholds: None,
+        }
+    }
+
+    fn elders() -> (Vec<ElderInfo>, TrustScores) {
+        let mut t = TrustScores::default();
+        let mut c = Vec::new();
+        for i in 1..=4 {
+            t.set(NodeId(i), 0.5 + 0.1 * i as f64);
+            c.push(ElderInfo {
+                id: NodeId(i),
+                experience: 100,
+            });
+        }
+        (c, t)
+    }
+
+    #[test]
+    fn bootstrap_asks_merges_by_trust_and_ignores_the_unasked() {
+        let (c, t) = elders();
+        let cfg = YoungConfig::default();
+        let mut b = Bootstrap::new(&cfg, 1_000, &c, &t);
+        let asks: Vec<_> = std::iter::from_fn(|| b.poll()).collect();
+        assert_eq!(
+            asks,
+            [4, 3, 2].map(|i| BootstrapAction::Ask(NodeId(i))).to_vec()
+        );
+        assert_eq!(b.poll_timeout(), Some(3_000));
+        // An unasked node's table is ignored.
+        b.handle(
+            1_001,
+            BootstrapEvent::Answer {
+                from: NodeId(1),
+                snapshot: snap(vec![(NodeId(9), 10.0)]),
+            },
+        )
+        .unwrap();
+        b.handle(
+            1_002,
+            BootstrapEvent::Answer {
+                from: NodeId(4),
+                snapshot: snap(vec![(NodeId(7), 9.0)]),
+            },
+        )
+        .unwrap();
+        let bad = MemorySnapshot {
+            version: 99,
+            ..snap(vec![])
+        };
+        assert!(
+            b.handle(
+                1_003,
+                BootstrapEvent::Answer {
+                    from: NodeId(3),
+                    snapshot: bad
+                }
+            )
+            .is_err()
+        );
+        assert_eq!(b.poll(), None);
+        b.handle(
+            1_004,
+            BootstrapEvent::Answer {
+                from: NodeId(2),
+                snapshot: snap(vec![(NodeId(7), 1.0)]),
+            },
+        )
+        .unwrap();
+        // Trust 0.9 and 0.7: (0.9·9 + 0.7·1) / 1.6 = 5.5.
+        match b.poll() {
+            Some(BootstrapAction::Done {
+                trails, answers, ..
+            }) => {
+                assert_eq!(answers, 2);
+                assert_eq!(trails.len(), 1);
+                assert!((trails[0].1 - 5.5).abs() < 1e-9, "{trails:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(b.is_done() && b.poll_timeout().is_none() && b.poll().is_none());
+    }
+
+    #[test]
+    fn bootstrap_finishes_at_the_timeout_and_cold_without_elders() {
+        let (c, t) = elders();
+        let cfg = YoungConfig::default();
+        let mut b = Bootstrap::new(&cfg, 0, &c, &t);
+        while b.poll().is_some() {}
+        b.handle(10, BootstrapEvent::Failed { from: NodeId(4) })
+            .unwrap();
+        b.handle_timeout(1_999);
+        assert_eq!(b.poll(), None);
+        b.handle_timeout(2_000);
+        assert!(matches!(
+            b.poll(),
+            Some(BootstrapAction::Done { answers: 0, ref trails, .. }) if trails.is_empty()
+        ));
+        let mut cold = Bootstrap::new(&cfg, 0, &[], &t);
+        assert!(matches!(
+            cold.poll(),
+            Some(BootstrapAction::Done { answers: 0, .. })
+        ));
     }
 }

@@ -112,9 +112,25 @@ fn sim_is_reproducible_from_the_seed() {
         "mean_completion_ms",
         "recovery_p95_ms",
         "tasks_to_steady_state",
+        "p50_completion_ms",
+        "p95_completion_ms",
+        "p99_completion_ms",
+        "deadline_met_fraction",
     ] {
         assert!(v.get(k).is_some(), "{k} missing");
         assert!(v["baseline"].get(k).is_some(), "baseline {k} missing");
+        for b in ["random", "least_loaded", "power_of_two"] {
+            assert!(
+                v["baselines"][b].get(k).is_some(),
+                "baselines.{b}.{k} missing"
+            );
+        }
+        for m in ["thermal", "caste", "havoc", "young", "work_stealing"] {
+            assert!(
+                v["ablations"][m].get(k).is_some(),
+                "ablations.{m}.{k} missing"
+            );
+        }
     }
     assert_eq!(v["nodes"], 200);
 }

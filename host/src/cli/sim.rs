@@ -135,27 +135,47 @@ pub fn execute(a: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One row per run (ours, the fair baselines, ours minus each mechanism),
+/// one column per figure.
 fn print_report(r: &sim::ScenarioReport) {
     let v = serde_json::to_value(r).unwrap_or_default();
     let f = |o: &serde_json::Value, k: &str| match o.get(k) {
         Some(serde_json::Value::Number(n)) => format!("{:.3}", n.as_f64().unwrap_or(f64::NAN)),
         _ => "-".into(),
     };
-    let base = v.get("baseline").cloned().unwrap_or_default();
-    println!("scenario {} ({} nodes)", r.scenario, f(&v, "nodes"));
-    for k in [
-        "mean_completion_ms",
-        "utilisation",
-        "recovery_p95_ms",
-        "tasks_to_steady_state",
-        "msgs_per_node_per_sec",
-        "msgs_per_placement",
-    ] {
-        println!(
-            "  {k:<24} roles {:>14}   baseline {:>14}",
-            f(&v, k),
-            f(&base, k)
-        );
+    let cols = [
+        ("mean_completion_ms", "mean ms"),
+        ("p50_completion_ms", "p50 ms"),
+        ("p95_completion_ms", "p95 ms"),
+        ("p99_completion_ms", "p99 ms"),
+        ("deadline_met_fraction", "met"),
+        ("utilisation", "util"),
+        ("recovery_p95_ms", "recov p95"),
+        ("tasks_to_steady_state", "young tasks"),
+        ("msgs_per_node_per_sec", "msg/node/s"),
+        ("msgs_per_placement", "msg/place"),
+    ];
+    println!("scenario {} ({} nodes)", r.scenario, r.figures.nodes);
+    let mut head = format!("  {:<20}", "row");
+    for (_, c) in cols {
+        head.push_str(&format!(" {c:>11}"));
+    }
+    println!("{head}");
+    let mut rows = vec![("ours".to_string(), v.clone())];
+    for b in ["random", "least_loaded", "power_of_two"] {
+        rows.push((b.to_string(), v["baselines"][b].clone()));
+    }
+    if let Some(a) = v["ablations"].as_object() {
+        for (k, x) in a {
+            rows.push((format!("ours - {k}"), x.clone()));
+        }
+    }
+    for (name, o) in rows {
+        let mut line = format!("  {name:<20}");
+        for (k, _) in cols {
+            line.push_str(&format!(" {:>11}", f(&o, k)));
+        }
+        println!("{line}");
     }
 }
 

@@ -19,13 +19,15 @@ mod report;
 mod scenario;
 
 pub use plot::plot_svg;
-pub use report::{Details, Figures, ScenarioReport};
+pub use report::{Baselines, Details, Figures, ScenarioReport};
 pub use scenario::{Baseline, Failure, SCENARIO_VERSION, Scenario, builtin_names};
 
-use engine::{Engine, Mode};
+use std::collections::BTreeMap;
 
-/// Runs one scenario: the roles run and its baseline on the same hosts and
-/// jobs. `scale` (a scenario with `sizes`) yields one report per size; the
+use engine::{ABLATIONS, Engine, Mode, Placement};
+
+/// Runs one scenario: ours, the three fair baselines and one ablation per
+/// mechanism, all on the same hosts and jobs. `scale` (a scenario with `sizes`) yields one report per size; the
 /// others yield one report. Deterministic for a given scenario and seed.
 ///
 /// The scenario should come from [`Scenario::builtin`] or
@@ -50,21 +52,77 @@ pub fn run(scenario: &Scenario) -> Vec<ScenarioReport> {
         .collect()
 }
 
-/// Runs only the roles side of a scenario (no baseline): what the scale
-/// benchmark times.
+/// Runs only ours (no baselines, no ablations): what the scale benchmark
+/// times.
 pub fn run_roles_only(scenario: &Scenario) -> (Figures, Details) {
     Engine::new(scenario, Mode::roles()).run()
 }
 
 fn run_one(sc: &Scenario) -> ScenarioReport {
-    let (figures, details) = Engine::new(sc, Mode::roles()).run();
-    let (baseline, baseline_details) = Engine::new(sc, Mode::baseline(sc.baseline)).run();
+    let mut rows: Vec<(String, Mode)> = vec![
+        ("ours".into(), Mode::roles()),
+        ("random".into(), Mode::fair(Placement::Random)),
+        ("least_loaded".into(), Mode::fair(Placement::LeastLoaded)),
+        ("power_of_two".into(), Mode::fair(Placement::PowerOfTwo)),
+    ];
+    rows.extend(
+        ABLATIONS
+            .iter()
+            .map(|m| (format!("no_{m}"), Mode::without(m))),
+    );
+    let baseline_mode = Mode::baseline(sc.baseline);
+    // The rows are independent: two threads halve the wall time and cannot
+    // change a figure (each engine owns its seeded RNGs).
+    let results: Vec<(String, Mode, Figures, Details)> = std::thread::scope(|s| {
+        let (a, b): (Vec<_>, Vec<_>) = rows.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        let run_all = |part: Vec<(usize, (String, Mode))>| {
+            part.into_iter()
+                .map(|(i, (name, mode))| {
+                    let (f, d) = Engine::new(sc, mode).run();
+                    (i, name, mode, f, d)
+                })
+                .collect::<Vec<_>>()
+        };
+        let hb = s.spawn(move || run_all(b));
+        let mut out = run_all(a);
+        out.extend(hb.join().expect("simulator thread panicked"));
+        out.sort_by_key(|r| r.0);
+        out.into_iter()
+            .map(|(_, n, m, f, d)| (n, m, f, d))
+            .collect()
+    });
+    let mut figures = BTreeMap::new();
+    let mut row_details = BTreeMap::new();
+    let mut baseline = None;
+    for (name, mode, f, d) in results {
+        if mode == baseline_mode && baseline.is_none() {
+            baseline = Some((f.clone(), d.clone()));
+        }
+        figures.insert(name.clone(), f);
+        row_details.insert(name, d);
+    }
+    let take = |m: &mut BTreeMap<String, Figures>, k: &str| m.remove(k).expect("every row ran");
+    let ours = take(&mut figures, "ours");
+    let details = row_details.remove("ours").expect("ours ran");
+    let baselines = Baselines {
+        random: take(&mut figures, "random"),
+        least_loaded: take(&mut figures, "least_loaded"),
+        power_of_two: take(&mut figures, "power_of_two"),
+    };
+    let ablations = ABLATIONS
+        .iter()
+        .map(|m| (m.to_string(), take(&mut figures, &format!("no_{m}"))))
+        .collect();
+    let (baseline, baseline_details) = baseline.expect("the baseline is one of the rows");
     ScenarioReport {
         scenario: sc.name.clone(),
-        figures,
+        figures: ours,
         baseline,
+        baselines,
+        ablations,
         details,
         baseline_details,
+        row_details,
     }
 }
 

@@ -7,7 +7,7 @@ use super::report::ScenarioReport;
 /// Renders the reports as one SVG document (returned as a string; the CLI
 /// writes it to `--plot FILE.svg`).
 ///
-/// * One panel per non-scale report: mean completion time over virtual time,
+/// * One panel per non-scale report: mean completion of the jobs submitted in each half-second,
 ///   roles vs baseline (a crash shows as a spike and its recovery).
 /// * For reports of several sizes (`scale`): messages per node per second vs
 ///   nodes, roles vs baseline.
@@ -57,7 +57,7 @@ pub fn plot_svg(reports: &[ScenarioReport]) -> String {
             };
             let _ = chart
                 .configure_mesh()
-                .x_desc("virtual time (s)")
+                .x_desc("submission time (s)")
                 .y_desc("completion (ms)")
                 .draw();
             if let Ok(s) = chart.draw_series(LineSeries::new(roles.iter().copied(), &BLUE)) {

@@ -8,15 +8,19 @@ use crate::id::Millis;
 /// Schema version of scenario files. Files must say `version = 1`.
 pub const SCENARIO_VERSION: u32 = 1;
 
-/// What the comparison run does differently.
+/// Which row the report's compatibility field `baseline` repeats. Every
+/// report carries all fair baselines (`baselines`) and every ablation
+/// (`ablations`) anyway; this only picks the one `baseline` shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Baseline {
-    /// Uniformly random placement, no Caste, no HAVOC, cold leaders.
+    /// Capacity-aware random placement (`baselines.random`).
     Random,
-    /// Least-loaded placement (queue per slot, blind to speed), no Caste, no HAVOC.
+    /// Least jobs per slot (`baselines.least_loaded`).
     LeastLoaded,
-    /// All roles on, but new leaders start with empty trails (no Young).
+    /// Power of two choices (`baselines.power_of_two`).
+    PowerOfTwo,
+    /// Ours with new leaders starting cold (`ablations.young`).
     ColdStart,
 }
 
@@ -110,11 +114,12 @@ pub struct Scenario {
     pub churn_per_node_per_sec: f64,
     /// How long a churned host stays away, ms. Default 20,000.
     pub churn_downtime_ms: Millis,
-    /// Submitter timeout before it re-submits a job whose host died (the
-    /// recovery path without HAVOC), ms. Default 5,000.
-    pub job_timeout_ms: Millis,
-    /// Heartbeat / tick period, ms. Default 250: a lost host is noticed
-    /// within one period.
+    /// Deadline of every job, ms after submission. Default 10,000. A job
+    /// that misses it counts as failed: a host drops a queued job whose
+    /// deadline has passed, and a job finished late is not "met".
+    pub deadline_ms: Millis,
+    /// Heartbeat / tick period, ms. Default 250: the Bravo notices a lost
+    /// host at the first tick after it goes silent, in every row alike.
     pub tick_ms: Millis,
     /// Latency inside a cluster, ms. Default 1.
     pub latency_cluster_ms: Millis,
@@ -153,7 +158,7 @@ impl Default for Scenario {
             setup_ms: 30.0,
             churn_per_node_per_sec: 0.0,
             churn_downtime_ms: 20_000,
-            job_timeout_ms: 5_000,
+            deadline_ms: 10_000,
             tick_ms: 250,
             latency_cluster_ms: 1,
             latency_region_ms: 5,
@@ -168,6 +173,7 @@ impl Default for Scenario {
 
 const BUILTIN: &[(&str, &str)] = &[
     ("steady", include_str!("../../scenarios/steady.toml")),
+    ("steady90", include_str!("../../scenarios/steady90.toml")),
     ("saturate", include_str!("../../scenarios/saturate.toml")),
     ("churn", include_str!("../../scenarios/churn.toml")),
     ("crash30", include_str!("../../scenarios/crash30.toml")),
@@ -292,8 +298,8 @@ impl Scenario {
                 self.churn_per_node_per_sec
             ));
         }
-        if self.tick_ms == 0 || self.job_timeout_ms == 0 {
-            return bad("tick_ms and job_timeout_ms must be positive".into());
+        if self.tick_ms == 0 || self.deadline_ms == 0 {
+            return bad("tick_ms and deadline_ms must be positive".into());
         }
         for f in &self.failures {
             match f {
