@@ -95,6 +95,13 @@ pub enum Violation {
         /// Claimed wall time.
         wall_ms: u64,
     },
+    /// It accused `subject` of a wrong output, and re-running the task gave
+    /// the very output the accused receipt shows: a false accusation, signed
+    /// by its author, so it is proof (a slanderer's, or a broken reporter's).
+    FalseAccusation {
+        /// Whom it accused.
+        subject: PeerId,
+    },
     /// Any other protocol violation the host observed (malformed message,
     /// bad signature on a receipt, ...).
     Protocol {
@@ -146,6 +153,11 @@ pub enum Evidence {
     CheckPassed,
     /// It failed a canary: its answer differs from one known in advance.
     CanaryFailed,
+    /// Another submitter accused it with its own signed receipt, and
+    /// re-running that task here gave a different output. Weighs like a
+    /// failed canary: proof of one wrong output, which a hardware fault can
+    /// also produce, so it makes a suspect, not a quarantine, on its own.
+    ProvenWrong,
     /// A job failed without a result.
     Failed {
         /// How.
@@ -862,7 +874,7 @@ impl Reputation {
                 r.wrong += 1;
                 r.consecutive_valid = 0;
             }
-            Evidence::CanaryFailed => {
+            Evidence::CanaryFailed | Evidence::ProvenWrong => {
                 r.disagree += c.canary_weight;
                 r.wrong += 1;
                 r.consecutive_valid = 0;
