@@ -112,8 +112,8 @@ impl Default for SecurityConfig {
             assignment_timeout_ms: 60_000,
             max_open_tasks: 100_000,
             newcomer_max_fuel: 10_000_000_000,
-            newcomer_admission: 0.3,
-            min_trusted: 24,
+            newcomer_admission: 0.02,
+            min_trusted: 16,
             newcomer_candidates: 4,
             probation_canaries: 2,
             verify_accusations: true,
@@ -128,6 +128,13 @@ impl SecurityConfig {
         self.reputation.validate()?;
         self.quorum.validate()?;
         self.placement.validate()?;
+        if !(self.deception.decoys_per_task >= 0.0 && self.deception.decoys_per_task.is_finite()) {
+            return Err(SecurityError::InvalidConfig {
+                field: "deception.decoys_per_task",
+                value: self.deception.decoys_per_task.to_string(),
+                why: "must be finite and >= 0",
+            });
+        }
         if !(0.0..=1.0).contains(&self.deception.canary_share) {
             return Err(SecurityError::InvalidConfig {
                 field: "deception.canary_share",
@@ -402,6 +409,10 @@ pub struct Coordinator {
     /// Trusted peers with a probation canary in flight: one at a time, and
     /// no solo real work until it is back.
     probing: HashSet<PeerId>,
+    /// Newcomers with a confirmed record, preferred over untried ones
+    /// (pruned lazily; bounded by `reputation.max_peers`).
+    recorded: Vec<PeerId>,
+    in_recorded: HashSet<PeerId>,
 }
 
 impl Coordinator {
@@ -436,6 +447,8 @@ impl Coordinator {
             checking: HashSet::new(),
             next_check: 0,
             probing: HashSet::new(),
+            recorded: Vec::new(),
+            in_recorded: HashSet::new(),
         };
         c.request_canaries();
         Ok(c)
@@ -589,9 +602,9 @@ impl Coordinator {
         if receipt::check_binding(&acc.job, &acc.subject, &acc.receipt).is_err() {
             return self.false_accusation(now, &acc);
         }
-        if matches!(state, PeerState::Suspect | PeerState::Quarantined)
-            || self.checking.contains(&acc.subject)
-        {
+        // Only a trusted subject runs work alone here, so only then is the
+        // re-run worth its execution: a newcomer's work is replicated anyway.
+        if state != PeerState::Trusted || self.checking.contains(&acc.subject) {
             return Ok(());
         }
         if !self.config.verify_accusations {
@@ -760,6 +773,16 @@ impl Coordinator {
         if trusted_only || self.config.newcomer_candidates <= 1 {
             return Some(first);
         }
+        if self
+            .reputation
+            .peer(&first)
+            .is_some_and(|r| r.state == PeerState::Trusted)
+        {
+            return Some(first);
+        }
+        if let Some(p) = self.pick_recorded(task) {
+            return Some(p);
+        }
         let mut best = (self.placement_rank(&first), first);
         for _ in 1..self.config.newcomer_candidates {
             if let Some(p) = self.pick_once(task, false) {
@@ -789,6 +812,56 @@ impl Coordinator {
             r.state == PeerState::Trusted,
             (u64::from(r.consecutive_valid) * 1024) / u64::from(crowd),
         )
+    }
+
+    /// A newcomer with a confirmed record (a run of verified results), if
+    /// one is eligible: the best of a few draws from that list, which is
+    /// pruned lazily of peers that left it.
+    fn pick_recorded(&mut self, task: &OpenTask) -> Option<PeerId> {
+        let distinct =
+            self.config.placement.distinct_regions && self.on(Layer::RandomizedExecution);
+        let mut best: Option<((bool, u64), PeerId)> = None;
+        for _ in 0..self.config.newcomer_candidates * 2 {
+            if self.recorded.is_empty() {
+                break;
+            }
+            let i = self.rng.random_range(0..self.recorded.len());
+            let p = self.recorded[i];
+            let keep = self.reputation.peer(&p).is_some_and(|r| {
+                r.online && r.state == PeerState::Newcomer && r.consecutive_valid > 0
+            });
+            if !keep {
+                self.recorded.swap_remove(i);
+                self.in_recorded.remove(&p);
+                continue;
+            }
+            let r = self.reputation.peer(&p).expect("checked");
+            let ok = task.spec.fuel_limit <= self.config.newcomer_max_fuel
+                && !task
+                    .holders
+                    .iter()
+                    .any(|(h, region)| *h == p || (distinct && *region == r.region));
+            if ok {
+                let rank = self.placement_rank(&p);
+                if best.is_none_or(|(b, _)| rank > b) {
+                    best = Some((rank, p));
+                }
+            }
+        }
+        best.map(|(_, p)| p)
+    }
+
+    /// Notes a newcomer that just earned a verified result.
+    fn note_record(&mut self, p: PeerId) {
+        if self.recorded.len() < self.config.reputation.max_peers
+            && self
+                .reputation
+                .peer(&p)
+                .is_some_and(|r| r.state == PeerState::Newcomer && r.consecutive_valid > 0)
+            && self.in_recorded.insert(p)
+        {
+            self.recorded.push(p);
+        }
     }
 
     fn pick_once(&mut self, task: &OpenTask, trusted_only: bool) -> Option<PeerId> {
@@ -849,12 +922,20 @@ impl Coordinator {
 
     /// Suspects get decoys (canaries) and nothing else, and are not told.
     fn send_decoys(&mut self, now: Millis) {
-        for _ in 0..self.config.deception.decoys_per_task {
+        let share = self.config.deception.decoys_per_task;
+        let mut budget = share.floor() as u32;
+        if self.rng.random_bool((share - share.floor()).clamp(0.0, 1.0)) {
+            budget += 1;
+        }
+        for _ in 0..budget {
             let suspects = self.reputation.suspects();
             if suspects.is_empty() || self.canaries.is_empty() {
                 return;
             }
             let peer = suspects[self.rng.random_range(0..suspects.len())];
+            if !self.probing.insert(peer) {
+                continue;
+            }
             let c = self.canaries.take();
             self.stats.decoys += 1;
             self.dispatch(now, peer, Kind::Canary, None, c);
@@ -1348,7 +1429,11 @@ impl Coordinator {
                     Evidence::Agreed { task: id }
                 }
             };
+            let agreed = matches!(ev, Evidence::Agreed { .. } | Evidence::CheckPassed);
             let _ = self.reputation.record(now, p, ev);
+            if agreed {
+                self.note_record(*p);
+            }
         }
         let fuel = reference.map_or(winner.fuel_used, |r| r.0);
         self.actions.push_back(Action::Accept {

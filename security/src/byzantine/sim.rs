@@ -554,6 +554,12 @@ impl Engine {
             Engine::Baseline(b) => b.actions.pop_front(),
         }
     }
+    fn reason_dbg(&self, peer: &PeerId) -> String {
+        match self {
+            Engine::Coordinator(c) => format!("{:?}", c.reputation().peer(peer).map(|r| (r.agree, r.disagree, r.failures, r.wrong, r.violations, r.reasons.iter().rev().take(3).cloned().collect::<Vec<_>>()))),
+            Engine::Baseline(_) => String::new(),
+        }
+    }
     /// The patient attacker's knowledge: its spot-check rate here, and the
     /// lowest that rate goes.
     fn check_rate(&self, peer: &PeerId) -> (Option<f64>, f64) {
@@ -741,6 +747,13 @@ impl Run<'_> {
             } => self.finish(s, task, Some((output, paid))),
             Action::GiveUp { task, .. } => self.finish(s, task, None),
             Action::PeerState(ch) => {
+                if std::env::var_os("BYZ_DEBUG").is_some()
+                    && let Some(&h) = self.world.by_peer.get(&ch.peer)
+                    && !self.world.hosts[h].attacker
+                {
+                    let r = self.subs[s].engine.reason_dbg(&ch.peer);
+                    eprintln!("honest {h} {:?}->{:?} {:?} {r}", ch.from, ch.to, ch.rule);
+                }
                 if ch.to == PeerState::Quarantined
                     && let Some(&h) = self.world.by_peer.get(&ch.peer)
                     && !self.world.hosts[h].quarantined
@@ -1051,6 +1064,20 @@ pub(super) fn run(
             .count() as u32
     };
     run.d.sim_ms = run.now;
+    if std::env::var_os("BYZ_DEBUG").is_some() {
+        let mut t = crate::coordinator::DispatchStats::default();
+        for s in &run.subs {
+            if let Engine::Coordinator(c) = &s.engine {
+                let x = c.stats();
+                t.replicas += x.replicas;
+                t.audits += x.audits;
+                t.spot_canaries += x.spot_canaries;
+                t.decoys += x.decoys;
+                t.verifications += x.verifications;
+            }
+        }
+        eprintln!("stats {t:?}");
+    }
     let d = run.d.clone();
     Ok(CellReport {
         policy,
