@@ -924,7 +924,10 @@ impl Coordinator {
     fn send_decoys(&mut self, now: Millis) {
         let share = self.config.deception.decoys_per_task;
         let mut budget = share.floor() as u32;
-        if self.rng.random_bool((share - share.floor()).clamp(0.0, 1.0)) {
+        if self
+            .rng
+            .random_bool((share - share.floor()).clamp(0.0, 1.0))
+        {
             budget += 1;
         }
         for _ in 0..budget {

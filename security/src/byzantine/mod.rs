@@ -47,9 +47,10 @@ pub enum Strategy {
     AlwaysWrong,
     /// Wrong (a unique value) with probability `random_wrong_rate`.
     RandomWrong,
-    /// One shared wrong output, but only when every host holding the task
-    /// (so far, when it answers) is an attacker; right otherwise. Attackers
-    /// know each other's assignments.
+    /// One shared wrong output, but only when attackers hold a strict
+    /// majority of the task's hosts (so far, when it answers), which includes
+    /// every replica going to attackers; right otherwise. Attackers know
+    /// each other's assignments (and, generously, the honest ones).
     Colluding,
     /// As `colluding`, and only when it holds the task alone (unreplicated).
     StealthColluding,
@@ -307,13 +308,16 @@ pub struct AblationRow {
     pub off: CellReport,
 }
 
+/// Switches one defence off in a config.
+pub type Switch = fn(&mut ByzantineConfig);
+
 /// The defences with an ablation row: name, the strategy it targets, and
 /// how to switch it off.
-pub fn defences() -> Vec<(&'static str, Strategy, fn(&mut ByzantineConfig))> {
+pub fn defences() -> Vec<(&'static str, Strategy, Switch)> {
     fn layer(c: &mut ByzantineConfig, l: Layer) {
         c.layers = c.layers.without(l);
     }
-    vec![
+    let rows: Vec<(&'static str, Strategy, Switch)> = vec![
         ("randomized-execution", Strategy::Colluding, |c| {
             layer(c, Layer::RandomizedExecution)
         }),
@@ -338,7 +342,8 @@ pub fn defences() -> Vec<(&'static str, Strategy, fn(&mut ByzantineConfig))> {
         ("newcomer-admission", Strategy::SybilChurn, |c| {
             c.security.newcomer_admission = 1.0
         }),
-    ]
+    ];
+    rows
 }
 
 /// Runs every ablation row at `fraction`, cells spread over the cores.

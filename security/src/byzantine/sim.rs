@@ -172,10 +172,14 @@ impl World {
         2 * net + compute + compute * (x >> 40) % 300 / 1000
     }
 
-    fn all_attackers_hold(&self, input: &Digest) -> bool {
-        self.holders
-            .get(&low(input))
-            .is_some_and(|hs| hs.iter().all(|&h| self.hosts[h].attacker))
+    /// Attackers hold a strict majority of the task's holders so far: what
+    /// wins a plain vote, and, when they hold all of it, what no comparison
+    /// can expose.
+    fn attackers_win(&self, input: &Digest) -> bool {
+        self.holders.get(&low(input)).is_some_and(|hs| {
+            let bad = hs.iter().filter(|&&h| self.hosts[h].attacker).count();
+            2 * bad > hs.len()
+        })
     }
 
     fn alone(&self, h: usize, input: &Digest) -> bool {
@@ -240,9 +244,7 @@ impl World {
                     (correct, fuel)
                 }
             }
-            Strategy::Colluding | Strategy::SybilChurn => {
-                (wrong(self.all_attackers_hold(input)), fuel)
-            }
+            Strategy::Colluding | Strategy::SybilChurn => (wrong(self.attackers_win(input)), fuel),
             Strategy::StealthColluding => (wrong(self.alone(h, input)), fuel),
             Strategy::Patient => {
                 let at_floor = check_rate.is_some_and(|r| r <= floor + 1e-12);
@@ -556,7 +558,17 @@ impl Engine {
     }
     fn reason_dbg(&self, peer: &PeerId) -> String {
         match self {
-            Engine::Coordinator(c) => format!("{:?}", c.reputation().peer(peer).map(|r| (r.agree, r.disagree, r.failures, r.wrong, r.violations, r.reasons.iter().rev().take(3).cloned().collect::<Vec<_>>()))),
+            Engine::Coordinator(c) => format!(
+                "{:?}",
+                c.reputation().peer(peer).map(|r| (
+                    r.agree,
+                    r.disagree,
+                    r.failures,
+                    r.wrong,
+                    r.violations,
+                    r.reasons.iter().rev().take(3).cloned().collect::<Vec<_>>()
+                ))
+            ),
             Engine::Baseline(_) => String::new(),
         }
     }
@@ -575,7 +587,7 @@ impl Engine {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 enum Ev {
     /// Host `host`'s result for `job` from submitter `sub` is due.
     Arrive { sub: u16, host: u32, job: JobSpec },
@@ -584,7 +596,7 @@ enum Ev {
     /// Submitter `sub`'s timer.
     Timer { sub: u16 },
     /// An accusation reaches submitter `sub`.
-    Report { sub: u16, acc: Accusation },
+    Report { sub: u16, acc: Box<Accusation> },
 }
 
 struct Queued {
@@ -827,7 +839,13 @@ impl Run<'_> {
         let at = self.now + self.cfg.report_delay_ms;
         for r in 0..self.subs.len() {
             if Some(r) != from {
-                self.push(at, Ev::Report { sub: r as u16, acc });
+                self.push(
+                    at,
+                    Ev::Report {
+                        sub: r as u16,
+                        acc: Box::new(acc),
+                    },
+                );
             }
         }
     }
@@ -1045,7 +1063,7 @@ pub(super) fn run(
                 }
                 run.arm_timer(s);
             }
-            Ev::Report { sub, acc } => run.inbox.push_back((sub as usize, Event::Accusation(acc))),
+            Ev::Report { sub, acc } => run.inbox.push_back((sub as usize, Event::Accusation(*acc))),
         }
         run.settle()?;
     }
@@ -1118,7 +1136,7 @@ mod tests {
     }
 
     #[test]
-    fn colluders_coordinate_on_one_wrong_value_only_among_themselves() {
+    fn colluders_coordinate_on_one_wrong_value_when_they_can_win() {
         let mut w = world(Strategy::Colluding);
         let (bad, good) = split(&w);
         let input = Digest::from_u64(1);
@@ -1127,10 +1145,17 @@ mod tests {
         let b = out(w.answer(bad[1], &input, None, 0.0));
         assert_eq!(a, b, "one shared wrong output");
         assert_ne!(a, truth(&input));
-        // An honest host holds it too: they behave.
+        // Two of three can outvote the honest one: they lie together.
         let other = Digest::from_u64(2);
         w.holders.insert(low(&other), vec![bad[0], good[0], bad[1]]);
-        assert_eq!(out(w.answer(bad[1], &other, None, 0.0)), truth(&other));
+        assert_eq!(
+            out(w.answer(bad[1], &other, None, 0.0)),
+            shared_wrong(&other)
+        );
+        // Not a majority: they behave.
+        let third = Digest::from_u64(3);
+        w.holders.insert(low(&third), vec![bad[0], good[0]]);
+        assert_eq!(out(w.answer(bad[0], &third, None, 0.0)), truth(&third));
     }
 
     #[test]
@@ -1221,8 +1246,8 @@ mod tests {
     }
 
     #[test]
-    fn colluders_never_lie_beside_an_honest_host_and_do_lie() {
-        let r = small(Strategy::Colluding, Policy::BoincAdaptive);
+    fn stealth_colluders_never_lie_beside_an_honest_host_and_do_lie() {
+        let r = small(Strategy::StealthColluding, Policy::BoincAdaptive);
         assert!(r.details.lies > 0, "{:?}", r.details);
         assert_eq!(r.details.lies_beside_honest, 0);
     }
