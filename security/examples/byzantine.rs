@@ -12,6 +12,9 @@
 //! Flags: `--fraction F`, `--strategy S`, `--policy P` (repeatable),
 //! `--tasks N`, `--hosts N`, `--submitters N`, `--attacker-prefixes N`,
 //! `--seed N`, `--json` (one JSON line per cell), `--details` (more figures),
+//! policy tuning: `--spot-initial`, `--spot-decay`, `--spot-floor`,
+//! `--canary-share`, `--min-trusted`, `--admission`, `--probation`,
+//! `--alarm-gain`, `--alarm-free`;
 //! `--ablation` (each defence off beside all on, at 25% or the first `--fraction`).
 
 use security::byzantine::{self, ByzantineConfig, CellReport, Policy, Strategy};
@@ -49,6 +52,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--submitters" => cfg.submitters = value()?.parse()?,
             "--attacker-prefixes" => cfg.attacker_prefixes = value()?.parse()?,
             "--seed" => cfg.seed = value()?.parse()?,
+            // Policy tuning, to explore the cost/safety trade-off.
+            "--spot-initial" => cfg.security.placement.spot_check_initial = value()?.parse()?,
+            "--spot-decay" => cfg.security.placement.spot_check_decay = value()?.parse()?,
+            "--spot-floor" => cfg.security.placement.spot_check_floor = value()?.parse()?,
+            "--canary-share" => cfg.security.deception.canary_share = value()?.parse()?,
+            "--min-trusted" => cfg.security.min_trusted = value()?.parse()?,
+            "--admission" => cfg.security.newcomer_admission = value()?.parse()?,
+            "--probation" => cfg.security.probation_canaries = value()?.parse()?,
+            "--alarm-gain" => cfg.security.alarm_gain = value()?.parse()?,
+            "--alarm-free" => cfg.security.alarm_free = value()?.parse()?,
+            "--reuse-canaries" => cfg.reuse_canaries = true,
             "--json" => json = true,
             "--details" => details = true,
             "--ablation" => ablation = true,

@@ -96,6 +96,21 @@ pub struct SecurityConfig {
     pub verify_accusations: bool,
     /// Accusations being verified at most; beyond it they are refused.
     pub max_pending_checks: usize,
+    /// Vigilance: every wrong output caught from a trusted peer here (a
+    /// failed canary or audit) and every verified accusation raises an alarm
+    /// that decays with this half-life. Trusted peers lying is what an
+    /// attack on adaptive replication looks like (sleepers turning, patient
+    /// attackers starting), while honest hardware faults among trusted peers
+    /// are rare, so the spot-check rate of every trusted peer rises to
+    /// `alarm_gain` per alarm unit above `alarm_free`, capped at
+    /// `alarm_max_rate`. Costs nothing in a quiet network.
+    pub alarm_half_life_ms: u64,
+    /// Spot-check rate added per alarm unit above `alarm_free`.
+    pub alarm_gain: f64,
+    /// Alarm units tolerated without reaction (isolated honest faults).
+    pub alarm_free: f64,
+    /// The highest spot-check rate the alarm can impose.
+    pub alarm_max_rate: f64,
 }
 
 impl Default for SecurityConfig {
@@ -112,12 +127,16 @@ impl Default for SecurityConfig {
             assignment_timeout_ms: 60_000,
             max_open_tasks: 100_000,
             newcomer_max_fuel: 10_000_000_000,
-            newcomer_admission: 0.02,
-            min_trusted: 16,
+            newcomer_admission: 0.005,
+            min_trusted: 8,
             newcomer_candidates: 4,
             probation_canaries: 2,
             verify_accusations: true,
             max_pending_checks: 4096,
+            alarm_half_life_ms: 600_000,
+            alarm_gain: 0.1,
+            alarm_free: 2.0,
+            alarm_max_rate: 0.6,
         }
     }
 }
@@ -147,6 +166,17 @@ impl SecurityConfig {
                 field: "newcomer_candidates/max_pending_checks",
                 value: self.newcomer_candidates.to_string(),
                 why: "must be > 0",
+            });
+        }
+        if self.alarm_half_life_ms == 0
+            || !(0.0..=1.0).contains(&self.alarm_max_rate)
+            || self.alarm_gain.is_nan()
+            || self.alarm_gain < 0.0
+        {
+            return Err(SecurityError::InvalidConfig {
+                field: "alarm_half_life_ms/alarm_gain/alarm_max_rate",
+                value: self.alarm_half_life_ms.to_string(),
+                why: "half-life > 0, gain >= 0, max rate in [0, 1]",
             });
         }
         if self.max_open_tasks == 0 || self.assignment_timeout_ms == 0 {
@@ -413,6 +443,9 @@ pub struct Coordinator {
     /// (pruned lazily; bounded by `reputation.max_peers`).
     recorded: Vec<PeerId>,
     in_recorded: HashSet<PeerId>,
+    /// Alarm level as of `alarm_at` (see `SecurityConfig::alarm_half_life_ms`).
+    alarm: f64,
+    alarm_at: Millis,
 }
 
 impl Coordinator {
@@ -449,6 +482,8 @@ impl Coordinator {
             probing: HashSet::new(),
             recorded: Vec::new(),
             in_recorded: HashSet::new(),
+            alarm: 0.0,
+            alarm_at: 0,
         };
         c.request_canaries();
         Ok(c)
@@ -640,6 +675,7 @@ impl Coordinator {
         self.checking.remove(&acc.subject);
         if output != acc.receipt.output_hash {
             if self.reputation.peer(&acc.subject).is_some() {
+                self.raise_alarm(now);
                 self.reputation
                     .record(now, &acc.subject, Evidence::ProvenWrong)?;
             }
@@ -821,7 +857,7 @@ impl Coordinator {
         let distinct =
             self.config.placement.distinct_regions && self.on(Layer::RandomizedExecution);
         let mut best: Option<((bool, u64), PeerId)> = None;
-        for _ in 0..self.config.newcomer_candidates * 2 {
+        for _ in 0..self.config.newcomer_candidates * 4 {
             if self.recorded.is_empty() {
                 break;
             }
@@ -1076,7 +1112,26 @@ impl Coordinator {
 
     fn spot_rate(&self, peer: &PeerId) -> f64 {
         let checks = self.reputation.peer(peer).map_or(0, |r| r.checks_passed);
-        placement::spot_check_rate(&self.config.placement, checks)
+        let c = &self.config;
+        let alarmed = (c.alarm_gain * (self.alarm - c.alarm_free)).clamp(0.0, c.alarm_max_rate);
+        placement::spot_check_rate(&c.placement, checks).max(alarmed)
+    }
+
+    /// The alarm level now (decayed), for display.
+    pub fn alarm(&self, now: Millis) -> f64 {
+        let dt = now.saturating_sub(self.alarm_at) as f64;
+        self.alarm * 0.5f64.powf(dt / self.config.alarm_half_life_ms.max(1) as f64)
+    }
+
+    fn raise_alarm(&mut self, now: Millis) {
+        self.alarm = self.alarm(now) + 1.0;
+        self.alarm_at = now.max(self.alarm_at);
+    }
+
+    fn is_trusted(&self, p: &PeerId) -> bool {
+        self.reputation
+            .peer(p)
+            .is_some_and(|r| r.state == PeerState::Trusted)
     }
 
     fn run_replica(&mut self, now: Millis, id: TaskId, peer: PeerId, mode: Mode, kind: Kind) {
@@ -1196,6 +1251,9 @@ impl Coordinator {
                 let ev = match deception::check_canary(&c, &receipt, self.on(Layer::Thermal)) {
                     CanaryVerdict::Pass => Evidence::CheckPassed,
                     CanaryVerdict::WrongOutput => {
+                        if self.is_trusted(&peer) {
+                            self.raise_alarm(now);
+                        }
                         self.accuse(peer, a.job, receipt);
                         Evidence::CanaryFailed
                     }
@@ -1416,6 +1474,9 @@ impl Coordinator {
                         fuel_limit: task.spec.fuel_limit,
                     };
                     self.accuse(*p, job, *r);
+                    if self.is_trusted(p) {
+                        self.raise_alarm(now);
+                    }
                     Evidence::Disagreed { task: id }
                 } else {
                     Evidence::Outvoted { task: id }

@@ -94,7 +94,7 @@ pub struct DeceptionConfig {
 impl Default for DeceptionConfig {
     fn default() -> Self {
         Self {
-            canary_share: 0.25,
+            canary_share: 0.5,
             decoys_per_task: 0.05,
             pool_capacity: 16,
             low_water: 4,

@@ -44,8 +44,8 @@ impl Default for PlacementConfig {
             distinct_regions: true,
             max_replicas: 8,
             max_retries: 8,
-            spot_check_initial: 0.95,
-            spot_check_decay: 0.8,
+            spot_check_initial: 0.2,
+            spot_check_decay: 0.5,
             spot_check_floor: 0.02,
             sample_tries: 64,
         }

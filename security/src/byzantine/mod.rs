@@ -13,8 +13,9 @@
 //!   receiver re-runs before believing, paying that execution;
 //! - every submitter keeps `in_flight` tasks open; results come back after the
 //!   host's compute time plus network latency, so out of order;
-//! - canaries are computed by the submitter itself, and each costs one
-//!   execution in `replicas_per_task`;
+//! - canaries are computed by the submitter itself, each costing one
+//!   execution in `replicas_per_task`, or (with `reuse_canaries`) taken from
+//!   earlier accepted quorums, which attackers that held them recognise;
 //! - honest hosts return a wrong output at `honest_wrong_rate` (hardware
 //!   faults) and fail at `honest_failure_rate` (half errors, half timeouts);
 //! - hosts are seen by their observed network prefix; attackers hold
@@ -195,6 +196,10 @@ pub struct ByzantineConfig {
     pub overbill_factor: f64,
     /// Tasks per window of `worst_window_wrong_rate`.
     pub window: usize,
+    /// Serve canary requests from earlier quorum-accepted tasks first (free,
+    /// but attackers that held the original recognise the re-run and answer
+    /// right); off: every canary is a fresh input computed locally.
+    pub reuse_canaries: bool,
     /// Layers enabled for the biop2p policy (ablation).
     pub layers: LayerSet,
     /// Coordinator config for the biop2p policy (its `seed` and `layers` are
@@ -221,6 +226,7 @@ impl Default for ByzantineConfig {
             slander_every: 10,
             overbill_factor: 1.5,
             window: 10_000,
+            reuse_canaries: false,
             layers: LayerSet::ALL,
             security: SecurityConfig::default(),
         }

@@ -9,7 +9,7 @@
 //! score the outcome.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -556,22 +556,6 @@ impl Engine {
             Engine::Baseline(b) => b.actions.pop_front(),
         }
     }
-    fn reason_dbg(&self, peer: &PeerId) -> String {
-        match self {
-            Engine::Coordinator(c) => format!(
-                "{:?}",
-                c.reputation().peer(peer).map(|r| (
-                    r.agree,
-                    r.disagree,
-                    r.failures,
-                    r.wrong,
-                    r.violations,
-                    r.reasons.iter().rev().take(3).cloned().collect::<Vec<_>>()
-                ))
-            ),
-            Engine::Baseline(_) => String::new(),
-        }
-    }
     /// The patient attacker's knowledge: its spot-check rate here, and the
     /// lowest that rate goes.
     fn check_rate(&self, peer: &PeerId) -> (Option<f64>, f64) {
@@ -631,6 +615,12 @@ struct Submitter {
     /// Canary inputs dispatched and not yet answered.
     canary_inputs: HashMap<u64, Digest>,
     canary_seq: u64,
+    /// Earlier quorum-accepted tasks, reusable as canaries for free (the
+    /// expected answer is the quorum's, right or wrong).
+    reusable: VecDeque<Canary>,
+    /// Reused canary inputs some attacker held the first time: the
+    /// attackers recognise them as checks and answer right.
+    recognised: HashSet<u64>,
 }
 
 struct Run<'a> {
@@ -645,8 +635,11 @@ struct Run<'a> {
     windows: Vec<u64>,
     d: CellDetails,
     done: u64,
-    /// Jobs out at hosts: job id per (sub) → (host, input), to score lies.
+    /// Events for the submitters' engines, fed in order by `settle`.
     inbox: VecDeque<(usize, Event)>,
+    /// (output, peak memory) of the receipts returned per open input: the
+    /// submitter keeps its receipts, and a reused canary needs its counters.
+    receipts: HashMap<u64, Vec<(Digest, u64)>>,
 }
 
 impl Run<'_> {
@@ -755,17 +748,19 @@ impl Run<'_> {
                 }
             }
             Action::Accept {
-                task, output, paid, ..
-            } => self.finish(s, task, Some((output, paid))),
+                task,
+                output,
+                paid,
+                fuel,
+                reason,
+            } => {
+                if matches!(reason, AcceptReason::Quorum { voters, .. } if voters >= 2) {
+                    self.keep_for_reuse(s, task, output, fuel);
+                }
+                self.finish(s, task, Some((output, paid)))
+            }
             Action::GiveUp { task, .. } => self.finish(s, task, None),
             Action::PeerState(ch) => {
-                if std::env::var_os("BYZ_DEBUG").is_some()
-                    && let Some(&h) = self.world.by_peer.get(&ch.peer)
-                    && !self.world.hosts[h].attacker
-                {
-                    let r = self.subs[s].engine.reason_dbg(&ch.peer);
-                    eprintln!("honest {h} {:?}->{:?} {:?} {r}", ch.from, ch.to, ch.rule);
-                }
                 if ch.to == PeerState::Quarantined
                     && let Some(&h) = self.world.by_peer.get(&ch.peer)
                     && !self.world.hosts[h].quarantined
@@ -780,9 +775,17 @@ impl Run<'_> {
                 }
             }
             Action::NeedCanaries { count } => {
-                // The submitter computes each canary itself: one execution.
+                // Reuse earlier quorums first (free); else the submitter
+                // computes the canary itself: one execution.
                 for _ in 0..count {
                     let sub = &mut self.subs[s];
+                    if let Some(c) = sub.reusable.pop_front()
+                        && self.cfg.reuse_canaries
+                    {
+                        sub.canary_inputs.insert(low(&c.input_hash), c.input_hash);
+                        self.inbox.push_back((s, Event::CanaryAvailable(c)));
+                        continue;
+                    }
                     sub.canary_seq += 1;
                     let input = Digest::from_u64(mix(self.cfg.seed
                         ^ 0xCA9A
@@ -871,10 +874,46 @@ impl Run<'_> {
         }
     }
 
+    /// A quorum's answer becomes a future canary, if the submitter kept a
+    /// receipt with that output (for its memory counter).
+    fn keep_for_reuse(&mut self, s: usize, task: TaskId, output: Digest, fuel: u64) {
+        let Some(&(input, _)) = self.subs[s].open.get(&task) else {
+            return;
+        };
+        let Some(&(_, memory)) = self
+            .receipts
+            .get(&low(&input))
+            .and_then(|rs| rs.iter().find(|(o, _)| *o == output))
+        else {
+            return;
+        };
+        let known = self
+            .world
+            .holders
+            .get(&low(&input))
+            .is_some_and(|hs| hs.iter().any(|&h| self.world.hosts[h].attacker));
+        let sub = &mut self.subs[s];
+        if sub.reusable.len() >= 64 {
+            return;
+        }
+        if known {
+            sub.recognised.insert(low(&input));
+        }
+        sub.reusable.push_back(Canary {
+            module_hash: Digest::from_u64(MODULE),
+            input_hash: input,
+            fuel_limit: FUEL_LIMIT,
+            output_hash: output,
+            fuel,
+            peak_memory_bytes: memory,
+        });
+    }
+
     fn finish(&mut self, s: usize, task: TaskId, outcome: Option<(Digest, Vec<(PeerId, u64)>)>) {
         let Some((input, global)) = self.subs[s].open.remove(&task) else {
             return;
         };
+        self.receipts.remove(&low(&input));
         self.world.holders.remove(&low(&input));
         self.done += 1;
         match outcome {
@@ -901,10 +940,28 @@ impl Run<'_> {
     fn arrive(&mut self, s: usize, h: usize, job: JobSpec) {
         let input = job.input_hash;
         let (rate, floor) = self.subs[s].engine.check_rate(&self.world.hosts[h].peer);
-        let answer = self.world.answer(h, &input, rate, floor);
         let canary = self.subs[s].canary_inputs.remove(&low(&input)).is_some();
+        let answer = if canary
+            && self.world.hosts[h].attacker
+            && self.subs[s].recognised.contains(&low(&input))
+        {
+            // A re-run of a task an attacker held: a known check.
+            self.world.hosts[h].jobs += 1;
+            Answer::Receipt {
+                output: truth(&input),
+                fuel: true_fuel(&input),
+            }
+        } else {
+            self.world.answer(h, &input, rate, floor)
+        };
         if let Answer::Receipt { output, fuel } = answer {
             let receipt = self.world.receipt(h, &job, output, fuel);
+            if !canary {
+                self.receipts
+                    .entry(low(&input))
+                    .or_default()
+                    .push((output, receipt.peak_memory_bytes));
+            }
             let lie = output != truth(&input) || fuel != true_fuel(&input);
             if self.world.hosts[h].attacker {
                 if lie {
@@ -996,6 +1053,8 @@ pub(super) fn run(
             timer_at: None,
             canary_inputs: HashMap::new(),
             canary_seq: 0,
+            reusable: VecDeque::new(),
+            recognised: HashSet::new(),
         });
     }
     let windows = cfg.tasks.div_ceil(cfg.window.max(1)).max(1);
@@ -1011,6 +1070,7 @@ pub(super) fn run(
         d: CellDetails::default(),
         done: 0,
         inbox: VecDeque::new(),
+        receipts: HashMap::new(),
     };
     run.d.attackers = run.world.hosts.iter().filter(|h| h.attacker).count() as u64;
     run.d.attacker_identities = run.d.attackers;
@@ -1082,20 +1142,6 @@ pub(super) fn run(
             .count() as u32
     };
     run.d.sim_ms = run.now;
-    if std::env::var_os("BYZ_DEBUG").is_some() {
-        let mut t = crate::coordinator::DispatchStats::default();
-        for s in &run.subs {
-            if let Engine::Coordinator(c) = &s.engine {
-                let x = c.stats();
-                t.replicas += x.replicas;
-                t.audits += x.audits;
-                t.spot_canaries += x.spot_canaries;
-                t.decoys += x.decoys;
-                t.verifications += x.verifications;
-            }
-        }
-        eprintln!("stats {t:?}");
-    }
     let d = run.d.clone();
     Ok(CellReport {
         policy,
