@@ -13,6 +13,13 @@
 //! }
 //! ```
 //!
+//! Actions a driver must serve besides dispatching: [`Action::NeedCanaries`]
+//! (compute canaries locally, or reuse accepted quorums), [`Action::Accuse`]
+//! (sign it and send it to other submitters), and [`Action::Verify`] (re-run
+//! an accused job locally and answer with [`Event::Verified`]); an
+//! [`Accusation`] received from another submitter goes in as
+//! [`Event::Accusation`].
+//!
 //! Polling order: after every `handle` or `handle_timeout`, drain `poll()`
 //! completely, then re-read `poll_timeout()`. Actions are in the order the
 //! decisions were made. The coordinator never reads a clock or an RNG other
