@@ -1,47 +1,100 @@
-//! The Byzantine benchmark matrix: honest hosts vs attackers, biop2p vs a
-//! fixed majority of 3.
-//!
-//! Run the full default matrix (5 fractions x 7 strategies x 2 policies,
-//! 1000 hosts, 200,000 tasks each):
+//! The Byzantine benchmark matrix: honest hosts vs attackers, biop2p beside
+//! a fixed majority of 3 and BOINC's adaptive replication, same world, same
+//! seed. The same code as `biop2p sim byzantine`, without building the host.
 //!
 //! ```text
-//! cargo run --release -p security --example byzantine
-//! cargo run --release -p security --example byzantine -- --fraction 0.25 --strategy stealth-colluding --json
-//! cargo run --release -p security --example byzantine -- --tasks 20000 --details
+//! cargo run --release -p security --example byzantine                      # the default matrix
+//! cargo run --release -p security --example byzantine -- --fraction 0.25 --strategy patient
+//! cargo run --release -p security --example byzantine -- --ablation        # one row per defence
+//! cargo run --release -p security --example byzantine -- --json --details
 //! ```
 //!
-//! Flags: `--fraction F` and `--strategy S` (repeatable), `--tasks N`,
-//! `--seed N`, `--json` (one JSON line per cell, as `biop2p sim byzantine`
-//! prints), `--details` (extra figures: replicas once reputations formed,
-//! over-billing detection, tasks given up).
+//! Flags: `--fraction F`, `--strategy S`, `--policy P` (repeatable),
+//! `--tasks N`, `--hosts N`, `--submitters N`, `--attacker-prefixes N`,
+//! `--seed N`, `--json` (one JSON line per cell), `--details` (more figures),
+//! policy tuning: `--spot-initial`, `--spot-decay`, `--spot-floor`,
+//! `--canary-share`, `--min-trusted`, `--admission`, `--probation`,
+//! `--alarm-gain`, `--alarm-free`;
+//! `--ablation` (each defence off beside all on, at 25% or the first `--fraction`).
 
-use security::byzantine::{self, ByzantineConfig, Strategy};
+use security::byzantine::{self, ByzantineConfig, CellReport, Policy, Strategy};
+
+fn row(c: &CellReport, details: bool) {
+    println!(
+        "{:<14} {:<18} {:>5.2} {:>9.4} {:>9.4} {:>7.3} {:>5} {:>5}",
+        c.policy.name(),
+        c.strategy.name(),
+        c.fraction,
+        c.wrong_accepted_rate * 100.0,
+        c.worst_window_wrong_rate * 100.0,
+        c.replicas_per_task,
+        c.honest_quarantined,
+        c.attackers_quarantined,
+    );
+    if details {
+        println!("    {:?}", c.details);
+    }
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut cfg = ByzantineConfig::default();
-    let (mut fractions, mut strategies) = (Vec::new(), Vec::new());
-    let (mut json, mut details) = (false, false);
+    let (mut fractions, mut strategies, mut policies) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut json, mut details, mut ablation) = (false, false, false);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
             "--fraction" => fractions.push(value()?.parse::<f64>()?),
             "--strategy" => strategies.push(value()?.parse::<Strategy>()?),
+            "--policy" => policies.push(value()?.parse::<Policy>()?),
             "--tasks" => cfg.tasks = value()?.parse()?,
             "--hosts" => cfg.hosts = value()?.parse()?,
+            "--submitters" => cfg.submitters = value()?.parse()?,
+            "--attacker-prefixes" => cfg.attacker_prefixes = value()?.parse()?,
             "--seed" => cfg.seed = value()?.parse()?,
+            // Policy tuning, to explore the cost/safety trade-off.
+            "--spot-initial" => cfg.security.placement.spot_check_initial = value()?.parse()?,
+            "--spot-decay" => cfg.security.placement.spot_check_decay = value()?.parse()?,
+            "--spot-floor" => cfg.security.placement.spot_check_floor = value()?.parse()?,
+            "--canary-share" => cfg.security.deception.canary_share = value()?.parse()?,
+            "--min-trusted" => cfg.security.min_trusted = value()?.parse()?,
+            "--admission" => cfg.security.newcomer_admission = value()?.parse()?,
+            "--probation" => cfg.security.probation_canaries = value()?.parse()?,
+            "--alarm-gain" => cfg.security.alarm_gain = value()?.parse()?,
+            "--alarm-free" => cfg.security.alarm_free = value()?.parse()?,
+            "--reuse-canaries" => cfg.reuse_canaries = true,
             "--json" => json = true,
             "--details" => details = true,
+            "--ablation" => ablation = true,
             other => return Err(format!("unknown flag {other:?}").into()),
         }
     }
     let started = std::time::Instant::now();
-    let cells = byzantine::run_matrix(&cfg, &fractions, &strategies, &[])?;
-    if !json {
+    let header = || {
         println!(
-            "{:<10} {:>5} {:<18} {:>9} {:>8} {:>8} {:>6} {:>6} {:>7}",
-            "policy", "frac", "strategy", "wrong%", "repl", "repl*", "honQ", "attQ", "t2q"
-        );
+            "{:<14} {:<18} {:>5} {:>9} {:>9} {:>7} {:>5} {:>5}",
+            "policy", "strategy", "frac", "wrong%", "worst%", "repl", "honQ", "attQ"
+        )
+    };
+    if ablation {
+        let f = fractions.first().copied().unwrap_or(0.25);
+        let rows = byzantine::run_ablation(&cfg, f)?;
+        for r in &rows {
+            if json {
+                println!("{}", serde_json::to_string(r)?);
+            } else {
+                println!("defence {} (against {})", r.defence, r.strategy.name());
+                header();
+                row(&r.on, details);
+                row(&r.off, details);
+            }
+        }
+        eprintln!("{} ablation rows in {:.1?}", rows.len(), started.elapsed());
+        return Ok(());
+    }
+    let cells = byzantine::run_matrix(&cfg, &fractions, &strategies, &policies)?;
+    if !json {
+        header();
     }
     for c in &cells {
         if json {
@@ -50,28 +103,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 println!("{}", serde_json::to_string(&c.details)?);
             }
         } else {
-            println!(
-                "{:<10} {:>5.2} {:<18} {:>9.4} {:>8.3} {:>8.3} {:>6} {:>6} {:>7}",
-                c.policy.name(),
-                c.fraction,
-                c.strategy.name(),
-                c.wrong_accepted_rate * 100.0,
-                c.replicas_per_task,
-                c.details.replicas_per_task_formed,
-                c.honest_quarantined,
-                c.attackers_quarantined,
-                c.tasks_to_quarantine_median
-                    .map_or("-".to_string(), |m| format!("{m}")),
-            );
-            if details {
-                println!("           {:?}", c.details);
-            }
+            row(c, details);
         }
     }
-    eprintln!(
-        "{} cells in {:.1?} (repl* = replicas per task after warm-up)",
-        cells.len(),
-        started.elapsed()
-    );
+    eprintln!("{} cells in {:.1?}", cells.len(), started.elapsed());
     Ok(())
 }

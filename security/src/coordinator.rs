@@ -13,6 +13,13 @@
 //! }
 //! ```
 //!
+//! Actions a driver must serve besides dispatching: [`Action::NeedCanaries`]
+//! (compute canaries locally, or reuse accepted quorums), [`Action::Accuse`]
+//! (sign it and send it to other submitters), and [`Action::Verify`] (re-run
+//! an accused job locally and answer with [`Event::Verified`]); an
+//! [`Accusation`] received from another submitter goes in as
+//! [`Event::Accusation`].
+//!
 //! Polling order: after every `handle` or `handle_timeout`, drain `poll()`
 //! completely, then re-read `poll_timeout()`. Actions are in the order the
 //! decisions were made. The coordinator never reads a clock or an RNG other
@@ -20,7 +27,7 @@
 //! the same actions.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -34,7 +41,7 @@ use crate::monitor::{Monitor, MonitorConfig};
 use crate::placement::{self, PlacementConfig};
 use crate::quorum::{self, QuorumRule, Verdict, Vote};
 use crate::receipt::{self, JobSpec, ReceiptFacts, TaskSpec};
-use crate::report::TrustReport;
+use crate::report::{Accusation, TrustReport};
 use crate::reputation::{
     Evidence, FailureKind, Metric, PeerState, Reputation, ReputationConfig, StateChange, Violation,
 };
@@ -74,6 +81,43 @@ pub struct SecurityConfig {
     /// what a stream of fresh identities costs; lower = newcomers earn trust
     /// more slowly.
     pub newcomer_admission: f64,
+    /// Below this many online trusted peers, a newcomer drawn as primary
+    /// always keeps the task: the submitter is still building its working
+    /// set. Above it, `newcomer_admission` applies. Larger = more hosts earn
+    /// trust here (fairer to new hosts, more bootstrap replicas).
+    pub min_trusted: usize,
+    /// Candidates drawn when a newcomer is placed; the one with the longest
+    /// record of verified results (per identity sharing its network prefix)
+    /// wins. Concentrates trials on hosts that already proved something, so
+    /// trust is earned in few replicated tasks, and an untried identity never
+    /// ranks above a newcomer with a confirmed record. 1 = uniform draw.
+    pub newcomer_candidates: usize,
+    /// Hidden checks a freshly trusted peer gets as canaries before its
+    /// first unreplicated real task. A peer that waited for trust to cheat
+    /// alone cheats on these and is caught with no real result at stake.
+    /// Each costs a canary (its local computation plus the host's run).
+    pub probation_canaries: u32,
+    /// Re-run an accused task before believing an accusation. Off (ablation
+    /// only): accusations are taken at face value, so a slanderer can make
+    /// honest hosts suspects.
+    pub verify_accusations: bool,
+    /// Accusations being verified at most; beyond it they are refused.
+    pub max_pending_checks: usize,
+    /// Vigilance: every wrong output caught from a trusted peer here (a
+    /// failed canary or audit) and every verified accusation raises an alarm
+    /// that decays with this half-life. Trusted peers lying is what an
+    /// attack on adaptive replication looks like (sleepers turning, patient
+    /// attackers starting), while honest hardware faults among trusted peers
+    /// are rare, so the spot-check rate of every trusted peer rises to
+    /// `alarm_gain` per alarm unit above `alarm_free`, capped at
+    /// `alarm_max_rate`. Costs nothing in a quiet network.
+    pub alarm_half_life_ms: u64,
+    /// Spot-check rate added per alarm unit above `alarm_free`.
+    pub alarm_gain: f64,
+    /// Alarm units tolerated without reaction (isolated honest faults).
+    pub alarm_free: f64,
+    /// The highest spot-check rate the alarm can impose.
+    pub alarm_max_rate: f64,
 }
 
 impl Default for SecurityConfig {
@@ -90,7 +134,16 @@ impl Default for SecurityConfig {
             assignment_timeout_ms: 60_000,
             max_open_tasks: 100_000,
             newcomer_max_fuel: 10_000_000_000,
-            newcomer_admission: 0.3,
+            newcomer_admission: 0.005,
+            min_trusted: 8,
+            newcomer_candidates: 4,
+            probation_canaries: 2,
+            verify_accusations: true,
+            max_pending_checks: 4096,
+            alarm_half_life_ms: 600_000,
+            alarm_gain: 0.1,
+            alarm_free: 2.0,
+            alarm_max_rate: 0.6,
         }
     }
 }
@@ -101,11 +154,36 @@ impl SecurityConfig {
         self.reputation.validate()?;
         self.quorum.validate()?;
         self.placement.validate()?;
+        if !(self.deception.decoys_per_task >= 0.0 && self.deception.decoys_per_task.is_finite()) {
+            return Err(SecurityError::InvalidConfig {
+                field: "deception.decoys_per_task",
+                value: self.deception.decoys_per_task.to_string(),
+                why: "must be finite and >= 0",
+            });
+        }
         if !(0.0..=1.0).contains(&self.deception.canary_share) {
             return Err(SecurityError::InvalidConfig {
                 field: "deception.canary_share",
                 value: self.deception.canary_share.to_string(),
                 why: "must be in [0, 1]",
+            });
+        }
+        if self.newcomer_candidates == 0 || self.max_pending_checks == 0 {
+            return Err(SecurityError::InvalidConfig {
+                field: "newcomer_candidates/max_pending_checks",
+                value: self.newcomer_candidates.to_string(),
+                why: "must be > 0",
+            });
+        }
+        if self.alarm_half_life_ms == 0
+            || !(0.0..=1.0).contains(&self.alarm_max_rate)
+            || self.alarm_gain.is_nan()
+            || self.alarm_gain < 0.0
+        {
+            return Err(SecurityError::InvalidConfig {
+                field: "alarm_half_life_ms/alarm_gain/alarm_max_rate",
+                value: self.alarm_half_life_ms.to_string(),
+                why: "half-life > 0, gain >= 0, max rate in [0, 1]",
             });
         }
         if self.max_open_tasks == 0 || self.assignment_timeout_ms == 0 {
@@ -168,6 +246,17 @@ pub enum Event {
         peer: PeerId,
         /// Messages per second.
         per_sec: f64,
+    },
+    /// Another submitter's accusation with evidence (signatures checked by
+    /// the host). Answered by [`Action::Verify`] unless there is no need
+    /// (subject already contained, reporter not believed).
+    Accusation(Accusation),
+    /// The output of a local re-run requested by [`Action::Verify`].
+    Verified {
+        /// The check id from the action.
+        check: u64,
+        /// The output the local run produced.
+        output: Digest,
     },
     /// A trust report; the host checked its signature over
     /// [`TrustReport::signing_bytes`].
@@ -255,6 +344,25 @@ pub enum Action {
         /// How many.
         count: usize,
     },
+    /// `subject` returned `receipt` for `job`, and the output is proven
+    /// wrong here (a failed canary, or outvoted by a quorum a trusted peer
+    /// backs). Sign it as an [`Accusation`] and send it to other submitters.
+    Accuse {
+        /// The host that answered wrongly.
+        subject: PeerId,
+        /// The job as dispatched.
+        job: JobSpec,
+        /// Its signed answer.
+        receipt: ReceiptFacts,
+    },
+    /// Re-run this job locally (it costs one execution) and report the
+    /// output with [`Event::Verified`]: an accusation hinges on it.
+    Verify {
+        /// Echo it back in [`Event::Verified`].
+        check: u64,
+        /// The job to re-run (its id is the accused dispatch's).
+        job: JobSpec,
+    },
 }
 
 /// Dispatch counters, for overhead accounting.
@@ -268,6 +376,8 @@ pub struct DispatchStats {
     pub spot_canaries: u64,
     /// Canaries sent to suspects as decoys.
     pub decoys: u64,
+    /// Accusations re-run locally before being believed.
+    pub verifications: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -325,6 +435,24 @@ pub struct Coordinator {
     stats: DispatchStats,
     /// Quarantines per region (bounded by the number of regions seen).
     region_strikes: HashMap<Region, u32>,
+    /// Online identities per observed network prefix (bounded likewise).
+    region_online: HashMap<Region, u32>,
+    /// Accusations awaiting their local re-run, by check id (bounded by
+    /// `max_pending_checks`).
+    checks: HashMap<u64, Accusation>,
+    /// Subjects with a check pending: one re-run per subject at a time.
+    checking: HashSet<PeerId>,
+    next_check: u64,
+    /// Trusted peers with a probation canary in flight: one at a time, and
+    /// no solo real work until it is back.
+    probing: HashSet<PeerId>,
+    /// Newcomers with a confirmed record, preferred over untried ones
+    /// (pruned lazily; bounded by `reputation.max_peers`).
+    recorded: Vec<PeerId>,
+    in_recorded: HashSet<PeerId>,
+    /// Alarm level as of `alarm_at` (see `SecurityConfig::alarm_half_life_ms`).
+    alarm: f64,
+    alarm_at: Millis,
 }
 
 impl Coordinator {
@@ -354,6 +482,15 @@ impl Coordinator {
             actions: VecDeque::new(),
             stats: DispatchStats::default(),
             region_strikes: HashMap::new(),
+            region_online: HashMap::new(),
+            checks: HashMap::new(),
+            checking: HashSet::new(),
+            next_check: 0,
+            probing: HashSet::new(),
+            recorded: Vec::new(),
+            in_recorded: HashSet::new(),
+            alarm: 0.0,
+            alarm_at: 0,
         };
         c.request_canaries();
         Ok(c)
@@ -377,6 +514,19 @@ impl Coordinator {
     /// Dispatch counters so far.
     pub fn stats(&self) -> DispatchStats {
         self.stats
+    }
+
+    /// The probability that `peer`'s next unreplicated task is checked in
+    /// secret, or `None` if it is not trusted (its work is replicated).
+    pub fn spot_check_rate(&self, peer: &PeerId) -> Option<f64> {
+        let r = self.reputation.peer(peer)?;
+        if r.state != PeerState::Trusted {
+            return None;
+        }
+        if r.checks_passed < self.config.probation_canaries {
+            return Some(1.0);
+        }
+        Some(self.spot_rate(peer))
     }
 
     /// Open tasks.
@@ -423,10 +573,27 @@ impl Coordinator {
                 peer,
                 region,
                 advertised_fuel_per_ms,
-            } => self
-                .reputation
-                .join(now, peer, region, advertised_fuel_per_ms),
-            Event::PeerLeft { peer } => self.reputation.leave(&peer),
+            } => {
+                let r = self
+                    .reputation
+                    .join(now, peer, region, advertised_fuel_per_ms);
+                if r.is_ok() {
+                    *self.region_online.entry(region).or_default() += 1;
+                }
+                r
+            }
+            Event::PeerLeft { peer } => {
+                let region = self.reputation.peer(&peer).map(|r| (r.region, r.online));
+                let r = self.reputation.leave(&peer);
+                if let Some((region, true)) = region
+                    && let Some(n) = self.region_online.get_mut(&region)
+                {
+                    *n = n.saturating_sub(1);
+                }
+                r
+            }
+            Event::Accusation(acc) => self.accusation(now, acc),
+            Event::Verified { check, output } => self.verified(now, check, output),
             Event::TaskSubmitted(spec) => self.submit(now, spec),
             Event::CanaryAvailable(c) => self.canaries.push(c, self.config.deception.pool_capacity),
             Event::ResultReturned { job_id, receipt } => self.result(now, job_id, receipt),
@@ -453,6 +620,98 @@ impl Coordinator {
         self.drain_reputation();
         self.request_canaries();
         r
+    }
+
+    /// Another submitter's accusation: re-run before believing it, and only
+    /// when it could change something here.
+    fn accusation(&mut self, now: Millis, acc: Accusation) -> Result<(), SecurityError> {
+        if acc.reporter == acc.subject {
+            return Err(SecurityError::SelfReport(acc.reporter));
+        }
+        let state = self
+            .reputation
+            .peer(&acc.subject)
+            .ok_or(SecurityError::UnknownPeer(acc.subject))?
+            .state;
+        // A reporter this node already contains is not worth a re-run.
+        if self
+            .reputation
+            .peer(&acc.reporter)
+            .is_some_and(|r| matches!(r.state, PeerState::Suspect | PeerState::Quarantined))
+        {
+            return Ok(());
+        }
+        if receipt::check_binding(&acc.job, &acc.subject, &acc.receipt).is_err() {
+            return self.false_accusation(now, &acc);
+        }
+        // Only a trusted subject runs work alone here, so only then is the
+        // re-run worth its execution: a newcomer's work is replicated anyway.
+        if state != PeerState::Trusted || self.checking.contains(&acc.subject) {
+            return Ok(());
+        }
+        if !self.config.verify_accusations {
+            return self
+                .reputation
+                .record(now, &acc.subject, Evidence::ProvenWrong);
+        }
+        if self.checks.len() >= self.config.max_pending_checks {
+            return Err(SecurityError::TableFull {
+                table: "check",
+                capacity: self.config.max_pending_checks,
+            });
+        }
+        let check = self.next_check;
+        self.next_check += 1;
+        self.checks.insert(check, acc);
+        self.checking.insert(acc.subject);
+        self.stats.verifications += 1;
+        self.actions.push_back(Action::Verify {
+            check,
+            job: acc.job,
+        });
+        Ok(())
+    }
+
+    fn verified(&mut self, now: Millis, check: u64, output: Digest) -> Result<(), SecurityError> {
+        let acc = self
+            .checks
+            .remove(&check)
+            .ok_or(SecurityError::UnknownAssignment(crate::ids::AssignmentId(
+                check,
+            )))?;
+        self.checking.remove(&acc.subject);
+        if output != acc.receipt.output_hash {
+            if self.reputation.peer(&acc.subject).is_some() {
+                self.raise_alarm(now);
+                self.reputation
+                    .record(now, &acc.subject, Evidence::ProvenWrong)?;
+            }
+            Ok(())
+        } else {
+            self.false_accusation(now, &acc)
+        }
+    }
+
+    /// The accusation is disproved: held against its author if we know it.
+    fn false_accusation(&mut self, now: Millis, acc: &Accusation) -> Result<(), SecurityError> {
+        if self.reputation.peer(&acc.reporter).is_none() {
+            return Ok(());
+        }
+        self.reputation.record(
+            now,
+            &acc.reporter,
+            Evidence::Violation(Violation::FalseAccusation {
+                subject: acc.subject,
+            }),
+        )
+    }
+
+    fn accuse(&mut self, subject: PeerId, job: JobSpec, receipt: ReceiptFacts) {
+        self.actions.push_back(Action::Accuse {
+            subject,
+            job,
+            receipt,
+        });
     }
 
     fn on(&self, layer: Layer) -> bool {
@@ -553,6 +812,102 @@ impl Coordinator {
     /// suspects when deception is off), not already holding it, in a region
     /// it does not already occupy, and newcomers only for small tasks.
     fn pick_for(&mut self, task: &OpenTask, trusted_only: bool) -> Option<PeerId> {
+        let first = self.pick_once(task, trusted_only)?;
+        if trusted_only || self.config.newcomer_candidates <= 1 {
+            return Some(first);
+        }
+        if self
+            .reputation
+            .peer(&first)
+            .is_some_and(|r| r.state == PeerState::Trusted)
+        {
+            return Some(first);
+        }
+        if let Some(p) = self.pick_recorded(task) {
+            return Some(p);
+        }
+        let mut best = (self.placement_rank(&first), first);
+        for _ in 1..self.config.newcomer_candidates {
+            if let Some(p) = self.pick_once(task, false) {
+                let rank = (self.placement_rank(&p), p);
+                if rank.0 > best.0 {
+                    best = rank;
+                }
+            }
+        }
+        Some(best.1)
+    }
+
+    /// Trusted first, then newcomers by their run of verified results,
+    /// divided by how many online identities share their network prefix
+    /// (identities are free, prefixes are not).
+    fn placement_rank(&self, p: &PeerId) -> (bool, u64) {
+        let Some(r) = self.reputation.peer(p) else {
+            return (false, 0);
+        };
+        let crowd = self
+            .region_online
+            .get(&r.region)
+            .copied()
+            .unwrap_or(1)
+            .max(1);
+        (
+            r.state == PeerState::Trusted,
+            (u64::from(r.consecutive_valid) * 1024) / u64::from(crowd),
+        )
+    }
+
+    /// A newcomer with a confirmed record (a run of verified results), if
+    /// one is eligible: the best of a few draws from that list, which is
+    /// pruned lazily of peers that left it.
+    fn pick_recorded(&mut self, task: &OpenTask) -> Option<PeerId> {
+        let distinct =
+            self.config.placement.distinct_regions && self.on(Layer::RandomizedExecution);
+        let mut best: Option<((bool, u64), PeerId)> = None;
+        for _ in 0..self.config.newcomer_candidates * 4 {
+            if self.recorded.is_empty() {
+                break;
+            }
+            let i = self.rng.random_range(0..self.recorded.len());
+            let p = self.recorded[i];
+            let keep = self.reputation.peer(&p).is_some_and(|r| {
+                r.online && r.state == PeerState::Newcomer && r.consecutive_valid > 0
+            });
+            if !keep {
+                self.recorded.swap_remove(i);
+                self.in_recorded.remove(&p);
+                continue;
+            }
+            let r = self.reputation.peer(&p).expect("checked");
+            let ok = task.spec.fuel_limit <= self.config.newcomer_max_fuel
+                && !task
+                    .holders
+                    .iter()
+                    .any(|(h, region)| *h == p || (distinct && *region == r.region));
+            if ok {
+                let rank = self.placement_rank(&p);
+                if best.is_none_or(|(b, _)| rank > b) {
+                    best = Some((rank, p));
+                }
+            }
+        }
+        best.map(|(_, p)| p)
+    }
+
+    /// Notes a newcomer that just earned a verified result.
+    fn note_record(&mut self, p: PeerId) {
+        if self.recorded.len() < self.config.reputation.max_peers
+            && self
+                .reputation
+                .peer(&p)
+                .is_some_and(|r| r.state == PeerState::Newcomer && r.consecutive_valid > 0)
+            && self.in_recorded.insert(p)
+        {
+            self.recorded.push(p);
+        }
+    }
+
+    fn pick_once(&mut self, task: &OpenTask, trusted_only: bool) -> Option<PeerId> {
         let distinct =
             self.config.placement.distinct_regions && self.on(Layer::RandomizedExecution);
         let with_suspects = !self.on(Layer::Deception);
@@ -610,12 +965,23 @@ impl Coordinator {
 
     /// Suspects get decoys (canaries) and nothing else, and are not told.
     fn send_decoys(&mut self, now: Millis) {
-        for _ in 0..self.config.deception.decoys_per_task {
+        let share = self.config.deception.decoys_per_task;
+        let mut budget = share.floor() as u32;
+        if self
+            .rng
+            .random_bool((share - share.floor()).clamp(0.0, 1.0))
+        {
+            budget += 1;
+        }
+        for _ in 0..budget {
             let suspects = self.reputation.suspects();
             if suspects.is_empty() || self.canaries.is_empty() {
                 return;
             }
             let peer = suspects[self.rng.random_range(0..suspects.len())];
+            if !self.probing.insert(peer) {
+                continue;
+            }
             let c = self.canaries.take();
             self.stats.decoys += 1;
             self.dispatch(now, peer, Kind::Canary, None, c);
@@ -671,10 +1037,18 @@ impl Coordinator {
             }
             return;
         };
-        if self
-            .reputation
-            .peer(&p)
-            .is_some_and(|r| r.state == PeerState::Trusted)
+        // A trusted peer still on probation (its canaries not yet back) only
+        // gets replicated work.
+        let probation = self.on(Layer::Deception)
+            && self
+                .reputation
+                .peer(&p)
+                .is_some_and(|r| r.checks_passed < self.config.probation_canaries);
+        if !probation
+            && self
+                .reputation
+                .peer(&p)
+                .is_some_and(|r| r.state == PeerState::Trusted)
         {
             let rate = self.spot_rate(&p);
             let audit_share = if self.on(Layer::Deception) {
@@ -701,7 +1075,13 @@ impl Coordinator {
             .map(|r| r.region)
             .unwrap_or_default();
         let strikes = self.region_strikes.get(&region).copied().unwrap_or(0);
-        self.config.newcomer_admission / (1.0 + strikes as f64)
+        let crowd = self.region_online.get(&region).copied().unwrap_or(1).max(1);
+        let base = if self.reputation.trusted_count() < self.config.min_trusted {
+            1.0
+        } else {
+            self.config.newcomer_admission
+        };
+        base / (1.0 + strikes as f64) / f64::from(crowd)
     }
 
     /// With the deception layer on, maybe hand trusted peer `p` a canary as a
@@ -709,6 +1089,20 @@ impl Coordinator {
     fn spot_canary(&mut self, now: Millis, p: PeerId) -> bool {
         if !self.on(Layer::Deception) || self.canaries.is_empty() {
             return false;
+        }
+        let probation = self
+            .reputation
+            .peer(&p)
+            .is_some_and(|r| r.checks_passed < self.config.probation_canaries);
+        if probation {
+            // One probation canary at a time; none of its solo real work
+            // before it is back (the caller draws another primary).
+            if self.probing.insert(p) {
+                let c = self.canaries.take();
+                self.stats.spot_canaries += 1;
+                self.dispatch(now, p, Kind::Canary, None, c);
+            }
+            return true;
         }
         let rate = self.spot_rate(&p);
         if !self
@@ -725,7 +1119,26 @@ impl Coordinator {
 
     fn spot_rate(&self, peer: &PeerId) -> f64 {
         let checks = self.reputation.peer(peer).map_or(0, |r| r.checks_passed);
-        placement::spot_check_rate(&self.config.placement, checks)
+        let c = &self.config;
+        let alarmed = (c.alarm_gain * (self.alarm - c.alarm_free)).clamp(0.0, c.alarm_max_rate);
+        placement::spot_check_rate(&c.placement, checks).max(alarmed)
+    }
+
+    /// The alarm level now (decayed), for display.
+    pub fn alarm(&self, now: Millis) -> f64 {
+        let dt = now.saturating_sub(self.alarm_at) as f64;
+        self.alarm * 0.5f64.powf(dt / self.config.alarm_half_life_ms.max(1) as f64)
+    }
+
+    fn raise_alarm(&mut self, now: Millis) {
+        self.alarm = self.alarm(now) + 1.0;
+        self.alarm_at = now.max(self.alarm_at);
+    }
+
+    fn is_trusted(&self, p: &PeerId) -> bool {
+        self.reputation
+            .peer(p)
+            .is_some_and(|r| r.state == PeerState::Trusted)
     }
 
     fn run_replica(&mut self, now: Millis, id: TaskId, peer: PeerId, mode: Mode, kind: Kind) {
@@ -840,10 +1253,17 @@ impl Coordinator {
         }
         match a.kind {
             Kind::Canary => {
+                self.probing.remove(&peer);
                 let c = a.canary.expect("canary assignments carry their canary");
                 let ev = match deception::check_canary(&c, &receipt, self.on(Layer::Thermal)) {
                     CanaryVerdict::Pass => Evidence::CheckPassed,
-                    CanaryVerdict::WrongOutput => Evidence::CanaryFailed,
+                    CanaryVerdict::WrongOutput => {
+                        if self.is_trusted(&peer) {
+                            self.raise_alarm(now);
+                        }
+                        self.accuse(peer, a.job, receipt);
+                        Evidence::CanaryFailed
+                    }
                     CanaryVerdict::Counters(v) => Evidence::Violation(v),
                 };
                 self.reputation.record(now, &peer, ev)?;
@@ -890,6 +1310,9 @@ impl Coordinator {
             .ok_or(SecurityError::UnknownAssignment(crate::ids::AssignmentId(
                 job_id,
             )))?;
+        if a.kind == Kind::Canary {
+            self.probing.remove(&a.peer);
+        }
         self.reputation
             .record(now, &a.peer, Evidence::Failed { kind })?;
         let metric = if kind == FailureKind::Refused {
@@ -1051,6 +1474,16 @@ impl Coordinator {
         for (p, r) in &task.votes {
             let ev = if r.output_hash != output {
                 if backed_by_trusted {
+                    let job = JobSpec {
+                        job_id: r.job_id,
+                        module_hash: r.module_hash,
+                        input_hash: r.input_hash,
+                        fuel_limit: task.spec.fuel_limit,
+                    };
+                    self.accuse(*p, job, *r);
+                    if self.is_trusted(p) {
+                        self.raise_alarm(now);
+                    }
                     Evidence::Disagreed { task: id }
                 } else {
                     Evidence::Outvoted { task: id }
@@ -1067,7 +1500,11 @@ impl Coordinator {
                     Evidence::Agreed { task: id }
                 }
             };
+            let agreed = matches!(ev, Evidence::Agreed { .. } | Evidence::CheckPassed);
             let _ = self.reputation.record(now, p, ev);
+            if agreed {
+                self.note_record(*p);
+            }
         }
         let fuel = reference.map_or(winner.fuel_used, |r| r.0);
         self.actions.push_back(Action::Accept {

@@ -80,9 +80,11 @@ pub struct DeceptionConfig {
     /// replica. Canaries cannot be fooled by a colluding auditor; audits also
     /// protect the real result being checked. Both cost one execution.
     pub canary_share: f64,
-    /// Decoys sent to suspects per real task submitted (while any suspect is
-    /// online). Higher = suspects resolved sooner, at one execution each.
-    pub decoys_per_task: u32,
+    /// Decoys sent to suspects per real task submitted, on average (while
+    /// any suspect is online), at most one outstanding per suspect. Higher =
+    /// suspects resolved sooner, at two executions each (the host's run and
+    /// the canary's local computation).
+    pub decoys_per_task: f64,
     /// Canaries held ready.
     pub pool_capacity: usize,
     /// Ask for more canaries when fewer than this are ready.
@@ -92,10 +94,10 @@ pub struct DeceptionConfig {
 impl Default for DeceptionConfig {
     fn default() -> Self {
         Self {
-            canary_share: 0.8,
-            decoys_per_task: 1,
-            pool_capacity: 256,
-            low_water: 64,
+            canary_share: 0.5,
+            decoys_per_task: 0.05,
+            pool_capacity: 16,
+            low_water: 4,
         }
     }
 }

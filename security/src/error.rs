@@ -62,11 +62,11 @@ pub enum SecurityError {
     SelfReport(PeerId),
     /// A Byzantine strategy name was not recognised.
     #[error(
-        "unknown strategy {0:?}; expected one of always-wrong, random-wrong, colluding, stealth-colluding, sleeper, over-billing, sybil-churn"
+        "unknown strategy {0:?}; expected one of always-wrong, random-wrong, colluding, stealth-colluding, patient, sleeper, slanderer, over-billing, sybil-churn"
     )]
     UnknownStrategy(String),
     /// A policy name was not recognised.
-    #[error("unknown policy {0:?}; expected biop2p or majority3")]
+    #[error("unknown policy {0:?}; expected biop2p, majority3 or boinc-adaptive")]
     UnknownPolicy(String),
     /// An attacker fraction outside [0, 1).
     #[error("invalid attacker fraction {0}: must be in [0, 1)")]

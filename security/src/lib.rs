@@ -43,7 +43,7 @@ pub use monitor::{Monitor, MonitorConfig};
 pub use placement::PlacementConfig;
 pub use quorum::{QuorumRule, Verdict, Vote};
 pub use receipt::{JobSpec, ReceiptFacts, TaskSpec};
-pub use report::{TrustReport, TrustReportVerifier};
+pub use report::{Accusation, TrustReport, TrustReportVerifier};
 pub use reputation::{
     Evidence, FailureKind, PeerRecord, PeerState, Reason, Reputation, ReputationConfig,
     StateChange, Violation,

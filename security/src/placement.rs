@@ -5,9 +5,11 @@
 //! and many identities from one region cannot fill one task. Trusted peers run
 //! work alone but are spot-checked (hidden audit or canary) at a rate that
 //! starts at `spot_check_initial` when they are promoted and falls
-//! geometrically as they pass checks, down to `spot_check_floor`. A peer that cheats when it thinks
-//! it is alone fails a check early, while its rate is still high, so its
-//! rate never gets the chance to fall.
+//! geometrically as they pass checks, down to `spot_check_floor`. A peer that
+//! cheats as soon as it thinks it is alone meets its probation canaries first
+//! (see [`SecurityConfig::probation_canaries`](crate::SecurityConfig)); one
+//! that waits for the floor faces the coordinator's alarm, which lifts every
+//! trusted peer's rate while trusted peers are being caught.
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -44,8 +46,8 @@ impl Default for PlacementConfig {
             distinct_regions: true,
             max_replicas: 8,
             max_retries: 8,
-            spot_check_initial: 0.95,
-            spot_check_decay: 0.8,
+            spot_check_initial: 0.2,
+            spot_check_decay: 0.5,
             spot_check_floor: 0.02,
             sample_tries: 64,
         }

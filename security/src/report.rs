@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Millis, PeerId};
+use crate::receipt::{JobSpec, ReceiptFacts};
 
 /// Domain separator so a report signature can never be replayed as a
 /// signature over some other biop2p message.
@@ -44,6 +45,29 @@ impl TrustReport {
         b.extend_from_slice(&self.sequence.to_be_bytes());
         b
     }
+}
+
+/// A trust report that carries its evidence: `subject`'s own signed
+/// receipt for `job`, whose output the reporter found wrong (a failed canary
+/// or an outvoted replica). The receiver does not take the reporter's word:
+/// the [`Coordinator`](crate::Coordinator) asks its driver to re-run the job
+/// ([`Action::Verify`](crate::Action::Verify)) and only a re-run that
+/// disagrees with the receipt counts against the subject; one that agrees
+/// convicts the reporter of a false accusation. The driver has already
+/// checked the reporter's signature over the accusation and the subject's
+/// signature over the receipt, as it does for every receipt.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Accusation {
+    /// Who signs the accusation.
+    pub reporter: PeerId,
+    /// Whom it accuses (the receipt's signer).
+    pub subject: PeerId,
+    /// The job as the reporter dispatched it.
+    pub job: JobSpec,
+    /// The subject's signed answer.
+    pub receipt: ReceiptFacts,
+    /// When the reporter issued it (its clock; informational only).
+    pub issued_at: Millis,
 }
 
 /// Signature check supplied by the host (ed25519 over

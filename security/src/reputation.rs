@@ -95,6 +95,13 @@ pub enum Violation {
         /// Claimed wall time.
         wall_ms: u64,
     },
+    /// It accused `subject` of a wrong output, and re-running the task gave
+    /// the very output the accused receipt shows: a false accusation, signed
+    /// by its author, so it is proof (a slanderer's, or a broken reporter's).
+    FalseAccusation {
+        /// Whom it accused.
+        subject: PeerId,
+    },
     /// Any other protocol violation the host observed (malformed message,
     /// bad signature on a receipt, ...).
     Protocol {
@@ -146,6 +153,14 @@ pub enum Evidence {
     CheckPassed,
     /// It failed a canary: its answer differs from one known in advance.
     CanaryFailed,
+    /// Another submitter accused it with its own signed receipt, and
+    /// re-running that task here gave a different output. Weighs like a
+    /// failed canary and costs a trusted peer its trust (its work is
+    /// replicated again and it must pass probation anew), but does not make
+    /// it a suspect: one wrong output is what a hardware fault gives too,
+    /// and twenty submitters each feeding it decoys for one fault would cost
+    /// more than the fault.
+    ProvenWrong,
     /// A job failed without a result.
     Failed {
         /// How.
@@ -333,6 +348,12 @@ pub struct ReputationConfig {
     pub release_after: u32,
     /// Minimum direct evidence before the error-rate rule may quarantine.
     pub min_evidence: f64,
+    /// Wrong outputs (disagreements, failed canaries, proven-wrong
+    /// accusations) a peer must have returned before the error-rate rule may
+    /// quarantine it, unless it committed a provable violation. Honest
+    /// hardware faults (~0.1%) give a host 4 wrong outputs in a few hundred
+    /// jobs with odds near 1e-4; an attacker lying on decoys gets there in 4.
+    pub min_wrong: u64,
     /// z for the Wilson lower bound: higher = fewer false quarantines, slower.
     pub z: f64,
     /// Adaptive threshold = clamp(base + multiplier * network median error rate).
@@ -375,6 +396,7 @@ impl Default for ReputationConfig {
             trust_score: 0.6,
             release_after: 3,
             min_evidence: 5.0,
+            min_wrong: 4,
             z: 2.0,
             threshold_base: 0.1,
             threshold_multiplier: 3.0,
@@ -834,6 +856,7 @@ impl Reputation {
         }
         Self::decay(&c, r, now);
         let mut negative = false;
+        let mut demote = false;
         let mut passed_check = false;
         let mut log = true;
         match &evidence {
@@ -868,6 +891,12 @@ impl Reputation {
                 r.consecutive_valid = 0;
                 negative = true;
             }
+            Evidence::ProvenWrong => {
+                r.disagree += c.canary_weight;
+                r.wrong += 1;
+                r.consecutive_valid = 0;
+                demote = true;
+            }
             Evidence::Failed { .. } => {
                 r.disagree += c.failure_weight;
                 r.failures += 1;
@@ -893,7 +922,9 @@ impl Reputation {
         }
         let state = r.state;
         let lower = wilson_lower(r.disagree, r.evidence(), c.z);
-        let quarantine = r.evidence() >= c.min_evidence && lower > self.threshold;
+        let quarantine = r.evidence() >= c.min_evidence
+            && lower > self.threshold
+            && (r.wrong >= c.min_wrong || r.violations > 0);
         let consecutive = r.consecutive_valid;
         if passed_check {
             match state {
@@ -916,6 +947,9 @@ impl Reputation {
         match state {
             PeerState::Newcomer | PeerState::Trusted if negative => {
                 self.transition(now, *peer, PeerState::Suspect, Rule::NegativeEvidence);
+            }
+            PeerState::Trusted if demote => {
+                self.transition(now, *peer, PeerState::Newcomer, Rule::NegativeEvidence);
             }
             PeerState::Newcomer if consecutive >= c.trust_after && score >= c.trust_score => {
                 self.transition(now, *peer, PeerState::Trusted, Rule::ConsecutiveValid);

@@ -12,37 +12,70 @@ fn small() -> ByzantineConfig {
     ByzantineConfig {
         hosts: 300,
         tasks: 30_000,
+        submitters: 5,
+        window: 3_000,
         ..Default::default()
+    }
+}
+
+/// The hard case: one prefix per attacker, so the prefix signal is gone.
+fn spread() -> ByzantineConfig {
+    ByzantineConfig {
+        attacker_prefixes: 75,
+        ..small()
     }
 }
 
 fn cell(cfg: &ByzantineConfig, f: f64, s: Strategy, p: Policy) -> CellReport {
     let r = byzantine::run_cell(cfg, f, s, p).unwrap();
-    eprintln!("seed={} {}", cfg.seed, serde_json::to_string(&r).unwrap());
+    eprintln!(
+        "seed={} {} {:?}",
+        cfg.seed,
+        serde_json::to_string(&r).unwrap(),
+        r.details
+    );
     r
+}
+
+fn off(cfg: &ByzantineConfig, name: &str) -> ByzantineConfig {
+    let mut c = cfg.clone();
+    let (_, _, switch) = byzantine::defences()
+        .into_iter()
+        .find(|(n, _, _)| *n == name)
+        .unwrap();
+    switch(&mut c);
+    c
 }
 
 #[test]
 fn majority3_baseline_matches_the_analytic_figure() {
     let r = cell(&small(), 0.25, Strategy::Colluding, Policy::Majority3);
-    // 3q^2 - 2q^3 = 15.6% for q = 0.25; honest failures (attackers never
-    // fail) push it slightly up.
+    // 3q^2 - 2q^3 = 15.6% for q = 0.25; re-issued honest failures (attackers
+    // never fail) push it up a little (16.6% in an independent model).
     assert!((0.14..0.19).contains(&r.wrong_accepted_rate), "{r:?}");
     assert!(r.replicas_per_task >= 3.0);
 }
 
 #[test]
+fn boinc_adaptive_is_beaten_by_colluders_that_wait_for_trust() {
+    let boinc = cell(&spread(), 0.25, Strategy::Colluding, Policy::BoincAdaptive);
+    let ours = cell(&spread(), 0.25, Strategy::Colluding, Policy::Biop2p);
+    assert!(boinc.wrong_accepted_rate > 0.02, "{boinc:?}");
+    assert_eq!(boinc.attackers_quarantined, 0, "no blacklisting");
+    assert!(
+        ours.wrong_accepted_rate * 10.0 < boinc.wrong_accepted_rate,
+        "{ours:?}"
+    );
+}
+
+#[test]
 fn layer1_randomized_execution_stops_colluders() {
-    let cfg = small();
+    let cfg = spread();
     let on = cell(&cfg, 0.25, Strategy::Colluding, Policy::Biop2p);
-    assert!(on.wrong_accepted_rate < 0.002, "{on:?}");
+    assert!(on.wrong_accepted_rate < 0.005, "{on:?}");
     assert_eq!(on.honest_quarantined, 0);
-    assert_eq!(on.attackers_quarantined, 75);
     let off = cell(
-        &ByzantineConfig {
-            layers: LayerSet::ALL.without(Layer::RandomizedExecution),
-            ..cfg
-        },
+        &off(&cfg, "randomized-execution"),
         0.25,
         Strategy::Colluding,
         Policy::Biop2p,
@@ -51,49 +84,30 @@ fn layer1_randomized_execution_stops_colluders() {
 }
 
 #[test]
-fn layer3_deception_stops_stealth_colluders() {
-    let cfg = small();
-    // Stealth colluders cheat only when they believe they are alone. Hidden
-    // audits alone (deception off) catch some of them, but a caught one is
-    // only suspected: it keeps getting real work, behaves while compared,
-    // regains trust and cheats again. Canaries fed to suspects are "alone"
-    // too, so it keeps cheating on them and is contained for good.
+fn probation_canaries_catch_colluders_before_their_first_solo_task() {
+    let cfg = spread();
     let on = cell(&cfg, 0.25, Strategy::StealthColluding, Policy::Biop2p);
-    assert!(on.wrong_accepted_rate < 0.002, "{on:?}");
-    assert_eq!(on.honest_quarantined, 0);
-    assert_eq!(on.attackers_quarantined, 75);
     let off = cell(
-        &ByzantineConfig {
-            layers: LayerSet::ALL.without(Layer::Deception),
-            ..cfg
-        },
+        &off(&cfg, "probation-canaries"),
         0.25,
         Strategy::StealthColluding,
         Policy::Biop2p,
     );
-    assert!(off.attackers_quarantined < 10, "{off:?}");
     assert!(
-        off.replicas_per_task > on.replicas_per_task,
+        off.wrong_accepted_rate > on.wrong_accepted_rate,
         "{off:?} vs {on:?}"
     );
+    assert_eq!(on.honest_quarantined, 0);
 }
 
 #[test]
-fn layer5_thermal_catches_over_billing_wherever_a_quorum_exists() {
-    let cfg = small();
+fn layer5_thermal_catches_over_billing() {
+    let cfg = spread();
     let on = cell(&cfg, 0.25, Strategy::OverBilling, Policy::Biop2p);
-    assert!(on.details.overbills_with_quorum > 0);
-    assert_eq!(
-        on.details.overbills_caught, on.details.overbills_with_quorum,
-        "{:?}",
-        on.details
-    );
-    assert!(on.wrong_accepted_rate < 0.002, "{on:?}");
+    assert!(on.wrong_accepted_rate < 0.005, "{on:?}");
+    assert!(on.attackers_quarantined > 0, "{on:?}");
     let off = cell(
-        &ByzantineConfig {
-            layers: LayerSet::ALL.without(Layer::Thermal),
-            ..cfg
-        },
+        &off(&cfg, "thermal"),
         0.25,
         Strategy::OverBilling,
         Policy::Biop2p,
@@ -102,19 +116,38 @@ fn layer5_thermal_catches_over_billing_wherever_a_quorum_exists() {
 }
 
 #[test]
-fn sybil_churn_buys_nothing() {
-    let r = cell(&small(), 0.25, Strategy::SybilChurn, Policy::Biop2p);
-    assert!(r.wrong_accepted_rate < 0.002, "{r:?}");
-    assert_eq!(r.honest_quarantined, 0);
-    assert!(r.attackers_quarantined > 75, "identities churned: {r:?}");
+fn slander_is_checked_not_believed() {
+    let cfg = spread();
+    let on = cell(&cfg, 0.25, Strategy::Slanderer, Policy::Biop2p);
+    assert_eq!(on.honest_quarantined, 0, "{on:?}");
+    assert!(on.details.verify_cpu > 0);
+    let off = cell(
+        &off(&cfg, "accusation-check"),
+        0.25,
+        Strategy::Slanderer,
+        Policy::Biop2p,
+    );
+    // Believed at face value, slander costs honest trusted hosts their trust:
+    // their work is replicated again.
+    assert!(
+        off.replicas_per_task > on.replicas_per_task + 0.1,
+        "{off:?} vs {on:?}"
+    );
 }
 
 #[test]
-fn no_attackers_no_false_quarantine_and_low_overhead() {
-    let r = cell(&small(), 0.0, Strategy::Colluding, Policy::Biop2p);
-    assert_eq!(r.wrong_accepted_rate, 0.0);
+fn sybil_churn_buys_nothing() {
+    let r = cell(&small(), 0.25, Strategy::SybilChurn, Policy::Biop2p);
+    assert!(r.wrong_accepted_rate < 0.005, "{r:?}");
     assert_eq!(r.honest_quarantined, 0);
-    assert!(r.details.replicas_per_task_formed < 1.25, "{:?}", r.details);
+}
+
+#[test]
+fn no_attackers_no_false_quarantine_despite_honest_faults() {
+    let r = cell(&small(), 0.0, Strategy::Colluding, Policy::Biop2p);
+    assert!(r.details.honest_faults > 0, "faults are modelled");
+    assert_eq!(r.honest_quarantined, 0);
+    assert!(r.replicas_per_task < 1.5, "{r:?}");
 }
 
 #[test]
@@ -122,6 +155,7 @@ fn cells_are_deterministic_and_json_has_exactly_the_promised_fields() {
     let cfg = ByzantineConfig {
         hosts: 100,
         tasks: 3000,
+        submitters: 3,
         ..Default::default()
     };
     let a = byzantine::run_cell(&cfg, 0.1, Strategy::Sleeper, Policy::Biop2p).unwrap();
@@ -139,15 +173,17 @@ fn cells_are_deterministic_and_json_has_exactly_the_promised_fields() {
             "policy",
             "replicas_per_task",
             "strategy",
-            "tasks_to_quarantine_median",
+            "tasks",
+            "worst_window_wrong_rate",
             "wrong_accepted_rate"
         ]
     );
     assert_eq!(v["policy"], "biop2p");
     assert_eq!(v["strategy"], "sleeper");
     let m = byzantine::run_matrix(&cfg, &[0.1], &[Strategy::Colluding], &[]).unwrap();
-    assert_eq!(m.len(), 2);
+    assert_eq!(m.len(), 3);
     assert_eq!(m[1].policy, Policy::Majority3);
+    assert_eq!(m[2].policy, Policy::BoincAdaptive);
     assert!(byzantine::run_cell(&cfg, 1.5, Strategy::Sleeper, Policy::Biop2p).is_err());
 }
 
@@ -279,7 +315,12 @@ fn honest_peers_become_trusted_and_state_serialises() {
         .peers()
         .filter(|(_, r)| r.state == PeerState::Trusted)
         .count();
-    assert!(trusted >= 10, "{trusted}");
+    // The working set grows to `min_trusted`, then newcomers are admitted
+    // only now and then.
+    assert!(
+        trusted >= SecurityConfig::default().min_trusted,
+        "{trusted}"
+    );
     let json = serde_json::to_string(c.reputation()).unwrap();
     let back: security::Reputation = serde_json::from_str(&json).unwrap();
     assert_eq!(back.peer(&peer(1)), c.reputation().peer(&peer(1)));

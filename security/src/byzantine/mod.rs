@@ -1,20 +1,31 @@
 //! The Byzantine benchmark: honest hosts and attackers, run through the real
-//! security code.
+//! security code, with none of the defender's luck.
 //!
-//! One *cell* is (attacker fraction, [`Strategy`], [`Policy`]). The simulated
-//! population is built from the config seed, so both policies of a cell face
-//! the same hosts, the same attackers and the same task inputs. Time is a
-//! fixed tick per task; nothing reads a clock, so a cell is deterministic for
-//! a seed.
+//! One *cell* is (attacker fraction, [`Strategy`], [`Policy`]). The world is
+//! built from the config seed alone, so every policy of a cell faces the same
+//! hosts, the same attackers, the same task inputs and the same honest faults
+//! (a fault is a pure function of host and input).
 //!
-//! Attackers get the strongest information the strategy definitions allow:
-//! colluders know which other colluders hold the same task (all hosts the
-//! task was dispatched to so far). The coordinator never tells a host about
-//! replication, so a colluder alone on a task cannot tell a solo run, a run
-//! that will be audited later, or a canary apart.
+//! The world ([`sim`]) is what a live network gives the defender, no more:
+//! - `submitters` submitters, each its own [`Coordinator`](crate::Coordinator)
+//!   with its own reputation table, sharing only signed accusations (a trust
+//!   report with evidence) that arrive `report_delay_ms` later and that the
+//!   receiver re-runs before believing, paying that execution;
+//! - every submitter keeps `in_flight` tasks open; results come back after the
+//!   host's compute time plus network latency, so out of order;
+//! - canaries are computed by the submitter itself, each costing one
+//!   execution in `replicas_per_task`, or (with `reuse_canaries`) taken from
+//!   earlier accepted quorums, which attackers that held them recognise;
+//! - honest hosts return a wrong output at `honest_wrong_rate` (hardware
+//!   faults) and fail at `honest_failure_rate` (half errors, half timeouts);
+//! - hosts are seen by their observed network prefix; attackers hold
+//!   `attacker_prefixes` of them, and Sybils rejoin inside those.
 //!
-//! The lead wires `biop2p sim byzantine` to [`run_matrix`]; one JSON line per
-//! [`CellReport`].
+//! Attackers get the strongest information their strategy allows: colluders
+//! know every host holding the task at the moment they answer; a patient
+//! attacker knows its exact spot-check rate at each submitter. Nothing
+//! reaches into a coordinator on the defender's behalf: the driver only feeds
+//! events and acts on actions, like the live submitter.
 
 mod sim;
 
@@ -24,10 +35,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::coordinator::SecurityConfig;
 use crate::error::SecurityError;
-use crate::layers::LayerSet;
+use crate::layers::{Layer, LayerSet};
 
 /// The attacker fractions of the default matrix.
-pub const DEFAULT_FRACTIONS: [f64; 5] = [0.0, 0.10, 0.25, 0.33, 0.40];
+pub const DEFAULT_FRACTIONS: [f64; 4] = [0.0, 0.10, 0.25, 0.33];
 
 /// How attackers behave.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
@@ -37,30 +48,40 @@ pub enum Strategy {
     AlwaysWrong,
     /// Wrong (a unique value) with probability `random_wrong_rate`.
     RandomWrong,
-    /// Every answer the same wrong value as the other colluders.
+    /// One shared wrong output, but only when attackers hold a strict
+    /// majority of the task's hosts (so far, when it answers), which includes
+    /// every replica going to attackers; right otherwise. Attackers know
+    /// each other's assignments (and, generously, the honest ones).
     Colluding,
-    /// Right whenever an honest host also holds the task (it could be
-    /// compared); the shared wrong value when only colluders hold it, which
-    /// includes running it alone. The worst case for adaptive replication.
+    /// As `colluding`, and only when it holds the task alone (unreplicated).
     StealthColluding,
-    /// Honest for `sleeper_honest_tasks` jobs, then the shared wrong value.
+    /// Honest until its spot-check rate at a submitter reaches the floor,
+    /// then stealth towards that submitter.
+    Patient,
+    /// Honest for `sleeper_honest_tasks` jobs, then always the shared wrong value.
     Sleeper,
+    /// Honest work, and every `slander_every` jobs a false accusation against
+    /// an honest host (with that host's genuine receipt, the only evidence it
+    /// can get signed) to every submitter.
+    Slanderer,
     /// Right output, fuel inflated by `overbill_factor` (wall time inflated
     /// to match, so the speed check alone cannot see it).
     OverBilling,
-    /// Colluding, and after each quarantine rejoins under a new identity from
-    /// the same region.
+    /// Colluding, and once any submitter quarantines it, it drops the
+    /// identity and rejoins everywhere under a fresh one, in a prefix it holds.
     SybilChurn,
 }
 
 impl Strategy {
     /// All strategies, in the order of the default matrix.
-    pub const ALL: [Strategy; 7] = [
+    pub const ALL: [Strategy; 9] = [
         Strategy::AlwaysWrong,
         Strategy::RandomWrong,
         Strategy::Colluding,
         Strategy::StealthColluding,
+        Strategy::Patient,
         Strategy::Sleeper,
+        Strategy::Slanderer,
         Strategy::OverBilling,
         Strategy::SybilChurn,
     ];
@@ -72,7 +93,9 @@ impl Strategy {
             Strategy::RandomWrong => "random-wrong",
             Strategy::Colluding => "colluding",
             Strategy::StealthColluding => "stealth-colluding",
+            Strategy::Patient => "patient",
             Strategy::Sleeper => "sleeper",
+            Strategy::Slanderer => "slanderer",
             Strategy::OverBilling => "over-billing",
             Strategy::SybilChurn => "sybil-churn",
         }
@@ -96,21 +119,29 @@ pub enum Policy {
     /// This crate's [`Coordinator`](crate::Coordinator) with the configured layers.
     #[serde(rename = "biop2p")]
     Biop2p,
-    /// The BOINC-style baseline: 3 replicas on random hosts, accept the first
-    /// output 2 of them agree on, no reputation, no counter checks.
+    /// Fixed majority of three: 3 replicas on random hosts, accept the first
+    /// output 2 agree on (one more replica at a time otherwise, failures
+    /// re-issued), no reputation, no counter checks.
     #[serde(rename = "majority3")]
     Majority3,
+    /// BOINC's adaptive replication as its source states it: a host is
+    /// trusted after 10 consecutive valid results; a trusted host's job is
+    /// replicated with probability 1/consecutive_valid (quorum 2 otherwise);
+    /// an invalid result or an error resets the count; no blacklisting.
+    #[serde(rename = "boinc-adaptive")]
+    BoincAdaptive,
 }
 
 impl Policy {
-    /// Both policies.
-    pub const ALL: [Policy; 2] = [Policy::Biop2p, Policy::Majority3];
+    /// All policies.
+    pub const ALL: [Policy; 3] = [Policy::Biop2p, Policy::Majority3, Policy::BoincAdaptive];
 
     /// The CLI/JSON name.
     pub fn name(self) -> &'static str {
         match self {
             Policy::Biop2p => "biop2p",
             Policy::Majority3 => "majority3",
+            Policy::BoincAdaptive => "boinc-adaptive",
         }
     }
 }
@@ -125,41 +156,54 @@ impl FromStr for Policy {
     }
 }
 
-/// Benchmark parameters. The defaults are the reference scenario (1000 hosts,
-/// 200,000 tasks, 5% honest failures, fixed seed); tests shrink `tasks`.
+/// Benchmark parameters. The defaults are the reference scenario; tests
+/// shrink `tasks` and `hosts`.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ByzantineConfig {
     /// Hosts at the start (attackers included).
     pub hosts: usize,
-    /// Real tasks submitted.
+    /// Real tasks submitted, over all submitters.
     pub tasks: usize,
-    /// Seed for the population, inputs and the coordinator.
+    /// Submitters, each with its own coordinator and reputation.
+    pub submitters: usize,
+    /// Tasks each submitter keeps open at once (dispatched as a batch,
+    /// refilled as they complete).
+    pub in_flight: usize,
+    /// Seed for the population, inputs and the coordinators.
     pub seed: u64,
-    /// Probability an honest job fails (error/timeout, no result). Failures
-    /// are reported, not silently wrong: that is the sandbox's job.
+    /// Probability an honest job fails without a result (half errors
+    /// reported at once, half silent until the deadline).
     pub honest_failure_rate: f64,
-    /// Address regions hosts are spread over.
-    pub regions: u32,
-    /// If set, all attackers live in this many regions (one operator's
-    /// networks); if not, they are spread like everyone else (the harder case
-    /// for distinct-region placement).
-    pub attacker_regions: Option<u32>,
+    /// Probability an honest host returns a wrong output (hardware fault).
+    pub honest_wrong_rate: f64,
+    /// Network prefixes (/24 or /48) the attackers hold; honest hosts each
+    /// sit in their own. Equal to the attacker count = no prefix signal.
+    pub attacker_prefixes: u32,
+    /// Delay of an accusation between submitters.
+    pub report_delay_ms: u64,
+    /// Share accusations between submitters (off: each learns alone).
+    pub share_reports: bool,
+    /// One-way network latency range in ms, per job.
+    pub latency_ms: (u64, u64),
     /// Wrong-answer probability of `random-wrong` attackers.
     pub random_wrong_rate: f64,
     /// Honest jobs a `sleeper` runs before turning.
     pub sleeper_honest_tasks: u32,
+    /// Jobs a `slanderer` runs per false accusation.
+    pub slander_every: u32,
     /// Fuel multiplier of `over-billing` attackers.
     pub overbill_factor: f64,
-    /// Share of tasks counted as warm-up: the "once reputations have formed"
-    /// figures in [`CellDetails`] cover the tasks after it.
-    pub warmup_fraction: f64,
-    /// Simulated ms between task submissions.
-    pub task_interval_ms: u64,
+    /// Tasks per window of `worst_window_wrong_rate`.
+    pub window: usize,
+    /// Serve canary requests from earlier quorum-accepted tasks first (free,
+    /// but attackers that held the original recognise the re-run and answer
+    /// right); off: every canary is a fresh input computed locally.
+    pub reuse_canaries: bool,
     /// Layers enabled for the biop2p policy (ablation).
     pub layers: LayerSet,
     /// Coordinator config for the biop2p policy (its `seed` and `layers` are
-    /// overridden from this struct).
+    /// overridden per submitter from this struct).
     pub security: SecurityConfig,
 }
 
@@ -168,44 +212,52 @@ impl Default for ByzantineConfig {
         Self {
             hosts: 1000,
             tasks: 200_000,
+            submitters: 20,
+            in_flight: 32,
             seed: 0xB10_9229,
             honest_failure_rate: 0.05,
-            regions: 256,
-            attacker_regions: None,
+            honest_wrong_rate: 0.001,
+            attacker_prefixes: 32,
+            report_delay_ms: 2_000,
+            share_reports: true,
+            latency_ms: (20, 200),
             random_wrong_rate: 0.5,
             sleeper_honest_tasks: 100,
+            slander_every: 10,
             overbill_factor: 1.5,
-            warmup_fraction: 0.25,
-            task_interval_ms: 10,
+            window: 10_000,
+            reuse_canaries: false,
             layers: LayerSet::ALL,
             security: SecurityConfig::default(),
         }
     }
 }
 
-/// One JSON line of the benchmark. Serialises to exactly the fields the CLI
-/// promises; more figures are in `details` (not serialised here).
+/// One JSON line of the benchmark: exactly the fields the issue promises.
+/// More figures are in `details` (not serialised here).
 #[derive(Clone, PartialEq, Debug, Serialize)]
 pub struct CellReport {
-    /// `biop2p` or `majority3`.
+    /// `biop2p`, `majority3` or `boinc-adaptive`.
     pub policy: Policy,
-    /// Attacker fraction of the initial population.
-    pub fraction: f64,
     /// Attacker strategy.
     pub strategy: Strategy,
+    /// Attacker fraction of the initial population.
+    pub fraction: f64,
     /// Accepted wrong results / tasks submitted. An accepted result counts
     /// as wrong if its output is wrong or any paid receipt has inflated fuel.
     pub wrong_accepted_rate: f64,
-    /// Executions dispatched (replicas, audits, canaries, decoys; failed
-    /// ones included) / tasks submitted, over the whole run.
+    /// The highest wrong rate over consecutive windows of `window` tasks (in
+    /// submission order over all submitters), so a bad start is not hidden.
+    pub worst_window_wrong_rate: f64,
+    /// (host executions + canaries computed locally + accusations re-run
+    /// locally) / tasks submitted: canaries and checks included.
     pub replicas_per_task: f64,
-    /// Honest identities quarantined.
+    /// Honest identities quarantined by at least one submitter.
     pub honest_quarantined: u32,
-    /// Attacker identities quarantined (Sybil churn counts each identity).
+    /// Attacker identities quarantined by at least one submitter.
     pub attackers_quarantined: u32,
-    /// Median, over quarantined attacker identities, of the jobs it received
-    /// from its first misbehaviour to its quarantine; `null` if none.
-    pub tasks_to_quarantine_median: Option<f64>,
+    /// Tasks submitted.
+    pub tasks: u64,
     /// Further figures, not part of the JSON line.
     #[serde(skip)]
     pub details: CellDetails,
@@ -214,40 +266,148 @@ pub struct CellReport {
 /// Extra figures for a cell.
 #[derive(Clone, Default, PartialEq, Debug, Serialize)]
 pub struct CellDetails {
-    /// Tasks submitted.
-    pub tasks: u64,
     /// Tasks accepted.
     pub accepted: u64,
     /// Accepted with a wrong output or inflated paid fuel.
     pub wrong_accepted: u64,
     /// Of which: only the fuel was wrong (over-billing accepted).
     pub overbilled_accepted: u64,
-    /// Of which: accepted from a single unverified/solo result.
-    pub wrong_solo: u64,
     /// Tasks given up (no quorum within budget); not accepted, not wrong.
     pub given_up: u64,
-    /// All executions dispatched.
+    /// Jobs hosts ran (replicas, audits, canaries, decoys; failed ones included).
     pub executions: u64,
-    /// Executions that were canaries (spot checks and decoys).
-    pub canaries: u64,
-    /// Tasks after warm-up.
-    pub tasks_formed: u64,
-    /// Executions per task after warm-up ("once reputations have formed").
-    pub replicas_per_task_formed: f64,
-    /// Wrong accepted after warm-up.
-    pub wrong_accepted_formed: u64,
-    /// Over-billing receipts that were compared with an honest receipt of the
-    /// same task or with a canary's known fuel (a quorum existed).
-    pub overbills_with_quorum: u64,
-    /// Over-billing receipts in quorums made only of over-billers (nothing
-    /// honest to compare with; possible only while everyone is a newcomer).
-    pub overbills_colluder_only: u64,
-    /// Of those, how many were caught (not paid, recorded as a violation).
-    pub overbills_caught: u64,
+    /// Of which canaries (spot checks, probation and decoys).
+    pub canary_runs: u64,
+    /// Canaries the submitters computed locally (one execution each).
+    pub canary_cpu: u64,
+    /// Accusations the receivers re-ran locally (one execution each).
+    pub verify_cpu: u64,
+    /// Accusations sent (each to every other submitter).
+    pub accusations: u64,
+    /// Wrong outputs honest hosts returned (hardware faults).
+    pub honest_faults: u64,
+    /// Wrong outputs or bills attackers returned.
+    pub lies: u64,
+    /// Attacker lies returned while an honest host also held the task
+    /// (0 for colluders: they coordinate).
+    pub lies_beside_honest: u64,
     /// Attackers in the initial population.
     pub attackers: u64,
-    /// Attacker identities created in total (more than `attackers` under Sybil churn).
+    /// Attacker identities created in total (more under Sybil churn).
     pub attacker_identities: u64,
+    /// Virtual time the cell took, ms.
+    pub sim_ms: u64,
+}
+
+/// One defence switched off, beside the same cell with it on.
+#[derive(Clone, PartialEq, Debug, Serialize)]
+pub struct AblationRow {
+    /// The defence.
+    pub defence: &'static str,
+    /// The attack it targets.
+    pub strategy: Strategy,
+    /// Attacker fraction.
+    pub fraction: f64,
+    /// Every defence on.
+    pub on: CellReport,
+    /// This defence off.
+    pub off: CellReport,
+}
+
+/// Switches one defence off in a config.
+pub type Switch = fn(&mut ByzantineConfig);
+
+/// The defences with an ablation row: name, the strategy it targets, and
+/// how to switch it off.
+pub fn defences() -> Vec<(&'static str, Strategy, Switch)> {
+    fn layer(c: &mut ByzantineConfig, l: Layer) {
+        c.layers = c.layers.without(l);
+    }
+    let rows: Vec<(&'static str, Strategy, Switch)> = vec![
+        ("randomized-execution", Strategy::Colluding, |c| {
+            layer(c, Layer::RandomizedExecution)
+        }),
+        ("deception", Strategy::StealthColluding, |c| {
+            layer(c, Layer::Deception)
+        }),
+        ("probation-canaries", Strategy::Colluding, |c| {
+            c.security.probation_canaries = 0
+        }),
+        ("thermal", Strategy::OverBilling, |c| {
+            layer(c, Layer::Thermal)
+        }),
+        ("trust-reports", Strategy::Sleeper, |c| {
+            c.share_reports = false
+        }),
+        ("accusation-check", Strategy::Slanderer, |c| {
+            c.security.verify_accusations = false
+        }),
+        ("prefix-ranking", Strategy::SybilChurn, |c| {
+            c.security.newcomer_candidates = 1
+        }),
+        ("newcomer-admission", Strategy::SybilChurn, |c| {
+            c.security.newcomer_admission = 1.0
+        }),
+    ];
+    rows
+}
+
+/// Runs every ablation row at `fraction`, cells spread over the cores.
+pub fn run_ablation(
+    config: &ByzantineConfig,
+    fraction: f64,
+) -> Result<Vec<AblationRow>, SecurityError> {
+    let rows = defences();
+    let mut jobs = Vec::new();
+    for (_, s, off) in &rows {
+        jobs.push((config.clone(), *s));
+        let mut c = config.clone();
+        off(&mut c);
+        jobs.push((c, *s));
+    }
+    let mut results =
+        parallel(&jobs, |(c, s)| run_cell(c, fraction, *s, Policy::Biop2p)).into_iter();
+    let mut out = Vec::new();
+    for (name, s, _) in rows {
+        let on = results.next().expect("one per job")?;
+        let off = results.next().expect("one per job")?;
+        out.push(AblationRow {
+            defence: name,
+            strategy: s,
+            fraction,
+            on,
+            off,
+        });
+    }
+    Ok(out)
+}
+
+fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let out: std::sync::Mutex<Vec<Option<R>>> =
+        std::sync::Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(i) else {
+                        break;
+                    };
+                    let r = f(item);
+                    out.lock().expect("no panics while holding the lock")[i] = Some(r);
+                }
+            });
+        }
+    });
+    out.into_inner()
+        .expect("no panics while holding the lock")
+        .into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect()
 }
 
 /// Runs one cell.
@@ -298,28 +458,8 @@ pub fn run_matrix(
             }
         }
     }
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(cells.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut out: Vec<Option<Result<CellReport, SecurityError>>> = vec![None; cells.len()];
-    let results = std::sync::Mutex::new(&mut out);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(&(f, s, p)) = cells.get(i) else {
-                        break;
-                    };
-                    let r = run_cell(config, f, s, p);
-                    results.lock().expect("no panics while holding the lock")[i] = Some(r);
-                }
-            });
-        }
-    });
-    out.into_iter()
-        .map(|r| r.expect("every cell ran"))
+    parallel(&cells, |&(f, s, p)| run_cell(config, f, s, p))
+        .into_iter()
         .collect()
 }
 
@@ -335,6 +475,10 @@ mod tests {
         }
         assert!("nope".parse::<Strategy>().is_err());
         assert_eq!("majority3".parse::<Policy>().unwrap(), Policy::Majority3);
+        for p in Policy::ALL {
+            assert_eq!(p.name().parse::<Policy>().unwrap(), p);
+            assert_eq!(serde_json_name(&p), p.name());
+        }
     }
 
     fn serde_json_name<T: Serialize>(t: &T) -> String {
