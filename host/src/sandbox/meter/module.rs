@@ -165,6 +165,8 @@ struct Rewriter<'a> {
     /// Wrapped imports in wrapper order: (import index, type index).
     wrapped: Vec<(u32, u32)>,
     next_func: usize,
+    /// The scratch i64 local of the function being rewritten.
+    tmp_counter: u32,
     /// The code section being built, and entries still to come.
     code: CodeSection,
     code_left: u32,
@@ -183,6 +185,7 @@ pub(crate) fn rewrite(wasm: &[u8], mode: &Mode<'_>) -> Result<Vec<u8>, String> {
         wrappers: HashMap::new(),
         wrapped: Vec::new(),
         next_func: 0,
+        tmp_counter: 0,
         code: CodeSection::new(),
         code_left: 0,
         scan,
@@ -526,16 +529,19 @@ impl Rewriter<'_> {
         }
         f.instruction(&I::GlobalGet(self.counter))
             .instruction(&I::I64Const(cost as i64))
-            .instruction(&I::I64Sub)
-            .instruction(&I::GlobalSet(self.counter));
-        self.check(f);
+            .instruction(&I::I64Sub);
+        self.set_and_check(f);
     }
 
     /// Traps when the counter is below zero. The trap is the only thing on
     /// the slow path (in embedded mode after telling the host why), so
     /// nothing is live across it and Cranelift keeps registers as they are.
-    fn check(&self, f: &mut Function) {
-        f.instruction(&I::GlobalGet(self.counter))
+    fn set_and_check(&self, f: &mut Function) {
+        // The new value is kept in a local rather than read back from the
+        // global: one load fewer (two for a component's imported counter).
+        f.instruction(&I::LocalTee(self.tmp_counter))
+            .instruction(&I::GlobalSet(self.counter))
+            .instruction(&I::LocalGet(self.tmp_counter))
             .instruction(&I::I64Const(0))
             .instruction(&I::I64LtS)
             .instruction(&I::If(BlockType::Empty));
@@ -574,9 +580,8 @@ impl Rewriter<'_> {
             f.instruction(&I::I64Const(i64::from(-shift)))
                 .instruction(&I::I64Shl);
         }
-        f.instruction(&I::I64Sub)
-            .instruction(&I::GlobalSet(self.counter));
-        self.check(f);
+        f.instruction(&I::I64Sub);
+        self.set_and_check(f);
     }
 
     fn instrument(
@@ -599,6 +604,8 @@ impl Rewriter<'_> {
         };
         locals.push((1, ValType::I32));
         locals.push((1, ValType::I64));
+        locals.push((1, ValType::I64));
+        self.tmp_counter = params + n_locals + 2;
         let mut ops = Vec::new();
         let mut reader = body.get_operators_reader()?;
         while !reader.eof() {
