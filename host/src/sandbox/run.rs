@@ -690,7 +690,7 @@ fn component_left(
 }
 
 /// Fuel charged for each call from the guest into the host (WASI and the
-/// workload interface). Host calls are not metered by wasmtime's fuel, so
+/// workload interface). Host code is not counted by the meter in guest code, so
 /// without a charge a guest could keep a worker busy in host code (a loop
 /// of failing writes) for far longer than its fuel suggests. 10,000 fuel is
 /// about the cost of a cheap WASI call at the calibrated rate; the count of
