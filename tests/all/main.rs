@@ -4,6 +4,7 @@
 mod cli;
 mod durability;
 mod guests;
+mod meter;
 mod network;
 mod replicas;
 mod sandbox;

@@ -330,7 +330,7 @@ fn unmetered_engine_gives_the_same_output() {
     let sb = Sandbox::new(SandboxConfig {
         fuel_per_sec: Some(FUEL_PER_SEC),
         engine: biop2p::sandbox::EngineConfig {
-            metering: false,
+            metering: biop2p::sandbox::Metering::Off,
             ..Default::default()
         },
         ..SandboxConfig::default()

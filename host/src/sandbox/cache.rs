@@ -16,6 +16,9 @@ use std::sync::{Arc, Mutex};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
+use super::engine::Metering;
+use super::meter::Metered;
+
 /// Length of the tag that proves an artifact was written by this host.
 const TAG_LEN: usize = 32;
 
@@ -41,11 +44,25 @@ pub struct CacheStats {
     pub compiles: AtomicU64,
 }
 
-/// What was compiled: a core module or a component.
+/// What was compiled: a core module or a component, and whether it carries
+/// our meter.
 #[derive(Clone)]
 pub(crate) enum Code {
-    Core(Module),
-    Component(Component),
+    /// A core module; `meter` names its counter (and deferred start
+    /// function) when it was metered.
+    Core(Module, Option<CoreMeter>),
+    /// A component; `metered` when it has the meter's prologue.
+    Component(Component, bool),
+}
+
+/// Where a metered core module keeps its counter (see `sandbox::meter`).
+#[derive(Clone, Debug)]
+pub(crate) struct CoreMeter {
+    /// The exported counter global.
+    pub(crate) counter: String,
+    /// The module's start function, exported for the host to run after the
+    /// counter is set.
+    pub(crate) start: Option<String>,
 }
 
 /// Memory cache entries; one compiled module is a few hundred KiB to a few
@@ -60,18 +77,24 @@ type Entries<V> = (HashMap<Key, Arc<V>>, VecDeque<Key>);
 pub(crate) struct CodeCache<V> {
     memory: Mutex<Entries<V>>,
     disk: Option<DiskCache>,
+    metering: Metering,
     pub(crate) stats: CacheStats,
 }
 
 impl<V> CodeCache<V> {
-    pub(crate) fn new(data_dir: Option<&Path>, engines: &super::Engines) -> std::io::Result<Self> {
+    pub(crate) fn new(
+        data_dir: Option<&Path>,
+        engines: &super::Engines,
+        metering: Metering,
+    ) -> std::io::Result<Self> {
         let disk = match data_dir {
-            Some(d) => Some(DiskCache::open(&d.join("code-cache"), engines)?),
+            Some(d) => Some(DiskCache::open(&d.join("code-cache"), engines, metering)?),
             None => None,
         };
         Ok(CodeCache {
             memory: Mutex::new((HashMap::new(), VecDeque::new())),
             disk,
+            metering,
             stats: CacheStats::default(),
         })
     }
@@ -98,7 +121,7 @@ impl<V> CodeCache<V> {
                 (code, CacheSource::Disk)
             }
             None => {
-                let code = compile(engine, bytes).map_err(invalid)?;
+                let code = compile(engine, bytes, self.metering).map_err(invalid)?;
                 self.stats.compiles.fetch_add(1, Ordering::Relaxed);
                 if let Some(d) = &self.disk {
                     d.store(&key, &code);
@@ -121,8 +144,10 @@ impl<V> CodeCache<V> {
     }
 }
 
-/// Turns submitted bytes (binary or WAT text) into compiled code.
-fn compile(engine: &Engine, bytes: &[u8]) -> Result<Code, String> {
+/// Turns submitted bytes (binary or WAT text) into compiled code, metered
+/// first unless `metering` says otherwise. Rewriting happens here, once per
+/// module, never per task.
+fn compile(engine: &Engine, bytes: &[u8], metering: Metering) -> Result<Code, String> {
     let binary: std::borrow::Cow<[u8]> = if bytes.starts_with(b"\0asm") {
         bytes.into()
     } else {
@@ -131,14 +156,28 @@ fn compile(engine: &Engine, bytes: &[u8]) -> Result<Code, String> {
     if binary.len() < 8 {
         return Err(format!("truncated header ({} bytes)", binary.len()));
     }
+    if metering == Metering::Meter {
+        return match super::meter::instrument(&binary)? {
+            Metered::Core {
+                bytes,
+                counter,
+                start,
+            } => Module::new(engine, &bytes)
+                .map(|m| Code::Core(m, Some(CoreMeter { counter, start })))
+                .map_err(|e| format!("{e:#}")),
+            Metered::Component { bytes } => Component::new(engine, &bytes)
+                .map(|c| Code::Component(c, true))
+                .map_err(|e| format!("{e:#}")),
+        };
+    }
     // Core modules have layer 0 in bytes 6..8, components layer 1.
     if binary[6..8] == [1, 0] {
         Component::new(engine, &binary)
-            .map(Code::Component)
+            .map(|c| Code::Component(c, false))
             .map_err(|e| format!("{e:#}"))
     } else {
         Module::new(engine, &binary)
-            .map(Code::Core)
+            .map(|m| Code::Core(m, None))
             .map_err(|e| format!("{e:#}"))
     }
 }
@@ -146,10 +185,11 @@ fn compile(engine: &Engine, bytes: &[u8]) -> Result<Code, String> {
 struct DiskCache {
     dir: PathBuf,
     key: [u8; 32],
+    metering: Metering,
 }
 
 impl DiskCache {
-    fn open(root: &Path, engines: &super::Engines) -> std::io::Result<Self> {
+    fn open(root: &Path, engines: &super::Engines, metering: Metering) -> std::io::Result<Self> {
         std::fs::create_dir_all(root)?;
         let key = crate::fsutil::load_or_create_secret(&root.join("key"))?;
         // One folder for both engines: the key also carries `portable`, and
@@ -160,9 +200,12 @@ impl DiskCache {
             .portable
             .precompile_compatibility_hash()
             .hash(&mut h);
+        // Code rewritten by another version of the meter counts differently.
+        super::meter::METER_VERSION.hash(&mut h);
+        format!("{metering:?}").hash(&mut h);
         let dir = root.join(format!("{:016x}", h.finish()));
         std::fs::create_dir_all(&dir)?;
-        Ok(DiskCache { dir, key })
+        Ok(DiskCache { dir, key, metering })
     }
 
     fn path(&self, key: &Key) -> PathBuf {
@@ -186,10 +229,21 @@ impl DiskCache {
             tracing::warn!(path = %path.display(), "ignoring cached artifact with a bad tag");
             return None;
         }
-        let (kind, artifact) = body.split_first()?;
+        let (kind, rest) = body.split_first()?;
+        let metered = self.metering == Metering::Meter;
         let code = match kind {
-            0 => deserialize_module(engine, artifact).map(Code::Core),
-            1 => deserialize_component(engine, artifact).map(Code::Component),
+            0 => {
+                let (meter, artifact) = if metered {
+                    let (counter, rest) = take_str(rest)?;
+                    let (start, rest) = take_str(rest)?;
+                    let start = (!start.is_empty()).then_some(start);
+                    (Some(CoreMeter { counter, start }), rest)
+                } else {
+                    (None, rest)
+                };
+                deserialize_module(engine, artifact).map(|m| Code::Core(m, meter))
+            }
+            1 => deserialize_component(engine, rest).map(|c| Code::Component(c, metered)),
             _ => return None,
         };
         match code {
@@ -203,8 +257,8 @@ impl DiskCache {
 
     fn store(&self, key: &Key, code: &Code) {
         let serialized = match code {
-            Code::Core(m) => m.serialize().map(|b| (0u8, b)),
-            Code::Component(c) => c.serialize().map(|b| (1u8, b)),
+            Code::Core(m, _) => m.serialize().map(|b| (0u8, b)),
+            Code::Component(c, _) => c.serialize().map(|b| (1u8, b)),
         };
         let (kind, artifact) = match serialized {
             Ok(s) => s,
@@ -213,8 +267,12 @@ impl DiskCache {
                 return;
             }
         };
-        let mut body = Vec::with_capacity(artifact.len() + 1);
+        let mut body = Vec::with_capacity(artifact.len() + 64);
         body.push(kind);
+        if let Code::Core(_, Some(meter)) = code {
+            put_str(&mut body, &meter.counter);
+            put_str(&mut body, meter.start.as_deref().unwrap_or(""));
+        }
         body.extend_from_slice(&artifact);
         let tag = blake3::keyed_hash(&self.key, &body);
         let mut data = Vec::with_capacity(TAG_LEN + body.len());
@@ -224,6 +282,18 @@ impl DiskCache {
             tracing::warn!(error = %e, "could not write compiled code to the cache");
         }
     }
+}
+
+/// Appends a length-prefixed string (the meter's export names).
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn take_str(data: &[u8]) -> Option<(String, &[u8])> {
+    let len = u32::from_le_bytes(data.get(..4)?.try_into().ok()?) as usize;
+    let s = std::str::from_utf8(data.get(4..4 + len)?).ok()?.to_string();
+    Some((s, &data[4 + len..]))
 }
 
 // Deserializing is unsafe because the bytes are trusted to be code wasmtime

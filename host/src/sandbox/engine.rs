@@ -3,7 +3,8 @@
 //! There are two engines, built once: the default one, and a "portable" one
 //! with NaN canonicalization for tasks whose replicas may run on different CPU
 //! architectures. Everything else (pooling, copy-on-write, metering, SIMD
-//! determinism, stack bound) is identical.
+//! determinism, stack bound) is identical. The meter is not an engine
+//! setting: modules are rewritten before compiling (`sandbox::meter`).
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -30,12 +31,27 @@ pub struct EngineConfig {
     /// command at 23 µs). Costs up to this much RSS per warm pool slot, and
     /// only for pages a task actually touched.
     pub keep_resident_bytes: usize,
-    /// Metering (fuel) in guest code. Always `true` in production: an
-    /// unmetered task has no bound on its run time and no deterministic cost.
-    /// `false` exists only so that `examples/metering_cost.rs` can measure
-    /// what metering costs against an otherwise identical engine; no CLI flag,
-    /// config file or network message can reach it.
-    pub metering: bool,
+    /// How guest code is metered. Always [`Metering::Meter`] in production;
+    /// the other two exist for measurements and tests only, and no CLI flag,
+    /// config file or network message can reach them.
+    pub metering: Metering,
+}
+
+/// The meter in guest code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Metering {
+    /// Our own deterministic meter (`sandbox::meter`): modules are rewritten
+    /// once before compiling so that guest code counts its own work.
+    #[default]
+    Meter,
+    /// wasmtime's fuel, one unit per operator executed: kept only as a
+    /// cross-check of the meter in tests (the two must order tasks by cost
+    /// the same way) and as a baseline in `examples/metering_cost.rs`.
+    WasmtimeFuel,
+    /// No meter at all: an unmetered task has no bound on its run time and
+    /// no cost. Only for `examples/metering_cost.rs`, to measure what the
+    /// meter costs against an otherwise identical engine.
+    Off,
 }
 
 impl Default for EngineConfig {
@@ -43,7 +59,7 @@ impl Default for EngineConfig {
         EngineConfig {
             pool_slots: 256,
             keep_resident_bytes: 2 << 20,
-            metering: true,
+            metering: Metering::Meter,
         }
     }
 }
@@ -105,9 +121,11 @@ fn config(cfg: &EngineConfig, portable: bool) -> Config {
     let mut c = Config::new();
     c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .memory_init_cow(true)
-        // Deterministic metering: fuel. A task's time limit becomes a fuel
-        // cap, so there is exactly one mechanism in guest code.
-        .consume_fuel(cfg.metering)
+        // Deterministic metering is our meter, compiled into the guest's code
+        // (`sandbox::meter`); wasmtime's fuel only on the cross-check engine.
+        // A task's time limit becomes a cap on the count, so there is
+        // exactly one mechanism in guest code.
+        .consume_fuel(cfg.metering == Metering::WasmtimeFuel)
         .epoch_interruption(false)
         .wasm_simd(true)
         .wasm_relaxed_simd(true)

@@ -76,6 +76,46 @@ pub(crate) struct CoreState {
     pub(crate) wasi: WasiP1Ctx,
     pub(crate) limiter: TaskLimiter,
     pub(crate) time: super::wasi::VirtualTime,
+    /// The metered module's counter, once instantiated (for the host-call
+    /// charge in the call hook).
+    pub(crate) meter: Option<wasmtime::Global>,
+}
+
+/// The host's side of a metered component's counter (see
+/// `sandbox::meter`): the guest calls `sync` before each host call and when
+/// its counter runs out.
+#[derive(Debug, Default)]
+pub(crate) struct ComponentMeter {
+    /// The task's budget.
+    pub(crate) cap: i64,
+    started: bool,
+    /// The counter as of the guest's last host call: what is known after a
+    /// trap, when the store refuses further calls into the component.
+    pub(crate) last: i64,
+    /// The counter ran out (in guest code or at a host call).
+    pub(crate) exhausted: bool,
+}
+
+impl ComponentMeter {
+    /// `sync(counter) -> counter`. The first call, from the meter's own
+    /// start function, hands out the budget; every later one is a host call
+    /// about to happen (charged [`HOST_CALL_FUEL`](super::run::HOST_CALL_FUEL))
+    /// or the guest's counter below zero.
+    pub(crate) fn sync(&mut self, counter: i64) -> wasmtime::Result<i64> {
+        if !self.started {
+            self.started = true;
+            self.last = self.cap;
+            return Ok(self.cap);
+        }
+        let charge = super::run::HOST_CALL_FUEL as i64;
+        if counter < charge {
+            self.exhausted = true;
+            self.last = 0;
+            return Err(wasmtime::Trap::OutOfFuel.into());
+        }
+        self.last = counter - charge;
+        Ok(self.last)
+    }
 }
 
 /// Store state of a component (workload or WASI command).
@@ -85,6 +125,7 @@ pub(crate) struct ComponentState {
     pub(crate) limiter: TaskLimiter,
     pub(crate) report: GuestReport,
     pub(crate) time: super::wasi::VirtualTime,
+    pub(crate) meter: ComponentMeter,
 }
 
 impl WasiView for ComponentState {

@@ -7,15 +7,14 @@ use serde::{Deserialize, Serialize};
 /// task with a specific [`super::ErrorKind`] when one is crossed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskLimits {
-    /// Metering budget in fuel units: wasmtime's fuel, one unit per wasm
-    /// operator executed (control markers such as `nop`, `block`, `loop`,
-    /// `end` and `drop` are free), plus
+    /// Metering budget in units of our meter (`sandbox::meter`): one unit
+    /// per wasm operator, counted statically per function entry and loop
+    /// header, plus bulk memory and table operations by size and
     /// [`HOST_CALL_FUEL`](super::run::HOST_CALL_FUEL) per call into the host.
-    /// Deterministic: the same task always uses the same fuel, so replicas
-    /// can compare it and prices can be quoted in it. Rates measured on one
-    /// core here: about 34e9 fuel/s on the calibration loop (Cranelift folds
-    /// several operators into one instruction), about 10.6e9 fuel/s on a
-    /// branchy C++ program (yosys's SAT solver).
+    /// Deterministic: the same task always uses the same count, so replicas
+    /// can compare it and prices can be quoted in it. The field keeps its
+    /// name (`fuel`) because it is an interface. Measured here: about 15e9
+    /// units/s on the calibration loop on a loaded machine.
     pub fuel: u64,
     /// Linear memory cap across all memories of the task, in bytes.
     pub memory_bytes: u64,

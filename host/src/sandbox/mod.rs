@@ -1,7 +1,8 @@
 //! The sandbox: runs one task in a brand-new, metered wasmtime instance.
 //!
 //! One [`Engines`] per process (pooling allocator, copy-on-write memory
-//! images, fuel metering, deterministic SIMD, bounded stack); per task a new
+//! images, deterministic SIMD, bounded stack) and our own meter, compiled
+//! into each module by a rewriter run before compiling; per task a new
 //! `Store` with its own limits, WASI context and optional scratch directory,
 //! all dropped when the task ends (CBADU: clean before and after use).
 
@@ -10,6 +11,7 @@ mod engine;
 mod error;
 mod guest;
 mod limits;
+mod meter;
 mod pool;
 mod run;
 mod scratch;
@@ -17,7 +19,7 @@ mod sleep;
 mod wasi;
 
 pub use cache::{CacheSource, CacheStats};
-pub use engine::{EngineConfig, Engines, MAX_WASM_STACK};
+pub use engine::{EngineConfig, Engines, MAX_WASM_STACK, Metering};
 pub use error::{ErrorKind, SandboxError};
 pub use guest::GuestReport;
 pub use limits::TaskLimits;

@@ -7,15 +7,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use wasmtime::component::{HasSelf, Linker as ComponentLinker, ResourceTable};
-use wasmtime::{Engine, InstancePre, Linker, Store, Trap};
+use wasmtime::component::{
+    ComponentExportIndex, HasSelf, Instance as ComponentInstance, Linker as ComponentLinker,
+    ResourceTable,
+};
+use wasmtime::{Engine, InstancePre, Linker, Store, StoreContextMut, Trap, Val};
 use wasmtime_wasi::I32Exit;
-use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::p2::bindings::sync::{Command, CommandPre};
 
-use super::cache::{CacheSource, CacheStats, Code, CodeCache};
-use super::engine::{EngineConfig, Engines, MAX_WASM_STACK};
+use super::cache::{CacheSource, CacheStats, Code, CodeCache, CoreMeter};
+use super::engine::{EngineConfig, Engines, MAX_WASM_STACK, Metering};
 use super::guest::bindings::{Workload, WorkloadPre};
-use super::guest::{ComponentState, CoreState, GuestReport};
+use super::guest::{ComponentMeter, ComponentState, CoreState, GuestReport};
 use super::limits::{TaskLimiter, TaskLimits};
 use super::scratch::ScratchRoot;
 use super::{SandboxError, wasi};
@@ -141,11 +144,12 @@ pub struct TaskResult {
     pub cache: Option<CacheSource>,
 }
 
-/// What a module was prepared as: linking is done once per module.
+/// What a module was prepared as: linking is done once per module. The
+/// meter's handles are `None` on the unmetered and fuel engines.
 enum Prepared {
-    Core(InstancePre<CoreState>),
-    Workload(WorkloadPre<ComponentState>),
-    Command(CommandPre<ComponentState>),
+    Core(InstancePre<CoreState>, Option<CoreMeter>),
+    Workload(WorkloadPre<ComponentState>, Option<ComponentExportIndex>),
+    Command(CommandPre<ComponentState>, Option<ComponentExportIndex>),
 }
 
 /// The linkers of one engine.
@@ -164,6 +168,13 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut component)?;
         super::sleep::shadow_component(&mut component)?;
         Workload::add_to_linker::<_, HasSelf<GuestReport>>(&mut component, |s| &mut s.report)?;
+        // The metered component's line to the host (`sandbox::meter`).
+        component.root().func_wrap(
+            super::meter::SYNC_IMPORT,
+            |mut store: StoreContextMut<'_, ComponentState>, (counter,): (i64,)| {
+                store.data_mut().meter.sync(counter).map(|c| (c,))
+            },
+        )?;
         Ok(Runtime {
             engine,
             core,
@@ -174,7 +185,7 @@ impl Runtime {
     fn prepare(&self, code: Code) -> Result<Prepared, SandboxError> {
         let invalid = |e: wasmtime::Error| SandboxError::InvalidModule(format!("{e:#}"));
         match code {
-            Code::Core(module) => {
+            Code::Core(module, meter) => {
                 if module.get_export("_start").is_none() {
                     return Err(SandboxError::InvalidModule(
                         "core module has no `_start` export (expected a WASI command)".into(),
@@ -182,22 +193,38 @@ impl Runtime {
                 }
                 Ok(Prepared::Core(
                     self.core.instantiate_pre(&module).map_err(invalid)?,
+                    meter,
                 ))
             }
-            Code::Component(component) => {
+            Code::Component(component, metered) => {
+                let get = if metered {
+                    Some(
+                        component
+                            .get_export_index(None, super::meter::GET_EXPORT)
+                            .ok_or_else(|| {
+                                SandboxError::InvalidModule(
+                                    "the meter's accessor is missing".into(),
+                                )
+                            })?,
+                    )
+                } else {
+                    None
+                };
                 let pre = self
                     .component
                     .instantiate_pre(&component)
                     .map_err(invalid)?;
                 if let Ok(w) = WorkloadPre::new(pre.clone()) {
-                    return Ok(Prepared::Workload(w));
+                    return Ok(Prepared::Workload(w, get));
                 }
-                CommandPre::new(pre).map(Prepared::Command).map_err(|_| {
-                    SandboxError::InvalidModule(
-                        "component exports neither `run` of biop2p:workload nor wasi:cli/run"
-                            .into(),
-                    )
-                })
+                CommandPre::new(pre)
+                    .map(|c| Prepared::Command(c, get))
+                    .map_err(|_| {
+                        SandboxError::InvalidModule(
+                            "component exports neither `run` of biop2p:workload nor wasi:cli/run"
+                                .into(),
+                        )
+                    })
             }
         }
     }
@@ -215,7 +242,7 @@ struct Inner {
     cache: CodeCache<Prepared>,
     scratch: ScratchRoot,
     fuel_per_sec: AtomicU64,
-    metering: bool,
+    metering: Metering,
     _scratch_tmp: Option<tempfile::TempDir>,
 }
 
@@ -225,7 +252,8 @@ impl Sandbox {
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
         let host = |e: &dyn std::fmt::Display| SandboxError::HostError(e.to_string());
         let engines = Engines::new(&config.engine).map_err(|e| host(&e))?;
-        let cache = CodeCache::new(config.data_dir.as_deref(), &engines).map_err(|e| host(&e))?;
+        let cache = CodeCache::new(config.data_dir.as_deref(), &engines, config.engine.metering)
+            .map_err(|e| host(&e))?;
         let (scratch_path, tmp) = match &config.data_dir {
             Some(d) => (d.join("scratch"), None),
             None => {
@@ -330,7 +358,7 @@ impl Sandbox {
             .seed
             .unwrap_or_else(|| task_seed(&module_hash, &input_hash, &task.args));
         let mut budget = Budget::new(&task.limits, self.fuel_per_sec());
-        budget.metered = self.inner.metering;
+        budget.mode = self.inner.metering;
         let scratch = if task.scratch {
             match self.inner.scratch.create(&hex8(&seed)) {
                 Ok(d) => Some(d),
@@ -349,7 +377,7 @@ impl Sandbox {
             seed,
             match &*prepared {
                 // A workload gets its input as the argument of `run`.
-                Prepared::Workload(_) => Vec::new(),
+                Prepared::Workload(..) => Vec::new(),
                 _ => task.input.clone(),
             },
             output_limit,
@@ -370,14 +398,26 @@ impl Sandbox {
         let limiter = TaskLimiter::new(task.limits.memory_bytes);
         let start = Instant::now();
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &*prepared {
-            Prepared::Core(pre) => run_core(pre, builder, limiter, &budget, &stdio),
-            Prepared::Workload(pre) => {
-                run_workload(pre, builder, limiter, &budget, &task.input, &stdio)
+            Prepared::Core(pre, meter) => {
+                run_core(pre, meter.as_ref(), builder, limiter, &budget, &stdio)
             }
-            Prepared::Command(pre) => run_command(pre, builder, limiter, &budget, &stdio),
+            Prepared::Workload(pre, get) => {
+                run_workload(pre, *get, builder, limiter, &budget, &task.input, &stdio)
+            }
+            Prepared::Command(pre, get) => {
+                run_command(pre, *get, builder, limiter, &budget, &stdio)
+            }
         }));
         let wall_us = start.elapsed().as_micros() as u64;
-        let (outcome, fuel_left, limiter, report) = match run {
+        let (
+            outcome,
+            Left {
+                left: fuel_left,
+                exhausted,
+            },
+            limiter,
+            report,
+        ) = match run {
             Ok(r) => r,
             Err(_) => {
                 result.outcome = Err(SandboxError::HostError("sandbox panicked".into()));
@@ -391,7 +431,7 @@ impl Sandbox {
                     limit: task.limits.output_bytes,
                 }
             } else {
-                classify(e, &limiter, &budget, fuel_left)
+                classify(e, &limiter, &budget, fuel_left, exhausted)
             }
         });
         if matches!(&outcome, Ok(out) if out.len() as u64 > task.limits.output_bytes) {
@@ -427,30 +467,29 @@ impl Sandbox {
     }
 }
 
-/// The fuel a task may burn and which limit set it.
+/// The units a task may use and which limit set it.
 struct Budget {
     cap: u64,
     from_timeout: Option<u64>,
-    /// False only on a benchmark engine without metering
-    /// ([`EngineConfig::metering`]): no fuel is set, read or charged.
-    metered: bool,
+    /// The meter of the engine ([`EngineConfig::metering`]).
+    mode: Metering,
 }
 
 impl Budget {
     fn new(limits: &TaskLimits, fuel_per_sec: u64) -> Self {
         let timeout_cap = limits.timeout_ms.map(|ms| {
-            (u128::from(ms) * u128::from(fuel_per_sec) / 1000).min(u64::MAX as u128) as u64
+            (u128::from(ms) * u128::from(fuel_per_sec) / 1000).min(MAX_BUDGET as u128) as u64
         });
         match timeout_cap {
-            Some(t) if t < limits.fuel => Budget {
+            Some(t) if t < limits.fuel.min(MAX_BUDGET) => Budget {
                 cap: t,
                 from_timeout: limits.timeout_ms,
-                metered: true,
+                mode: Metering::Meter,
             },
             _ => Budget {
-                cap: limits.fuel,
+                cap: limits.fuel.min(MAX_BUDGET),
                 from_timeout: None,
-                metered: true,
+                mode: Metering::Meter,
             },
         }
     }
@@ -471,10 +510,20 @@ fn hex8(h: &Hash) -> String {
     h[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-type RunOutcome = (wasmtime::Result<Vec<u8>>, u64, TaskLimiter, GuestReport);
+/// The largest budget the meter's signed 64-bit counter holds.
+const MAX_BUDGET: u64 = i64::MAX as u64;
+
+/// What is left of the budget when a task stops, and whether it ran out.
+struct Left {
+    left: u64,
+    exhausted: bool,
+}
+
+type RunOutcome = (wasmtime::Result<Vec<u8>>, Left, TaskLimiter, GuestReport);
 
 fn run_core(
     pre: &InstancePre<CoreState>,
+    meter: Option<&CoreMeter>,
     mut builder: wasmtime_wasi::WasiCtxBuilder,
     limiter: TaskLimiter,
     budget: &Budget,
@@ -486,12 +535,28 @@ fn run_core(
             wasi: builder.build_p1(),
             limiter,
             time: stdio.time.clone(),
+            meter: None,
         },
     );
     store.limiter(|s| &mut s.limiter);
     let r = (|| {
-        meter(&mut store, budget)?;
+        fuel(&mut store, budget)?;
         let instance = pre.instantiate(&mut store)?;
+        if let Some(m) = meter {
+            // No guest code has run yet: the rewriter moved any start
+            // function out of instantiation, to run once the counter is set.
+            let counter = instance
+                .get_global(&mut store, &m.counter)
+                .ok_or_else(|| wasmtime::format_err!("the meter's counter is missing"))?;
+            counter.set(&mut store, Val::I64(budget.cap as i64))?;
+            store.data_mut().meter = Some(counter);
+            store.call_hook(charge_host_calls_meter);
+            if let Some(s) = &m.start {
+                instance
+                    .get_typed_func::<(), ()>(&mut store, s)?
+                    .call(&mut store, ())?;
+            }
+        }
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         match start.call(&mut store, ()) {
             Ok(()) => Ok(()),
@@ -501,10 +566,19 @@ fn run_core(
             },
         }
     })();
-    let fuel_left = fuel_left(&store, budget);
+    let left = match store.data().meter {
+        Some(g) => {
+            let v = g.get(&mut store).i64().unwrap_or(-1);
+            Left {
+                left: v.max(0) as u64,
+                exhausted: v < 0,
+            }
+        }
+        None => fuel_left(&store, budget),
+    };
     let out = r.map(|()| stdio.stdout.take());
     let CoreState { limiter, .. } = store.into_data();
-    (out, fuel_left, limiter, GuestReport::default())
+    (out, left, limiter, GuestReport::default())
 }
 
 fn component_store(
@@ -521,33 +595,102 @@ fn component_store(
             limiter,
             report: GuestReport::default(),
             time,
+            meter: ComponentMeter::default(),
         },
     );
     store.limiter(|s| &mut s.limiter);
     store
 }
 
-/// Gives the store its fuel and the host-call charge (unless the engine is
-/// the unmetered benchmark one).
-fn meter<T: 'static>(store: &mut Store<T>, budget: &Budget) -> wasmtime::Result<()> {
-    if budget.metered {
+/// On the fuel cross-check engine, gives the store its fuel and the
+/// host-call charge. The meter is set up after instantiation instead.
+fn fuel<T: 'static>(store: &mut Store<T>, budget: &Budget) -> wasmtime::Result<()> {
+    if budget.mode == Metering::WasmtimeFuel {
         store.call_hook(charge_host_calls);
         store.set_fuel(budget.cap)?;
     }
     Ok(())
 }
 
-/// Fuel left in the store: the whole cap on the unmetered benchmark engine.
-fn fuel_left<T: 'static>(store: &Store<T>, budget: &Budget) -> u64 {
-    if budget.metered {
-        store.get_fuel().unwrap_or(0)
+/// Fuel left in the store on the fuel engine; the whole cap on the unmetered
+/// benchmark engine.
+fn fuel_left<T: 'static>(store: &Store<T>, budget: &Budget) -> Left {
+    if budget.mode == Metering::WasmtimeFuel {
+        let left = store.get_fuel().unwrap_or(0);
+        Left {
+            left,
+            exhausted: false,
+        }
     } else {
-        budget.cap
+        Left {
+            left: budget.cap,
+            exhausted: false,
+        }
+    }
+}
+
+/// The host-call charge of a metered core module, taken from its counter.
+fn charge_host_calls_meter(
+    mut ctx: StoreContextMut<'_, CoreState>,
+    hook: wasmtime::CallHook,
+) -> wasmtime::Result<()> {
+    if matches!(hook, wasmtime::CallHook::CallingHost)
+        && let Some(g) = ctx.data().meter
+    {
+        let left = g.get(&mut ctx).i64().unwrap_or(-1);
+        let charge = HOST_CALL_FUEL as i64;
+        if left < charge {
+            g.set(&mut ctx, Val::I64(-1))?;
+            return Err(Trap::OutOfFuel.into());
+        }
+        g.set(&mut ctx, Val::I64(left - charge))?;
+    }
+    Ok(())
+}
+
+/// The count a metered component ends with: read through the meter's
+/// accessor after a normal return; after a trap (when wasmtime refuses
+/// further calls into the component) the count at the guest's last host
+/// call.
+fn component_left(
+    store: &mut Store<ComponentState>,
+    instance: Option<&ComponentInstance>,
+    get: Option<ComponentExportIndex>,
+    returned: bool,
+    budget: &Budget,
+) -> Left {
+    let Some(get) = get else {
+        return fuel_left(store, budget);
+    };
+    let m = &store.data().meter;
+    if m.exhausted {
+        return Left {
+            left: 0,
+            exhausted: true,
+        };
+    }
+    let last = m.last;
+    if returned && let Some(instance) = instance {
+        let read = (|| {
+            let f = instance.get_typed_func::<(), (i64,)>(&mut *store, get)?;
+            let (v,) = f.call(&mut *store, ())?;
+            wasmtime::Result::<i64>::Ok(v)
+        })();
+        if let Ok(v) = read {
+            return Left {
+                left: v.max(0) as u64,
+                exhausted: v < 0,
+            };
+        }
+    }
+    Left {
+        left: last.max(0) as u64,
+        exhausted: false,
     }
 }
 
 /// Fuel charged for each call from the guest into the host (WASI and the
-/// workload interface). Host calls are not metered by wasmtime's fuel, so
+/// workload interface). Host code is not counted by the meter in guest code, so
 /// without a charge a guest could keep a worker busy in host code (a loop
 /// of failing writes) for far longer than its fuel suggests. 10,000 fuel is
 /// about the cost of a cheap WASI call at the calibrated rate; the count of
@@ -571,6 +714,7 @@ fn charge_host_calls<T>(
 
 fn run_workload(
     pre: &WorkloadPre<ComponentState>,
+    get: Option<ComponentExportIndex>,
     builder: wasmtime_wasi::WasiCtxBuilder,
     limiter: TaskLimiter,
     budget: &Budget,
@@ -578,44 +722,64 @@ fn run_workload(
     stdio: &wasi::Stdio,
 ) -> RunOutcome {
     let mut store = component_store(pre.engine(), builder, limiter, stdio.time.clone());
+    store.data_mut().meter.cap = budget.cap as i64;
+    let mut instance = None;
+    let mut returned = false;
     let r = (|| {
-        meter(&mut store, budget)?;
-        let w = pre.instantiate(&mut store)?;
-        match w.call_run(&mut store, input)? {
+        fuel(&mut store, budget)?;
+        let i = pre.instance_pre().instantiate(&mut store)?;
+        instance = Some(i);
+        let w = Workload::new(&mut store, &i)?;
+        let out = w.call_run(&mut store, input)?;
+        returned = true;
+        match out {
             Ok(out) => Ok(out),
             Err(msg) => Err(wasmtime::Error::new(GuestFailure(truncate(msg)))),
         }
     })();
-    let fuel_left = fuel_left(&store, budget);
+    let left = component_left(&mut store, instance.as_ref(), get, returned, budget);
     let s = store.into_data();
-    (r, fuel_left, s.limiter, s.report)
+    (r, left, s.limiter, s.report)
 }
 
 fn run_command(
     pre: &CommandPre<ComponentState>,
+    get: Option<ComponentExportIndex>,
     builder: wasmtime_wasi::WasiCtxBuilder,
     limiter: TaskLimiter,
     budget: &Budget,
     stdio: &wasi::Stdio,
 ) -> RunOutcome {
     let mut store = component_store(pre.engine(), builder, limiter, stdio.time.clone());
+    store.data_mut().meter.cap = budget.cap as i64;
+    let mut instance = None;
+    let mut returned = false;
     let r = (|| {
-        meter(&mut store, budget)?;
-        let cmd = pre.instantiate(&mut store)?;
+        fuel(&mut store, budget)?;
+        let i = pre.instance_pre().instantiate(&mut store)?;
+        instance = Some(i);
+        let cmd = Command::new(&mut store, &i)?;
         match cmd.wasi_cli_run().call_run(&mut store) {
-            Ok(Ok(())) => Ok(stdio.stdout.take()),
-            Ok(Err(())) => Err(wasmtime::Error::new(GuestFailure(
-                "command exited with failure".into(),
-            ))),
+            Ok(Ok(())) => {
+                returned = true;
+                Ok(stdio.stdout.take())
+            }
+            Ok(Err(())) => {
+                returned = true;
+                Err(wasmtime::Error::new(GuestFailure(
+                    "command exited with failure".into(),
+                )))
+            }
+            // `exit` is a host call: the count at it is exact.
             Err(e) => match e.downcast_ref::<I32Exit>() {
                 Some(I32Exit(0)) => Ok(stdio.stdout.take()),
                 _ => Err(e),
             },
         }
     })();
-    let fuel_left = fuel_left(&store, budget);
+    let left = component_left(&mut store, instance.as_ref(), get, returned, budget);
     let s = store.into_data();
-    (r, fuel_left, s.limiter, s.report)
+    (r, left, s.limiter, s.report)
 }
 
 /// A workload's own error, carried through `wasmtime::Error` to `classify`.
@@ -651,7 +815,11 @@ fn classify(
     limiter: &TaskLimiter,
     budget: &Budget,
     fuel_left: u64,
+    exhausted: bool,
 ) -> SandboxError {
+    if exhausted {
+        return out_of_budget(budget, fuel_left);
+    }
     if let Some(requested) = limiter.memory_denied {
         return SandboxError::MemoryLimit {
             limit: limiter_limit(limiter),
@@ -672,16 +840,7 @@ fn classify(
     }
     if let Some(trap) = e.downcast_ref::<Trap>() {
         return match trap {
-            Trap::OutOfFuel => match budget.from_timeout {
-                Some(timeout_ms) => SandboxError::Timeout {
-                    timeout_ms,
-                    fuel_cap: budget.cap,
-                },
-                None => SandboxError::FuelExhausted {
-                    used: budget.cap - fuel_left,
-                    limit: budget.cap,
-                },
-            },
+            Trap::OutOfFuel => out_of_budget(budget, fuel_left),
             Trap::StackOverflow => SandboxError::StackOverflow {
                 stack_bytes: MAX_WASM_STACK,
             },
@@ -693,6 +852,20 @@ fn classify(
         return SandboxError::ResourceLimit(msg);
     }
     SandboxError::Trap(msg)
+}
+
+/// `fuel_exhausted`, or `timeout` when the cap came from `--timeout`.
+fn out_of_budget(budget: &Budget, fuel_left: u64) -> SandboxError {
+    match budget.from_timeout {
+        Some(timeout_ms) => SandboxError::Timeout {
+            timeout_ms,
+            fuel_cap: budget.cap,
+        },
+        None => SandboxError::FuelExhausted {
+            used: budget.cap - fuel_left,
+            limit: budget.cap,
+        },
+    }
 }
 
 fn limiter_limit(l: &TaskLimiter) -> u64 {
