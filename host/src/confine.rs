@@ -19,8 +19,8 @@
 //!
 //! Sandbox worker threads, where guests run, add a layer of their own when
 //! they start ([`enter_task_thread`]): Landlock limits them to the scratch
-//! dirs and the compiled-code cache, and seccomp takes sockets away
-//! entirely (no `socket`, `connect`, `bind`, `send*`, `recv*`).
+//! dirs and the compiled-code cache, and seccomp takes sockets away (no
+//! `socket`, `socketpair`, `connect`, `bind`, `listen`, `accept`, `send*`).
 //!
 //! Why before the first thread rather than after the listeners: Landlock
 //! below ABI 8 (Linux 7.0) restricts only the calling thread and the threads
@@ -391,7 +391,15 @@ mod imp {
         v
     }
 
-    /// System calls sandbox workers never make: every socket operation.
+    /// System calls sandbox workers never make: making, binding or
+    /// connecting a socket, and sending to an address (which would let a
+    /// stolen fd of the host's UDP socket reach anyone). Receiving stays:
+    /// wasmtime-wasi starts its own tokio runtime from the first worker that
+    /// needs one, its threads inherit this layer, and its signal driver
+    /// reads tokio's self-pipe (a unix socket pair) with `recvfrom`; denied,
+    /// it panicked on SIGTERM. (That runtime also needs tokio's signal
+    /// globals, a `socketpair`; they already exist, made by the host's own
+    /// runtime in the main thread before any worker starts.)
     fn task_denied() -> Vec<i64> {
         let mut v = vec![
             libc::SYS_socket,
@@ -404,19 +412,13 @@ mod imp {
             libc::SYS_sendto,
             libc::SYS_sendmsg,
             libc::SYS_sendmmsg,
-            libc::SYS_recvfrom,
-            libc::SYS_recvmsg,
-            libc::SYS_recvmmsg,
-            libc::SYS_setsockopt,
-            libc::SYS_getsockopt,
         ];
         #[cfg(target_arch = "x86_64")]
         {
             let native: Vec<i64> = v.iter().map(|n| n | X32).collect();
             v.extend(native);
-            // recvfrom, sendmsg, recvmsg, recvmmsg, sendmmsg, setsockopt,
-            // getsockopt: the x32-only entry points.
-            v.extend([517, 518, 519, 537, 538, 541, 542].map(|n| n | X32));
+            // sendmsg, sendmmsg: the x32-only entry points.
+            v.extend([518, 538].map(|n| n | X32));
         }
         v
     }

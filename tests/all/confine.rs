@@ -7,7 +7,8 @@
 //! the probe itself is known to work.
 
 use std::io::{BufRead, BufReader};
-use std::process::ChildStdout;
+use std::path::Path;
+use std::process::{ChildStdout, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -16,7 +17,8 @@ use biop2p::node::verify_response;
 use libp2p::Multiaddr;
 use serde_json::Value;
 
-use crate::durability::{Killer, start_host_with};
+use crate::cli::biop2p;
+use crate::durability::Killer;
 use crate::guests;
 use crate::network::{assert_echo_works, client, run_job};
 
@@ -31,17 +33,34 @@ struct Probed {
     lines: mpsc::Receiver<Value>,
 }
 
-fn spawn(data_dir: &std::path::Path, extra: &[&str]) -> Probed {
-    let (child, addr, out) = start_host_with(
-        data_dir,
-        "/ip4/127.0.0.1/tcp/0",
-        &[&["--no-mdns"], extra].concat(),
-    );
+/// Starts `biop2p host --json` on loopback TCP, its log in `log`.
+fn spawn(data_dir: &Path, log: &Path, extra: &[&str]) -> Probed {
+    let mut child = biop2p()
+        .args([
+            "host",
+            "--json",
+            "--no-mdns",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start host");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).expect("listening line");
+    let v: Value = serde_json::from_str(&line).expect("JSON event");
+    assert_eq!(v["event"], "listening");
+    let addr = v["addrs"][0].as_str().unwrap().parse().unwrap();
     let (tx, lines) = mpsc::channel();
     std::thread::spawn(move || forward(out, tx));
     Probed {
         proc: Killer(child),
-        addr: addr.parse().unwrap(),
+        addr,
         lines,
     }
 }
@@ -89,6 +108,16 @@ impl Probed {
     fn is_running(&mut self) -> bool {
         self.proc.0.try_wait().unwrap().is_none()
     }
+
+    /// Stops the host with SIGTERM and checks that it stopped cleanly, with
+    /// no thread of it panicking on the way (a denied call it needed).
+    fn stop_cleanly(mut self, log: &Path) {
+        let pid = rustix::process::Pid::from_raw(self.proc.0.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        assert!(self.proc.0.wait().unwrap().success(), "SIGTERM stops it");
+        let log = std::fs::read_to_string(log).unwrap();
+        assert!(!log.contains("panicked"), "{log}");
+    }
 }
 
 /// A secret outside the data dir (a sibling of it, in the same temp dir).
@@ -102,8 +131,9 @@ fn secret(dir: &tempfile::TempDir) -> String {
 async fn an_escaped_guest_is_denied_and_the_host_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    let log = dir.path().join("host.log");
     let secret = secret(&dir);
-    let mut host = spawn(&data, &["--escape-probe", &secret]);
+    let mut host = spawn(&data, &log, &["--escape-probe", &secret]);
 
     let report = host.next("confined");
     eprintln!("confinement on this kernel: {report}");
@@ -160,6 +190,7 @@ async fn an_escaped_guest_is_denied_and_the_host_keeps_serving() {
     let cached = cwasm_files(&cache);
     assert_eq!(cached, cached_before + 2, "compiled modules cached");
     assert!(host.is_running());
+    host.stop_cleanly(&log);
 }
 
 fn cwasm_files(dir: &std::path::Path) -> usize {
@@ -191,6 +222,7 @@ fn without_confinement_the_probe_gets_through() {
     let secret = secret(&dir);
     let host = spawn(
         &dir.path().join("data"),
+        &dir.path().join("host.log"),
         &["--no-confine", "--escape-probe", &secret],
     );
     let root = rustix::process::geteuid().is_root();
@@ -207,16 +239,18 @@ fn without_confinement_the_probe_gets_through() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_confined_host_restarts_on_its_own_state() {
     let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("host.log");
     let mut peers = Vec::new();
     for _ in 0..2 {
-        let host = spawn(dir.path(), &[]);
+        let host = spawn(&data, &log, &[]);
         assert_eq!(host.next("confined")["seccomp"], true);
         let mut c = client().await;
         let peer = c.connect(&host.addr).await.unwrap();
         assert_echo_works(&mut c, &peer).await;
         peers.push(peer);
-        drop(host);
+        host.stop_cleanly(&log);
     }
     assert_eq!(peers[0], peers[1], "the identity was read back");
-    assert!(dir.path().join("calibration.json").exists());
+    assert!(data.join("calibration.json").exists());
 }

@@ -41,7 +41,7 @@ pub struct Args {
     faulty: bool,
     /// Run without confinement (no Landlock, no seccomp): for debugging
     /// only. A sandbox escape would then get every right of this user.
-    #[arg(long)]
+    #[arg(long, env = "BIOP2P_NO_CONFINE")]
     no_confine: bool,
     /// Test only: once listening, try what an escaped guest would (read
     /// FILE, outside the data dir; run /bin/sh; open raw sockets), from a
