@@ -6,6 +6,7 @@
 //! the pure `roles` and `security` crates.
 
 pub mod config;
+pub mod confine;
 pub mod fsutil;
 pub mod identity;
 pub mod net;

@@ -2,6 +2,7 @@
 //! Real wasmtime, real files; hostile guests are WAT written here.
 
 mod cli;
+mod confine;
 mod durability;
 mod guests;
 mod meter;

@@ -39,9 +39,18 @@ pub struct Args {
     /// Test only: return wrong outputs (to exercise replica checks).
     #[arg(long, hide = true)]
     faulty: bool,
+    /// Run without confinement (no Landlock, no seccomp): for debugging
+    /// only. A sandbox escape would then get every right of this user.
+    #[arg(long, env = "BIOP2P_NO_CONFINE")]
+    no_confine: bool,
+    /// Test only: once listening, try what an escaped guest would (read
+    /// FILE, outside the data dir; run /bin/sh; open raw sockets), from a
+    /// host thread and from a sandbox worker, and print what was let through.
+    #[arg(long, hide = true, value_name = "FILE")]
+    escape_probe: Option<PathBuf>,
 }
 
-pub fn execute(a: Args) -> Result<ExitCode> {
+pub fn execute(mut a: Args) -> Result<ExitCode> {
     let data_dir = common::data_dir(a.data_dir)?;
     let mut config = common::load_config(a.config.as_deref(), &data_dir)?;
     config
@@ -55,6 +64,25 @@ pub fn execute(a: Args) -> Result<ExitCode> {
         config.network.swarm = s;
     }
     config.validate()?;
+    // Confinement comes before the first thread (see biop2p::confine): the
+    // data dir must exist to be a Landlock rule, and the config is read.
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    let confined = if a.no_confine {
+        tracing::warn!(
+            "confinement is off (--no-confine): a sandbox escape would get every right of this user"
+        );
+        None
+    } else {
+        let report = biop2p::confine::confine_host(&data_dir).context(
+            "cannot confine the host (`--no-confine` runs it unconfined, for debugging)",
+        )?;
+        Some(report)
+    };
+    let mut probe = a.escape_probe.is_some();
+    if let Some(file) = a.escape_probe.take() {
+        biop2p::confine::probe::arm(file, data_dir.clone());
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let mut host = spawn_host(HostOptions {
@@ -69,7 +97,17 @@ pub fn execute(a: Args) -> Result<ExitCode> {
         loop {
             tokio::select! {
                 ev = host.events.recv() => match ev {
-                    Some(ev) => print_event(&ev, a.json)?,
+                    Some(ev) => {
+                        print_event(&ev, a.json)?;
+                        if matches!(ev, HostEvent::Listening { .. }) {
+                            if let Some(r) = &confined {
+                                print_confined(r, a.json)?;
+                            }
+                            if std::mem::take(&mut probe) {
+                                run_probe(a.json).await?;
+                            }
+                        }
+                    }
                     None => break,
                 },
                 _ = tokio::signal::ctrl_c() => break,
@@ -80,6 +118,37 @@ pub fn execute(a: Args) -> Result<ExitCode> {
         host.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn print_confined(r: &biop2p::confine::Report, json: bool) -> Result<()> {
+    if json {
+        let mut v = serde_json::to_value(r)?;
+        v["event"] = "confined".into();
+        return common::print_line(&v.to_string());
+    }
+    common::print_line(&format!("confinement: {r}"))
+}
+
+/// The hidden escape probe: one line per attempt.
+async fn run_probe(json: bool) -> Result<()> {
+    let wait = std::time::Duration::from_secs(10);
+    let attempts =
+        tokio::task::spawn_blocking(move || biop2p::confine::probe::run_on_host(wait)).await?;
+    for at in attempts {
+        if json {
+            let mut v = serde_json::to_value(&at)?;
+            v["event"] = "escape_probe".into();
+            common::print_line(&v.to_string())?;
+        } else {
+            let verdict = if at.allowed { "allowed" } else { "denied" };
+            let why = at.error.as_deref().unwrap_or("");
+            common::print_line(&format!(
+                "escape probe ({}): {} {verdict} {why}",
+                at.thread, at.attempt
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 fn print_event(ev: &HostEvent, json: bool) -> Result<()> {

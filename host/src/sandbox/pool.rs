@@ -47,6 +47,13 @@ impl WorkerPool {
                 std::thread::Builder::new()
                     .name(format!("sandbox-{i}"))
                     .spawn(move || {
+                        // Fail closed: a worker that cannot confine itself
+                        // runs nothing (with none left, the host answers
+                        // `busy` once the queue is full).
+                        if let Err(e) = crate::confine::enter_task_thread() {
+                            tracing::error!(error = ?e, "sandbox worker not confined: it runs no task");
+                            return;
+                        }
                         for (task, reply) in rx {
                             if stopping.load(Ordering::Acquire) {
                                 // Dropping `reply` tells the waiter the
