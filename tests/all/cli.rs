@@ -149,12 +149,12 @@ fn sim_byzantine_prints_a_cell_per_policy() {
         "--json",
     ]));
     let lines = json_lines(&out);
-    assert_eq!(lines.len(), 2);
+    assert_eq!(lines.len(), 3);
     let policies: Vec<_> = lines
         .iter()
         .map(|l| l["policy"].as_str().unwrap())
         .collect();
-    assert_eq!(policies, ["biop2p", "majority3"]);
+    assert_eq!(policies, ["biop2p", "majority3", "boinc-adaptive"]);
     for l in &lines {
         assert_eq!(l["strategy"], "colluding");
         assert_eq!(l["fraction"], 0.25);
@@ -163,7 +163,8 @@ fn sim_byzantine_prints_a_cell_per_policy() {
             "replicas_per_task",
             "honest_quarantined",
             "attackers_quarantined",
-            "tasks_to_quarantine_median",
+            "worst_window_wrong_rate",
+            "tasks",
         ] {
             assert!(l.get(k).is_some(), "{k} missing");
         }

@@ -97,10 +97,8 @@ fn scan(wasm: &[u8]) -> Result<Scan, String> {
     let err = |e: wasmparser::BinaryReaderError| e.to_string();
     for payload in Parser::new(0).parse_all(wasm) {
         match payload.map_err(err)? {
-            Payload::Version { encoding, .. } => {
-                if encoding != wasmparser::Encoding::Module {
-                    return Err("not a core module".into());
-                }
+            Payload::Version { encoding, .. } if encoding != wasmparser::Encoding::Module => {
+                return Err("not a core module".into());
             }
             Payload::TypeSection(r) => {
                 for group in r {
