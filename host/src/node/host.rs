@@ -1,4 +1,7 @@
-//! The host daemon: one task owns the swarm and drives everything.
+//! The host daemon: one task owns the swarm and drives the job state.
+//! Job streams are read, decoded and written by their own tasks
+//! (`job_streams`), sandboxes run on the worker pool and flushes on the
+//! flusher; shutdown has one owner, `Host::stop`.
 //!
 //! A job's path: the `Submit` request is checked (signature, expiry, replay,
 //! limits, price, queue room); missing blobs are fetched from the submitter
