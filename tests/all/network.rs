@@ -175,6 +175,24 @@ async fn bad_jobs_are_refused_with_their_reason_and_the_host_keeps_serving() {
     assert_eq!(refused(&r), RefuseReason::Expired);
     assert_echo_works(&mut c, &peer).await;
 
+    // An expiry at the end of time: refused, no overflow in the check.
+    let mut spec: JobSpec = good.verify().unwrap();
+    spec.expires_at = u64::MAX;
+    let job = SignedJob::sign(&spec, &c.identity().signing);
+    let r = c
+        .request(
+            &peer,
+            JobRequest::Submit {
+                job,
+                inline: vec![],
+                wait: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused(&r), RefuseReason::Expired);
+    assert_echo_works(&mut c, &peer).await;
+
     // Replayed: the same job twice, and another job reusing a nonce.
     let (job, r) = run_job(&mut c, &peer, workloads::ECHO, b"once", &p).await;
     assert!(matches!(r, JobResponse::Done { .. }));

@@ -776,13 +776,18 @@ impl Host {
         let now = unix_now();
         let sec = &self.cfg.security;
         let res = &self.cfg.resources;
-        if spec.expires_at + sec.clock_skew_secs < now {
+        // Peer-controlled: saturate, never overflow.
+        if spec.expires_at.saturating_add(sec.clock_skew_secs) < now {
             return Err((
                 RefuseReason::Expired,
                 format!("job expired at {} (now {now})", spec.expires_at),
             ));
         }
-        if spec.expires_at > now + sec.max_job_lifetime_secs + sec.clock_skew_secs {
+        if spec.expires_at
+            > now
+                .saturating_add(sec.max_job_lifetime_secs)
+                .saturating_add(sec.clock_skew_secs)
+        {
             return Err((
                 RefuseReason::Expired,
                 format!(
