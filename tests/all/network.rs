@@ -156,42 +156,30 @@ async fn bad_jobs_are_refused_with_their_reason_and_the_host_keeps_serving() {
     assert_eq!(refused(&r), RefuseReason::BadSignature);
     assert_echo_works(&mut c, &peer).await;
 
-    // Expired.
+    // Expired, and an expiry at the end of time (no overflow in the check).
     let good = c.make_job(workloads::ECHO, b"x", &p);
-    let mut spec: JobSpec = good.verify().unwrap();
-    spec.expires_at = biop2p::store::unix_now() - 3600;
-    let job = SignedJob::sign(&spec, &c.identity().signing);
-    let r = c
-        .request(
-            &peer,
-            JobRequest::Submit {
-                job,
-                inline: vec![],
-                wait: true,
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(refused(&r), RefuseReason::Expired);
-    assert_echo_works(&mut c, &peer).await;
-
-    // An expiry at the end of time: refused, no overflow in the check.
-    let mut spec: JobSpec = good.verify().unwrap();
-    spec.expires_at = u64::MAX;
-    let job = SignedJob::sign(&spec, &c.identity().signing);
-    let r = c
-        .request(
-            &peer,
-            JobRequest::Submit {
-                job,
-                inline: vec![],
-                wait: true,
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(refused(&r), RefuseReason::Expired);
-    assert_echo_works(&mut c, &peer).await;
+    for expires_at in [biop2p::store::unix_now() - 3600, u64::MAX] {
+        let mut spec: JobSpec = good.verify().unwrap();
+        spec.expires_at = expires_at;
+        let job = SignedJob::sign(&spec, &c.identity().signing);
+        let r = c
+            .request(
+                &peer,
+                JobRequest::Submit {
+                    job,
+                    inline: vec![],
+                    wait: true,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            refused(&r),
+            RefuseReason::Expired,
+            "expires_at {expires_at}"
+        );
+        assert_echo_works(&mut c, &peer).await;
+    }
 
     // Replayed: the same job twice, and another job reusing a nonce.
     let (job, r) = run_job(&mut c, &peer, workloads::ECHO, b"once", &p).await;
