@@ -20,17 +20,7 @@
 use security::byzantine::{self, ByzantineConfig, CellReport, Policy, Strategy};
 
 fn row(c: &CellReport, details: bool) {
-    println!(
-        "{:<14} {:<18} {:>5.2} {:>9.4} {:>9.4} {:>7.3} {:>5} {:>5}",
-        c.policy.name(),
-        c.strategy.name(),
-        c.fraction,
-        c.wrong_accepted_rate * 100.0,
-        c.worst_window_wrong_rate * 100.0,
-        c.replicas_per_task,
-        c.honest_quarantined,
-        c.attackers_quarantined,
-    );
+    println!("{}", c.table_row());
     if details {
         println!("    {:?}", c.details);
     }
@@ -70,12 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let started = std::time::Instant::now();
-    let header = || {
-        println!(
-            "{:<14} {:<18} {:>5} {:>9} {:>9} {:>7} {:>5} {:>5}",
-            "policy", "strategy", "frac", "wrong%", "worst%", "repl", "honQ", "attQ"
-        )
-    };
+    let header = || println!("{}", CellReport::table_header());
     if ablation {
         let f = fractions.first().copied().unwrap_or(0.25);
         let rows = byzantine::run_ablation(&cfg, f)?;

@@ -243,22 +243,9 @@ fn byzantine(b: ByzArgs) -> Result<ExitCode> {
 }
 
 fn print_header() {
-    println!(
-        "{:<14} {:<18} {:>5} {:>9} {:>9} {:>7} {:>5} {:>5}",
-        "policy", "strategy", "frac", "wrong%", "worst%", "repl", "honQ", "attQ"
-    );
+    println!("{}", CellReport::table_header());
 }
 
 fn print_cell(c: &CellReport, tag: &str) {
-    println!(
-        "{:<14} {:<18} {:>5.2} {:>9.4} {:>9.4} {:>7.3} {:>5} {:>5} {tag}",
-        c.policy.name(),
-        c.strategy.name(),
-        c.fraction,
-        c.wrong_accepted_rate * 100.0,
-        c.worst_window_wrong_rate * 100.0,
-        c.replicas_per_task,
-        c.honest_quarantined,
-        c.attackers_quarantined,
-    );
+    println!("{} {tag}", c.table_row());
 }

@@ -263,6 +263,32 @@ pub struct CellReport {
     pub details: CellDetails,
 }
 
+impl CellReport {
+    /// The header of [`CellReport::table_row`]'s table.
+    pub fn table_header() -> String {
+        format!(
+            "{:<14} {:<18} {:>5} {:>9} {:>9} {:>7} {:>5} {:>5}",
+            "policy", "strategy", "frac", "wrong%", "worst%", "repl", "honQ", "attQ"
+        )
+    }
+
+    /// One line of the human-readable table (the CLI and the example print
+    /// the same table).
+    pub fn table_row(&self) -> String {
+        format!(
+            "{:<14} {:<18} {:>5.2} {:>9.4} {:>9.4} {:>7.3} {:>5} {:>5}",
+            self.policy.name(),
+            self.strategy.name(),
+            self.fraction,
+            self.wrong_accepted_rate * 100.0,
+            self.worst_window_wrong_rate * 100.0,
+            self.replicas_per_task,
+            self.honest_quarantined,
+            self.attackers_quarantined,
+        )
+    }
+}
+
 /// Extra figures for a cell.
 #[derive(Clone, Default, PartialEq, Debug, Serialize)]
 pub struct CellDetails {
