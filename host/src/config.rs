@@ -81,6 +81,10 @@ pub struct NetworkConfig {
     pub max_connections: u32,
     /// Established connections per peer.
     pub max_connections_per_peer: u32,
+    /// Inbound connections from one network prefix (/24 for IPv4, /48 for
+    /// IPv6): peer ids cost nothing to make, addresses do, so this is what
+    /// bounds one machine or one small network that makes many identities.
+    pub max_connections_per_prefix: u32,
     /// Connections being set up at once (handshakes cost CPU: bounding them
     /// bounds what a flood of dials can make us spend).
     pub max_pending: u32,
@@ -106,6 +110,7 @@ impl Default for NetworkConfig {
             max_known_hosts: 1024,
             max_connections: 256,
             max_connections_per_peer: 4,
+            max_connections_per_prefix: 64,
             max_pending: 64,
             request_timeout_secs: 600,
             idle_timeout_secs: 120,
@@ -158,6 +163,16 @@ pub struct ResourceConfig {
     pub max_blob_bytes: u64,
     /// Accepted but unfinished jobs; beyond it new jobs are refused `busy`.
     pub max_queue: usize,
+    /// Accepted or fetching jobs of one submitter: one peer cannot take
+    /// the whole queue from the others.
+    pub max_queue_per_peer: usize,
+    /// Bytes held in memory for jobs (inputs waiting to run, blobs being
+    /// fetched), all submitters together: memory is bounded by bytes, not
+    /// only by the count of jobs.
+    pub max_held_bytes: u64,
+    /// The same, for one submitter. A job that alone needs more is refused
+    /// `too_large`; one that would take a submitter past it, `busy`.
+    pub max_held_bytes_per_peer: u64,
     /// Bytes of cached blobs kept on disk (least recently used out first).
     pub blob_cache_bytes: u64,
     /// Largest output a job may produce, in bytes.
@@ -172,6 +187,9 @@ impl Default for ResourceConfig {
             max_memory_bytes: 1 << 30,
             max_blob_bytes: 256 << 20,
             max_queue: 1024,
+            max_queue_per_peer: 256,
+            max_held_bytes: 1 << 30,
+            max_held_bytes_per_peer: 512 << 20,
             blob_cache_bytes: 1 << 30,
             max_output_bytes: 16 << 20,
         }
@@ -197,6 +215,17 @@ pub struct SecurityConfig {
     pub clock_skew_secs: u64,
     /// Blob bytes a job may carry inline in its request.
     pub max_inline_bytes: usize,
+    /// Status and result requests one peer may make per second; more are
+    /// refused `busy` (each costs a database read).
+    pub max_fetches_per_sec: u32,
+    /// A job's blobs must arrive within this many seconds plus one second
+    /// per `fetch_min_bytes_per_sec` bytes, or the job fails with
+    /// `blob_unavailable` and everything it held is freed: a submitter
+    /// that trickles bytes cannot hold a queue slot for long.
+    pub fetch_deadline_secs: u64,
+    /// The slowest blob transfer a host waits for (see
+    /// `fetch_deadline_secs`).
+    pub fetch_min_bytes_per_sec: u64,
 }
 
 impl Default for SecurityConfig {
@@ -205,6 +234,9 @@ impl Default for SecurityConfig {
             max_job_lifetime_secs: 24 * 3600,
             clock_skew_secs: 60,
             max_inline_bytes: 1 << 20,
+            max_fetches_per_sec: 1000,
+            fetch_deadline_secs: 30,
+            fetch_min_bytes_per_sec: 1 << 20,
         }
     }
 }
@@ -274,9 +306,15 @@ impl NodeConfig {
             b.parse::<libp2p::Multiaddr>()
                 .map_err(|e| ConfigError::Invalid(format!("network.bootstrap {b:?}: {e}")))?;
         }
-        if self.resources.max_queue == 0 {
+        if self.resources.max_queue == 0 || self.resources.max_queue_per_peer == 0 {
             return Err(ConfigError::Invalid(
-                "resources.max_queue must be at least 1".into(),
+                "resources.max_queue and max_queue_per_peer must be at least 1".into(),
+            ));
+        }
+        if self.security.fetch_min_bytes_per_sec == 0 || self.security.max_fetches_per_sec == 0 {
+            return Err(ConfigError::Invalid(
+                "security.fetch_min_bytes_per_sec and max_fetches_per_sec must be at least 1"
+                    .into(),
             ));
         }
         self.biological
@@ -315,6 +353,8 @@ max_known_hosts = 1024
 # Connection limits: total, per peer, and handshakes in progress.
 max_connections = 256
 max_connections_per_peer = 4
+# Inbound connections from one /24 (IPv4) or /48 (IPv6).
+max_connections_per_prefix = 64
 max_pending = 64
 # A request (including a job waiting for its result) gives up after this.
 request_timeout_secs = 600
@@ -338,6 +378,11 @@ max_blob_bytes = 268435456
 max_output_bytes = 16777216
 # Accepted but unfinished jobs; more are refused as busy.
 max_queue = 1024
+# Of those, jobs one submitter may have; and bytes held in memory for jobs
+# (inputs waiting to run, blobs being fetched), in all and per submitter.
+max_queue_per_peer = 256
+max_held_bytes = 1073741824
+max_held_bytes_per_peer = 536870912
 # Disk kept for cached modules and inputs.
 blob_cache_bytes = 1073741824
 
@@ -347,6 +392,12 @@ max_job_lifetime_secs = 86400
 clock_skew_secs = 60
 # Blob bytes a submitter may send inline with a job.
 max_inline_bytes = 1048576
+# Status and result requests per second one peer may make.
+max_fetches_per_sec = 1000
+# A job's blobs must arrive within fetch_deadline_secs plus a second per
+# fetch_min_bytes_per_sec bytes, or it fails with blob_unavailable.
+fetch_deadline_secs = 30
+fetch_min_bytes_per_sec = 1048576
 
 [market]
 # Price per million fuel; jobs whose ceiling is lower are refused.

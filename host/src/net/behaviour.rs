@@ -70,6 +70,8 @@ pub type BlobCodec = Codec<BlobRequest, BlobResponse>;
 pub struct Behaviour {
     /// Connection limits (total, per peer, pending).
     pub limits: connection_limits::Behaviour,
+    /// Inbound connections per network prefix (/24, /48).
+    pub prefixes: super::prefix_limits::Behaviour,
     /// Identify (agent `biop2p/<version>`).
     pub identify: identify::Behaviour,
     /// Liveness.
@@ -147,6 +149,7 @@ impl Behaviour {
         )?;
         Ok(Behaviour {
             limits: connection_limits::Behaviour::new(limits),
+            prefixes: super::prefix_limits::Behaviour::new(net.max_connections_per_prefix),
             identify: identify::Behaviour::new(
                 identify::Config::new("/biop2p/1.0.0".into(), key.public())
                     .with_agent_version(format!("biop2p/{}", env!("CARGO_PKG_VERSION"))),

@@ -3,6 +3,7 @@
 pub mod behaviour;
 pub mod codec;
 pub mod job_stream;
+pub mod prefix_limits;
 mod swarm;
 
 pub use behaviour::{
@@ -11,4 +12,5 @@ pub use behaviour::{
 };
 pub use codec::Inbound;
 pub use job_stream::JOB_STREAM_PROTOCOL;
+pub use prefix_limits::{NetPrefix, network_prefix};
 pub use swarm::{NetError, build_swarm, default_listen_addrs, with_peer_id};

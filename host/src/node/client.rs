@@ -127,7 +127,13 @@ pub struct Client {
     /// Connected peers that take part in the adverts topic but whose advert
     /// has not arrived yet (a host answers a new subscriber within ~¼ s).
     awaiting: HashSet<PeerId>,
+    /// When set, blob requests are held unanswered (a stalling submitter,
+    /// for tests of a host's fetch deadlines); at most this many are kept.
+    withheld: Option<Vec<request_response::ResponseChannel<BlobResponse>>>,
 }
+
+/// Blob requests a withholding client keeps unanswered at most.
+const MAX_WITHHELD: usize = 1024;
 
 impl Client {
     /// A client with the given identity. With `net.mdns` or bootstrap peers
@@ -170,6 +176,7 @@ impl Client {
             discovery,
             last_new_host: None,
             awaiting: HashSet::new(),
+            withheld: None,
         })
     }
 
@@ -302,6 +309,14 @@ impl Client {
     /// of a host's verification has a use for this.
     pub fn offer_blob_as(&mut self, hash: Hash, data: Arc<Vec<u8>>) {
         self.blobs.insert(hash, data);
+    }
+
+    /// Stops answering blob requests (or starts again): the client then
+    /// behaves like a submitter that stalls a host's fetch. Only a test of
+    /// a host's fetch deadlines has a use for this.
+    #[doc(hidden)]
+    pub fn withhold_blobs(&mut self, on: bool) {
+        self.withheld = on.then(Vec::new);
     }
 
     /// Builds and signs a job for a module and input already offered.
@@ -499,6 +514,12 @@ impl Client {
                     },
                 ..
             })) => {
+                if let Some(held) = &mut self.withheld {
+                    if held.len() < MAX_WITHHELD {
+                        held.push(channel);
+                    }
+                    return;
+                }
                 let resp = match request {
                     Inbound::Ok(req) => match self.blobs.get(&req.hash) {
                         Some(data) => {

@@ -1,0 +1,956 @@
+//! The host daemon. One task owns the swarm and only routes: each piece of
+//! work has its own owner, in a file named for it, and nothing CPU-heavy or
+//! blocking runs on the swarm task.
+//!
+//! - `job_streams` (beside this module): reads, decodes and writes the
+//!   long-lived job streams, one task per stream;
+//! - [`admission`]: the pure checks and the per-peer quotas;
+//! - [`fetcher`]: streams a job's missing blobs from its submitter, with a
+//!   deadline, and verifies and stores them on the blocking pool;
+//! - [`journal`]: the flusher, the one place that waits for the disk;
+//! - [`scheduler`]: the sandbox worker pool; each job's task signs its
+//!   receipt and stores its result itself;
+//! - [`results`]: who waits for which result;
+//! - [`advertiser`]: adverts, Caste thresholds and `peers.json`.
+//!
+//! A job's path: the `Submit` request is checked (signature, expiry, replay,
+//! limits, price) and given room by the quotas (jobs and bytes, per
+//! submitter and in all); missing blobs are fetched and verified; the job
+//! and its nonce are written to sled, and flushed before the host says
+//! `Accepted` when the submitter does not wait (when it waits, the result
+//! is the acknowledgement); the task runs on the worker pool; the result
+//! and a signed receipt are stored and sent to whoever waits for them. On
+//! start, every accepted job that has no result yet is run again, so
+//! `kill -9` loses nothing that was acknowledged. Shutdown has one owner,
+//! `Host::stop`.
+
+mod admission;
+mod advertiser;
+mod fetcher;
+mod journal;
+mod results;
+mod scheduler;
+
+pub use admission::{QuotaLimits, Quotas};
+pub use advertiser::PEERS_FILE;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::request_response::{self, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot};
+
+use self::admission::Refusal;
+use self::advertiser::{Advertiser, Load, MIN_ADVERT_GAP};
+use self::fetcher::{Fetcher, Incoming, Outcome};
+use self::results::Results;
+use self::scheduler::{Done, Scheduler};
+use super::discovery::{Discovery, Learned};
+use super::job_streams::{self, StreamLimits, StreamReply, StreamRequest};
+use crate::config::NodeConfig;
+use crate::identity::Identity;
+use crate::net::{
+    Behaviour, BehaviourEvent, Inbound, NodeKind, build_swarm, default_listen_addrs, with_peer_id,
+};
+use crate::proto::{
+    self, BlobResponse, InlineBlob, JobId, JobRequest, JobResponse, RefuseReason, SignedJob,
+};
+use crate::sandbox::WorkerPool;
+use crate::store::{BlobStore, HostStore, JobRecord, StoredState, unix_now};
+/// How a host is started.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// Configuration.
+    pub config: NodeConfig,
+    /// Data directory (identity, database, blobs, compiled code).
+    pub data_dir: PathBuf,
+    /// Listen addresses; empty means the config's (or all interfaces).
+    pub listen: Vec<Multiaddr>,
+    /// Test-only: corrupt every output (to exercise replica disagreement).
+    pub faulty: bool,
+}
+
+/// What the host reports, one event per line in `biop2p host --json`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum HostEvent {
+    /// Listening; `addrs` are full multiaddrs (with `/p2p/`).
+    Listening {
+        /// The host's peer id.
+        peer_id: String,
+        /// Where it can be reached.
+        addrs: Vec<String>,
+        /// Measured fuel per second (what `--timeout` is converted with).
+        fuel_per_sec: u64,
+    },
+    /// A job was durably accepted.
+    Accepted {
+        /// The job.
+        job_id: String,
+        /// Who sent it.
+        submitter: String,
+    },
+    /// A job finished (ok or with a sandbox error).
+    Finished {
+        /// The job.
+        job_id: String,
+        /// `ok` or the error kind.
+        status: String,
+        /// Fuel used.
+        fuel_used: u64,
+        /// Wall time in ms.
+        wall_ms: f64,
+        /// Price charged.
+        price: u64,
+    },
+    /// A job was refused.
+    Refused {
+        /// The job, if it could be identified.
+        job_id: Option<String>,
+        /// Who sent it.
+        peer: String,
+        /// Stable reason.
+        reason: String,
+        /// Detail.
+        message: String,
+    },
+    /// Jobs found unfinished at start and queued again.
+    Recovered {
+        /// How many.
+        jobs: usize,
+    },
+    /// A host became known through its first advert.
+    Discovered {
+        /// Its peer id.
+        peer_id: String,
+        /// Its price per million fuel.
+        price_per_mfuel: u64,
+        /// Its roles.
+        roles: Vec<String>,
+    },
+    /// A host's adverts stopped and it was forgotten.
+    Forgotten {
+        /// Its peer id.
+        peer_id: String,
+    },
+}
+
+/// A running host.
+pub struct HostHandle {
+    /// Its peer id.
+    pub peer_id: PeerId,
+    /// Where it listens (full multiaddrs).
+    pub addrs: Vec<Multiaddr>,
+    /// Its events (bounded; events are dropped if nobody reads them).
+    pub events: mpsc::Receiver<HostEvent>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HostHandle {
+    /// Stops the host and returns once everything it started has ended:
+    /// the event loop, the flusher, the sandbox workers (tasks already in a
+    /// sandbox finish, bounded by their fuel; queued ones are dropped) and
+    /// the database, which is closed, so a new host can open the same data
+    /// dir at once. Accepted jobs without a result stay in the database and
+    /// run again at the next start.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+
+    /// The first listen address using `proto` ("tcp", "quic-v1", "ws").
+    pub fn addr(&self, proto: &str) -> Option<Multiaddr> {
+        self.addrs
+            .iter()
+            .find(|a| transport_of(a) == proto)
+            .cloned()
+    }
+}
+
+fn transport_of(a: &Multiaddr) -> &'static str {
+    use libp2p::multiaddr::Protocol;
+    let mut t = "";
+    for p in a.iter() {
+        match p {
+            Protocol::Tcp(_) => t = "tcp",
+            Protocol::QuicV1 => t = "quic-v1",
+            Protocol::Ws(_) => t = "ws",
+            _ => {}
+        }
+    }
+    t
+}
+
+/// Errors of starting a host.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// Identity or data directory.
+    #[error("data dir: {0}")]
+    Io(#[from] std::io::Error),
+    /// Database.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Sandbox.
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+    /// Network.
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
+}
+
+/// Starts a host: opens its state, binds its listeners, queues the jobs a
+/// previous run left unfinished, and returns once it is listening.
+pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
+    let cfg = opts.config.clone();
+    let id = Identity::load_or_create(&opts.data_dir)?;
+    let store = HostStore::open(&opts.data_dir.join("db"))?;
+    let blobs = BlobStore::open(&opts.data_dir.join("blobs"), cfg.resources.blob_cache_bytes)?;
+    let sandbox = super::open_sandbox(&opts.data_dir)?;
+    let fuel_per_sec = sandbox.fuel_per_sec();
+    let pool = WorkerPool::new(sandbox, cfg.resources.workers(), cfg.resources.max_queue);
+    let job_limits = crate::net::behaviour::job_limits(
+        cfg.security.max_inline_bytes,
+        cfg.resources.max_output_bytes,
+    );
+    let mut swarm = build_swarm(&id, &cfg.network, job_limits, NodeKind::Host).await?;
+
+    let mut listen = opts.listen.clone();
+    if listen.is_empty() {
+        for s in &cfg.network.listen {
+            listen.push(
+                s.parse()
+                    .map_err(|_| crate::net::NetError::BadAddr(s.clone()))?,
+            );
+        }
+    }
+    if listen.is_empty() {
+        listen = default_listen_addrs(&cfg.network);
+    }
+    let mut listeners = HashSet::new();
+    for a in &listen {
+        let lid = swarm
+            .listen_on(a.clone())
+            .map_err(|e| crate::net::NetError::Listen {
+                addr: a.to_string(),
+                reason: e.to_string(),
+            })?;
+        listeners.insert(lid);
+    }
+    // Wait until every listener has an address (or failed).
+    let mut addrs = Vec::new();
+    while !listeners.is_empty() {
+        match swarm.select_next_some().await {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                listeners.remove(&listener_id);
+                addrs.push(with_peer_id(&address, id.peer_id));
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } if listeners.remove(&listener_id) => {
+                return Err(crate::net::NetError::Listen {
+                    addr: format!("{listener_id:?}"),
+                    reason: format!("{reason:?}"),
+                }
+                .into());
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                return Err(crate::net::NetError::Listen {
+                    addr: "?".into(),
+                    reason: error.to_string(),
+                }
+                .into());
+            }
+            _ => {}
+        }
+    }
+
+    let mut discovery = Discovery::new(id.peer_id, &cfg.network);
+    discovery.start(&mut swarm, &cfg.network)?;
+
+    // Job streams are read and written by their own tasks; the loop only
+    // sees decoded requests. The channel is shared by all streams, each of
+    // which has at most `in_flight` requests unanswered.
+    let incoming = swarm
+        .behaviour()
+        .stream
+        .new_control()
+        .accept(crate::net::JOB_STREAM_PROTOCOL)
+        .map_err(|_| crate::net::NetError::Listen {
+            addr: crate::net::JOB_STREAM_PROTOCOL.to_string(),
+            reason: "protocol registered twice".into(),
+        })?;
+    let (stream_tx, stream_rx) = mpsc::channel(1024);
+    let acceptor = tokio::spawn(job_streams::accept(
+        incoming,
+        stream_tx,
+        StreamLimits {
+            streams_per_peer: cfg.network.max_connections_per_peer as usize,
+            in_flight: STREAM_IN_FLIGHT,
+            request_bytes: job_limits.request,
+            response_bytes: job_limits.response,
+        },
+    ));
+
+    let (events_tx, events) = mpsc::channel(4096);
+    let (shutdown_tx, shutdown_rx) = oneshot::channel();
+    let (durable_tx, durable_rx) = mpsc::channel(cfg.resources.max_queue + 16);
+    let (flush_tx, flush_rx) = mpsc::unbounded_channel();
+    let flusher = tokio::spawn(journal::flusher(store.clone(), flush_rx, durable_tx));
+    let mut host = Host {
+        quotas: Quotas::new(QuotaLimits::from_config(&cfg)),
+        fetcher: Fetcher::new(
+            blobs.clone(),
+            Duration::from_secs(cfg.security.fetch_deadline_secs),
+            cfg.security.fetch_min_bytes_per_sec,
+        ),
+        scheduler: Scheduler::new(
+            pool,
+            blobs.clone(),
+            store.clone(),
+            id.clone(),
+            cfg.market.price_per_mfuel,
+            cfg.resources.max_output_bytes,
+            opts.faulty,
+        ),
+        advertiser: Advertiser::new(
+            id.clone(),
+            cfg.clone(),
+            fuel_per_sec,
+            addrs.clone(),
+            opts.data_dir.join(PEERS_FILE),
+        ),
+        cfg,
+        id: id.clone(),
+        store,
+        blobs,
+        events: events_tx,
+        flush_tx,
+        flusher: Some(flusher),
+        acceptor,
+        gc: None,
+        inflight: HashMap::new(),
+        results: Results::default(),
+        discovery,
+    };
+    host.emit(HostEvent::Listening {
+        peer_id: id.peer_id.to_string(),
+        addrs: addrs.iter().map(|a| a.to_string()).collect(),
+        fuel_per_sec,
+    });
+    host.recover()?;
+    let task = tokio::spawn(host.run(swarm, shutdown_rx, durable_rx, stream_rx));
+    Ok(HostHandle {
+        peer_id: id.peer_id,
+        addrs,
+        events,
+        shutdown: Some(shutdown_tx),
+        task,
+    })
+}
+
+/// Where the one answer to a job request goes: back on the request-response
+/// stream it came on, or on the long-lived job stream.
+pub(crate) enum Reply {
+    /// `/biop2p/job/1.0.0` (a stream per request).
+    Rr(ResponseChannel<JobResponse>),
+    /// `/biop2p/jobs/1.0.0` (the long-lived stream).
+    Stream(StreamReply),
+}
+
+impl Reply {
+    fn send(self, swarm: &mut Swarm<Behaviour>, resp: JobResponse) {
+        match self {
+            Reply::Rr(ch) => {
+                let _ = swarm.behaviour_mut().job.send_response(ch, resp);
+            }
+            Reply::Stream(r) => r.send(resp),
+        }
+    }
+}
+
+/// Requests in flight per job stream.
+const STREAM_IN_FLIGHT: usize = 256;
+
+/// A job accepted and not finished: whose it is and what admission counted
+/// for it (`None` for a job recovered at start, which admission never saw).
+type Held = Option<(PeerId, u64)>;
+
+struct Host {
+    cfg: NodeConfig,
+    id: Identity,
+    store: HostStore,
+    blobs: BlobStore,
+    events: mpsc::Sender<HostEvent>,
+    /// Writes waiting for a flush; acknowledgements come back on
+    /// `durable_rx` once their flush is done (group commit, one flush at a
+    /// time).
+    flush_tx: mpsc::UnboundedSender<journal::FlushWaiter>,
+    /// The flusher task; awaited at shutdown so the database is closed
+    /// when `shutdown` returns.
+    flusher: Option<tokio::task::JoinHandle<()>>,
+    /// Accepts job streams and owns their tasks; aborted at shutdown.
+    acceptor: tokio::task::JoinHandle<()>,
+    /// Garbage collection in progress on the blocking pool (it holds a
+    /// store handle, so shutdown waits for it).
+    gc: Option<tokio::task::JoinHandle<()>>,
+    /// Accepted and unfinished (bounded by `max_queue`).
+    inflight: HashMap<JobId, Held>,
+    quotas: Quotas<PeerId>,
+    fetcher: Fetcher,
+    scheduler: Scheduler,
+    results: Results,
+    discovery: Discovery,
+    advertiser: Advertiser,
+}
+
+impl Host {
+    fn emit(&self, e: HostEvent) {
+        let _ = self.events.try_send(e);
+    }
+
+    fn load(&self) -> Load {
+        Load {
+            workers: self.scheduler.workers() as u32,
+            running: self.scheduler.running(),
+            queued: self.inflight.len() + self.fetcher.len(),
+            open: true,
+        }
+    }
+
+    /// Queues every accepted job that has no result (a crash or a stop).
+    fn recover(&mut self) -> Result<(), HostError> {
+        let jobs = self.store.unfinished()?;
+        let n = jobs.len();
+        for (job_id, rec) in jobs {
+            match rec.job.verify() {
+                Ok(spec) => {
+                    self.inflight.insert(job_id, None);
+                    self.scheduler.dispatch(job_id, &spec, None);
+                }
+                Err(e) => {
+                    tracing::error!(job = %proto::hex(&job_id), error = %e, "stored job no longer verifies")
+                }
+            }
+        }
+        if n > 0 {
+            tracing::info!(jobs = n, "re-queued unfinished jobs");
+            self.emit(HostEvent::Recovered { jobs: n });
+        }
+        Ok(())
+    }
+
+    async fn run(
+        mut self,
+        mut swarm: Swarm<Behaviour>,
+        mut shutdown: oneshot::Receiver<()>,
+        mut durable_rx: mpsc::Receiver<(JobId, Reply)>,
+        mut stream_rx: mpsc::Receiver<StreamRequest>,
+    ) {
+        let mut gc = tokio::time::interval(Duration::from_secs(600));
+        let mut tick = tokio::time::interval(MIN_ADVERT_GAP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            // Biased: shutdown first, then local completions (they free
+            // room), then new remote work.
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                Some(done) = self.scheduler.next_done() => self.on_done(&mut swarm, done),
+                Some(out) = self.fetcher.next_verified() => self.on_fetched(&mut swarm, out),
+                Some((job_id, ch)) = durable_rx.recv() => {
+                    ch.send(&mut swarm, JobResponse::Accepted { job_id });
+                }
+                _ = tick.tick() => self.on_tick(&mut swarm),
+                ev = swarm.select_next_some() => self.on_swarm_event(&mut swarm, ev),
+                Some(r) = stream_rx.recv() => {
+                    self.on_request(&mut swarm, r.peer, r.request, Reply::Stream(r.reply));
+                }
+                _ = gc.tick() => self.collect_garbage(),
+            }
+        }
+        // The flusher may be waiting to hand acknowledgements back: let it
+        // see nobody takes them any more, or it would never end.
+        drop(durable_rx);
+        self.stop(swarm).await;
+    }
+
+    /// Removes expired nonces and old results on the blocking pool, one
+    /// collection at a time. A nonce is kept exactly as long as its job
+    /// could still be admitted ([`admission::nonce_horizon`]).
+    fn collect_garbage(&mut self) {
+        if self.gc.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let store = self.store.clone();
+        let horizon = admission::nonce_horizon(unix_now(), self.cfg.security.clock_skew_secs);
+        self.gc = Some(tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.collect_garbage(horizon) {
+                tracing::warn!(error = %e, "garbage collection failed");
+            }
+        }));
+    }
+
+    /// The one owner of shutdown, in order: no new work (the swarm goes),
+    /// the per-job tasks end, the workers stop and are joined, the flusher
+    /// drains and ends, and the last store handle closes the database.
+    async fn stop(self, swarm: Swarm<Behaviour>) {
+        drop(swarm);
+        let Host {
+            store,
+            scheduler,
+            flush_tx,
+            flusher,
+            acceptor,
+            gc,
+            advertiser,
+            fetcher,
+            ..
+        } = self;
+        acceptor.abort();
+        let _ = acceptor.await;
+        drop(fetcher);
+        scheduler.shutdown().await;
+        advertiser.finish().await;
+        if let Some(g) = gc {
+            let _ = g.await;
+        }
+        drop(flush_tx);
+        if let Some(f) = flusher {
+            let _ = f.await;
+        }
+        if let Err(e) = store.close().await {
+            tracing::error!(error = %e, "database not closed");
+        }
+    }
+
+    fn on_swarm_event(&mut self, swarm: &mut Swarm<Behaviour>, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::Behaviour(BehaviourEvent::Job(e)) => self.on_job_event(swarm, e),
+            SwarmEvent::Behaviour(BehaviourEvent::Blob(e)) => self.on_blob_event(swarm, e),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(e)) => self.discovery.on_mdns(swarm, e),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.discovery.on_kad(swarm, e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => {
+                self.discovery.on_identify(swarm, e)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => {
+                match self.discovery.on_gossip(swarm, e) {
+                    Some(Learned::New(peer)) => {
+                        let now = Instant::now();
+                        if let Some(a) = self.discovery.table.get(&peer, now) {
+                            tracing::info!(%peer, "host discovered");
+                            self.emit(HostEvent::Discovered {
+                                peer_id: peer.to_string(),
+                                price_per_mfuel: a.price_per_mfuel,
+                                roles: a.roles.clone(),
+                            });
+                            let load = self.load();
+                            self.advertiser
+                                .maybe_write_peers(&self.discovery, &load, true);
+                        }
+                    }
+                    Some(Learned::Subscriber(_)) => {
+                        // A newcomer should not wait a whole interval.
+                        self.advertiser.want();
+                        let load = self.load();
+                        self.advertiser
+                            .maybe_advertise(swarm, &self.discovery, &load);
+                    }
+                    _ => {}
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let a = with_peer_id(&address, self.id.peer_id);
+                if !self.advertiser.listen_addrs.contains(&a) {
+                    self.advertiser.listen_addrs.push(a);
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                let a = with_peer_id(&address, self.id.peer_id);
+                self.advertiser.listen_addrs.retain(|x| *x != a);
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                tracing::debug!(%error, "incoming connection failed");
+            }
+            _ => {}
+        }
+    }
+
+    /// Four times a second: fail fetches past their deadline, forget hosts
+    /// whose adverts stopped, advertise when due, list the known hosts for
+    /// `biop2p peers` each second.
+    fn on_tick(&mut self, swarm: &mut Swarm<Behaviour>) {
+        let now = Instant::now();
+        for out in self.fetcher.expire(now) {
+            self.on_fetched(swarm, out);
+        }
+        self.quotas.forget_idle(now);
+        let mut changed = false;
+        for peer in self.discovery.table.evaporate(now) {
+            changed = true;
+            tracing::info!(%peer, "host forgotten (its adverts stopped)");
+            self.emit(HostEvent::Forgotten {
+                peer_id: peer.to_string(),
+            });
+        }
+        let load = self.load();
+        self.advertiser
+            .maybe_advertise(swarm, &self.discovery, &load);
+        self.discovery.redial(swarm);
+        self.advertiser
+            .maybe_write_peers(&self.discovery, &load, changed);
+    }
+
+    fn refuse(
+        &self,
+        swarm: &mut Swarm<Behaviour>,
+        ch: Reply,
+        peer: PeerId,
+        job_id: Option<JobId>,
+        (reason, message): Refusal,
+    ) {
+        tracing::info!(%peer, %reason, %message, "job refused");
+        self.emit(HostEvent::Refused {
+            job_id: job_id.map(|j| proto::hex(&j)),
+            peer: peer.to_string(),
+            reason: reason.to_string(),
+            message: message.clone(),
+        });
+        ch.send(swarm, JobResponse::Refused { reason, message });
+    }
+
+    fn on_job_event(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        e: request_response::Event<Inbound<JobRequest>, JobResponse>,
+    ) {
+        let request_response::Event::Message { peer, message, .. } = e else {
+            if let request_response::Event::InboundFailure { peer, error, .. } = e {
+                tracing::debug!(%peer, %error, "inbound job request failed");
+            }
+            return;
+        };
+        let request_response::Message::Request {
+            request, channel, ..
+        } = message
+        else {
+            return;
+        };
+        self.on_request(swarm, peer, request, Reply::Rr(channel));
+    }
+
+    /// A job request from either protocol.
+    fn on_request(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        peer: PeerId,
+        request: Inbound<JobRequest>,
+        channel: Reply,
+    ) {
+        match request {
+            Inbound::TooLarge { len, limit } => self.refuse(
+                swarm,
+                channel,
+                peer,
+                None,
+                (
+                    RefuseReason::TooLarge,
+                    format!("request of {len} bytes is over the limit of {limit}"),
+                ),
+            ),
+            Inbound::Malformed(m) => self.refuse(
+                swarm,
+                channel,
+                peer,
+                None,
+                (RefuseReason::Malformed, format!("undecodable request: {m}")),
+            ),
+            Inbound::Ok(JobRequest::Submit { job, inline, wait }) => {
+                self.on_submit(swarm, peer, channel, job, inline, wait)
+            }
+            Inbound::Ok(JobRequest::Fetch { job_id, wait }) => {
+                if let Err(r) = self.quotas.admit_fetch(&peer, Instant::now()) {
+                    return self.refuse(swarm, channel, peer, Some(job_id), r);
+                }
+                self.on_fetch(swarm, channel, job_id, wait)
+            }
+        }
+    }
+
+    fn on_submit(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        peer: PeerId,
+        channel: Reply,
+        job: SignedJob,
+        inline: Vec<InlineBlob>,
+        wait: bool,
+    ) {
+        let spec = match job.verify() {
+            Ok(s) => s,
+            Err(e) => {
+                let reason = match e {
+                    proto::ProtoError::BadSignature(_) | proto::ProtoError::BadKey(_) => {
+                        RefuseReason::BadSignature
+                    }
+                    _ => RefuseReason::Malformed,
+                };
+                return self.refuse(swarm, channel, peer, None, (reason, e.to_string()));
+            }
+        };
+        let job_id = job.id();
+        tracing::debug!(job = %proto::hex(&job_id), %peer, wait, "submit");
+        if let Err(r) = admission::check_spec(&self.cfg, &spec, unix_now()) {
+            return self.refuse(swarm, channel, peer, Some(job_id), r);
+        }
+        let seen = self
+            .store
+            .nonce_seen(&spec.submitter, &spec.nonce)
+            .unwrap_or(true);
+        if seen || self.fetcher.contains(&job_id) || self.inflight.contains_key(&job_id) {
+            return self.refuse(
+                swarm,
+                channel,
+                peer,
+                Some(job_id),
+                (
+                    RefuseReason::Replayed,
+                    "this job's nonce was already used".into(),
+                ),
+            );
+        }
+        if let Err(r) = admission::check_inline(self.cfg.security.max_inline_bytes, &spec, &inline)
+        {
+            return self.refuse(swarm, channel, peer, Some(job_id), r);
+        }
+        // Recovered jobs are outside the quotas: bound the pool's queue too.
+        let max_queue = self.cfg.resources.max_queue;
+        if self.inflight.len() + self.fetcher.len() >= max_queue {
+            return self.refuse(
+                swarm,
+                channel,
+                peer,
+                Some(job_id),
+                (
+                    RefuseReason::Busy,
+                    format!("{max_queue} jobs queued; try another host"),
+                ),
+            );
+        }
+        // What this job holds in memory until it runs: its input, and any
+        // blob being fetched.
+        let empty = admission::empty_hash();
+        let mut missing = Vec::new();
+        for (h, size) in [
+            (spec.module_hash, spec.module_size),
+            (spec.input_hash, spec.input_size),
+        ] {
+            let inlined = inline.iter().any(|b| b.hash == h);
+            if h != empty
+                && !inlined
+                && !self.blobs.contains(&h)
+                && !missing.iter().any(|(m, _)| *m == h)
+            {
+                missing.push((h, size));
+            }
+        }
+        let held = spec.input_size
+            + missing
+                .iter()
+                .filter(|(h, _)| *h != spec.input_hash)
+                .map(|(_, s)| s)
+                .sum::<u64>();
+        if let Err(r) = self.quotas.admit_job(&peer, held) {
+            return self.refuse(swarm, channel, peer, Some(job_id), r);
+        }
+        let pins = [spec.module_hash, spec.input_hash];
+        for b in &inline {
+            if let Err(e) = self.blobs.put(&b.hash, &b.data, &pins, !wait) {
+                tracing::error!(error = %e, "cannot store blob");
+                self.quotas.release_job(&peer, held);
+                return self.refuse(
+                    swarm,
+                    channel,
+                    peer,
+                    Some(job_id),
+                    (RefuseReason::Busy, "host cannot store blobs".into()),
+                );
+            }
+        }
+        let input = if spec.input_hash == empty {
+            Some(Vec::new())
+        } else {
+            inline
+                .into_iter()
+                .find(|b| b.hash == spec.input_hash)
+                .map(|b| b.data)
+        };
+        let incoming = Incoming {
+            job,
+            spec,
+            peer,
+            channel,
+            wait,
+            held,
+            input,
+        };
+        if let Some(ready) = self
+            .fetcher
+            .start(swarm, job_id, incoming, missing, Instant::now())
+        {
+            self.accept(swarm, job_id, ready);
+        }
+    }
+
+    fn on_blob_event(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        e: request_response::Event<Inbound<proto::BlobRequest>, BlobResponse>,
+    ) {
+        let out = match e {
+            request_response::Event::Message { message, .. } => match message {
+                // A host does not serve blobs to others: they are submitters'
+                // data, given to it for one job.
+                request_response::Message::Request { channel, .. } => {
+                    let _ = swarm
+                        .behaviour_mut()
+                        .blob
+                        .send_response(channel, BlobResponse::NotFound);
+                    None
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => self.fetcher.on_chunk(swarm, request_id, Ok(response)),
+            },
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => self
+                .fetcher
+                .on_chunk(swarm, request_id, Err(error.to_string())),
+            _ => None,
+        };
+        if let Some(out) = out {
+            self.on_fetched(swarm, out);
+        }
+    }
+
+    /// A job left the fetcher: accept it, or refuse it and free its room.
+    fn on_fetched(&mut self, swarm: &mut Swarm<Behaviour>, out: Outcome) {
+        match out {
+            Outcome::Ready(job) => {
+                let job_id = job.job.id();
+                self.accept(swarm, job_id, job);
+            }
+            Outcome::Failed(job, refusal) => {
+                let job_id = job.job.id();
+                self.quotas.release_job(&job.peer, job.held);
+                self.refuse(swarm, job.channel, job.peer, Some(job_id), refusal);
+            }
+        }
+    }
+
+    /// Stores the job (and its nonce) and starts it. The `Accepted` answer is
+    /// sent only once the write is flushed.
+    fn accept(&mut self, swarm: &mut Swarm<Behaviour>, job_id: JobId, f: Incoming) {
+        let record = JobRecord {
+            job: f.job,
+            submitter_peer: f.peer.to_bytes(),
+            state: StoredState::Queued,
+            accepted_at: unix_now(),
+            expires_at: f.spec.expires_at,
+        };
+        let refusal = match self
+            .store
+            .accept(&job_id, &record, &f.spec.submitter, &f.spec.nonce)
+        {
+            Ok(true) => None,
+            Ok(false) => Some((
+                RefuseReason::Replayed,
+                "this job's nonce was already used".to_string(),
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store job");
+                Some((RefuseReason::Busy, "host cannot store jobs".to_string()))
+            }
+        };
+        if let Some(r) = refusal {
+            self.quotas.release_job(&f.peer, f.held);
+            return self.refuse(swarm, f.channel, f.peer, Some(job_id), r);
+        }
+        self.inflight.insert(job_id, Some((f.peer, f.held)));
+        self.emit(HostEvent::Accepted {
+            job_id: proto::hex(&job_id),
+            submitter: f.peer.to_string(),
+        });
+        if f.wait {
+            // The result is the acknowledgement: nothing is promised before
+            // it, so no flush waits in the latency path (sled still flushes
+            // on its own every 500 ms, and a crash before the answer shows
+            // the submitter a failed request, never a false success).
+            self.results.wait(job_id, f.channel);
+        } else {
+            let _ = self.flush_tx.send(Some((job_id, f.channel)));
+        }
+        self.scheduler.dispatch(job_id, &f.spec, f.input);
+    }
+
+    fn on_done(&mut self, swarm: &mut Swarm<Behaviour>, d: Done) {
+        let job_id = d.job_id;
+        tracing::debug!(job = %proto::hex(&job_id), "done");
+        if let Some(Some((peer, held))) = self.inflight.remove(&job_id) {
+            self.quotas.release_job(&peer, held);
+        }
+        if let (Some(class), Some(t)) = (d.class, self.advertiser.caste.as_mut()) {
+            t.on_task_done(&roles::CasteConfig::default(), class);
+        }
+        let waiters = self.results.take(&job_id);
+        if waiters.is_empty() {
+            // Nobody is waiting: the result must survive until collected.
+            let _ = self.flush_tx.send(None);
+        }
+        self.emit(HostEvent::Finished {
+            job_id: proto::hex(&job_id),
+            status: d.status,
+            fuel_used: d.fuel_used,
+            wall_ms: d.wall_us as f64 / 1000.0,
+            price: d.price,
+        });
+        for ch in waiters {
+            ch.send(swarm, d.response.clone());
+        }
+    }
+
+    fn on_fetch(&mut self, swarm: &mut Swarm<Behaviour>, ch: Reply, job_id: JobId, wait: bool) {
+        let stored = self.store.result(&job_id).ok().flatten();
+        let state = self.inflight.contains_key(&job_id).then(|| {
+            if self.scheduler.is_running(&job_id) {
+                proto::JobState::Running
+            } else {
+                proto::JobState::Queued
+            }
+        });
+        if let Some((ch, resp)) = self.results.on_fetch(job_id, wait, stored, state, ch) {
+            ch.send(swarm, resp);
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (the clock the edge passes to the
+/// pure decision code).
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

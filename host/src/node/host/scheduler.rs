@@ -1,0 +1,290 @@
+//! The scheduler: hands accepted jobs to the sandbox worker pool and turns
+//! each result into a signed receipt and a stored response.
+//!
+//! Each job handed to the pool gets one task in a `JoinSet` owned here. The
+//! task waits for the sandbox, then signs the receipt and writes the result
+//! to the store itself, so neither the Ed25519 signature nor the sled write
+//! runs on the swarm task; the loop only routes the finished response to
+//! whoever waits for it. Shutdown aborts the tasks and joins the workers.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+
+use super::unix_now;
+use crate::identity::Identity;
+use crate::proto::{
+    self, Hash, JobId, JobResponse, JobSpec, ReceiptBody, ReceiptOutcome, SignedReceipt,
+};
+use crate::sandbox::{Task, TaskLimits, TaskResult, WasmModule, WorkerPool};
+use crate::store::{BlobStore, HostStore};
+
+/// Compiled modules' bytes kept in memory by hash (the sandbox caches the
+/// compiled code; this saves re-reading and re-hashing the file).
+const MODULES_IN_MEMORY: usize = 64;
+
+/// A finished job, signed and stored, for the loop to route.
+pub(super) struct Done {
+    pub job_id: JobId,
+    pub response: JobResponse,
+    /// `ok` or the sandbox error's kind.
+    pub status: String,
+    pub fuel_used: u64,
+    pub wall_us: u64,
+    pub price: u64,
+    /// Its task class (for a Caste host's thresholds).
+    pub class: Option<roles::TaskClass>,
+}
+
+/// What a job's task needs to sign and store its result.
+struct Signer {
+    id: Identity,
+    price_per_mfuel: u64,
+    store: HostStore,
+    /// Test-only: corrupt every output (to exercise replica disagreement).
+    faulty: bool,
+}
+
+pub(super) struct Scheduler {
+    pool: WorkerPool,
+    blobs: BlobStore,
+    signer: Arc<Signer>,
+    max_output_bytes: u64,
+    /// One task per job handed to the pool; `None` when the pool dropped it
+    /// at shutdown. At most one per job in flight.
+    tasks: JoinSet<(JobId, Option<Done>)>,
+    modules: HashMap<Hash, WasmModule>,
+    /// Handed to the pool (queued there or in a sandbox).
+    running: HashSet<JobId>,
+    /// Task class of each job handed to the pool (for Caste thresholds).
+    classes: HashMap<JobId, roles::TaskClass>,
+}
+
+impl Scheduler {
+    pub fn new(
+        pool: WorkerPool,
+        blobs: BlobStore,
+        store: HostStore,
+        id: Identity,
+        price_per_mfuel: u64,
+        max_output_bytes: u64,
+        faulty: bool,
+    ) -> Self {
+        Scheduler {
+            pool,
+            blobs,
+            signer: Arc::new(Signer {
+                id,
+                price_per_mfuel,
+                store,
+                faulty,
+            }),
+            max_output_bytes,
+            tasks: JoinSet::new(),
+            modules: HashMap::new(),
+            running: HashSet::new(),
+            classes: HashMap::new(),
+        }
+    }
+
+    /// Sandbox workers.
+    pub fn workers(&self) -> usize {
+        self.pool.workers()
+    }
+
+    /// Jobs handed to the pool and not finished.
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Whether `job_id` is with the pool.
+    pub fn is_running(&self, job_id: &JobId) -> bool {
+        self.running.contains(job_id)
+    }
+
+    fn module(&mut self, h: &Hash) -> Option<WasmModule> {
+        if let Some(m) = self.modules.get(h) {
+            return Some(m.clone());
+        }
+        let bytes = self.blobs.get(h).ok()??;
+        let m = WasmModule::new(bytes);
+        if self.modules.len() >= MODULES_IN_MEMORY {
+            self.modules.clear();
+        }
+        self.modules.insert(*h, m.clone());
+        Some(m)
+    }
+
+    /// Hands the task to the worker pool. `input` is the input's bytes if
+    /// the host holds them already (verified); otherwise they are read from
+    /// the blob store.
+    pub fn dispatch(&mut self, job_id: JobId, spec: &JobSpec, input: Option<Vec<u8>>) {
+        self.classes
+            .insert(job_id, crate::node::placement::task_class(spec));
+        let input = match input {
+            Some(i) => Ok(Some(i)),
+            // The empty input is never stored (admission checked its hash).
+            None if spec.input_size == 0 => Ok(Some(Vec::new())),
+            None => self.blobs.get(&spec.input_hash),
+        };
+        let signer = self.signer.clone();
+        let (module, input) = match (self.module(&spec.module_hash), input) {
+            (Some(m), Ok(Some(i))) => (m, i),
+            _ => {
+                tracing::error!(job = %proto::hex(&job_id), "blobs of an accepted job are missing");
+                let r = missing_blob_result(spec);
+                self.running.insert(job_id);
+                self.tasks
+                    .spawn(async move { (job_id, Some(signer.finish(job_id, r))) });
+                return;
+            }
+        };
+        let mut task = Task::new(module, input);
+        task.args = spec.args.clone();
+        task.limits = TaskLimits {
+            fuel: spec.fuel,
+            memory_bytes: spec.memory_bytes,
+            timeout_ms: spec.timeout_ms,
+            output_bytes: self.max_output_bytes,
+            scratch_bytes: TaskLimits::DEFAULT.scratch_bytes,
+        };
+        task.scratch = spec.scratch;
+        task.portable = spec.portable;
+        task.seed = Some(job_id);
+        tracing::debug!(job = %proto::hex(&job_id), "dispatch");
+        match self.pool.submit(task) {
+            Ok(rx) => {
+                self.running.insert(job_id);
+                self.tasks.spawn(async move {
+                    let done = match rx.await {
+                        Ok(r) => Some(signer.finish(job_id, r)),
+                        Err(_) => None,
+                    };
+                    (job_id, done)
+                });
+            }
+            Err(e) => {
+                // Cannot happen while admission bounds the jobs in flight by
+                // the pool's queue; the job stays stored and runs at the
+                // next start.
+                tracing::error!(error = %e, "worker pool full");
+            }
+        }
+    }
+
+    /// The next finished job; `None` while nothing is with the pool.
+    pub async fn next_done(&mut self) -> Option<Done> {
+        loop {
+            let (job_id, done) = match self.tasks.join_next().await? {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::error!(error = %e, "a job's task failed");
+                    continue;
+                }
+            };
+            self.running.remove(&job_id);
+            let class = self.classes.remove(&job_id);
+            if let Some(mut d) = done {
+                d.class = class;
+                return Some(d);
+            }
+        }
+    }
+
+    /// Stops: the job tasks end, queued tasks are dropped, running ones
+    /// finish (bounded by their fuel) and the workers are joined.
+    pub async fn shutdown(self) {
+        let Scheduler {
+            pool, mut tasks, ..
+        } = self;
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        if tokio::task::spawn_blocking(move || pool.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::error!("sandbox workers did not stop cleanly");
+        }
+    }
+}
+
+impl Signer {
+    /// Signs the receipt of a result and stores the response (off the loop).
+    fn finish(&self, job_id: JobId, mut r: TaskResult) -> Done {
+        if self.faulty
+            && let Ok(out) = &mut r.outcome
+        {
+            // Test-only: a host that lies about the output, consistently.
+            out.push(0x5a);
+            r.counters.output_hash = *blake3::hash(out).as_bytes();
+        }
+        let price = (u128::from(r.counters.fuel_used) * u128::from(self.price_per_mfuel))
+            .div_ceil(1_000_000) as u64;
+        let body = ReceiptBody {
+            version: proto::VERSION,
+            job_id,
+            host_key: self.id.public_key(),
+            module_hash: r.module_hash,
+            input_hash: r.input_hash,
+            output_hash: r.counters.output_hash,
+            fuel_used: r.counters.fuel_used,
+            peak_memory_bytes: r.counters.peak_memory_bytes,
+            wall_us: r.counters.wall_us,
+            price,
+            timestamp: unix_now(),
+            arch: r.arch.to_string(),
+            outcome: match &r.outcome {
+                Ok(_) => ReceiptOutcome::Ok,
+                Err(e) => ReceiptOutcome::Error(e.kind().to_string()),
+            },
+        };
+        let receipt = SignedReceipt::sign(&body, &self.id.signing);
+        let status = match &r.outcome {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.kind().to_string(),
+        };
+        let response = match r.outcome {
+            Ok(output) => JobResponse::Done {
+                job_id,
+                output,
+                receipt,
+            },
+            Err(e) => JobResponse::Failed {
+                job_id,
+                kind: e.kind().to_string(),
+                message: e.to_string(),
+                receipt,
+            },
+        };
+        if let Err(e) = self.store.finish(&job_id, &response) {
+            tracing::error!(error = %e, "cannot store result");
+        }
+        Done {
+            job_id,
+            response,
+            status,
+            fuel_used: body.fuel_used,
+            wall_us: body.wall_us,
+            price,
+            class: None,
+        }
+    }
+}
+
+/// The result of a job whose blobs vanished: reported as a host error, with
+/// a receipt, rather than silently dropped.
+fn missing_blob_result(spec: &JobSpec) -> TaskResult {
+    TaskResult {
+        outcome: Err(crate::sandbox::SandboxError::HostError(
+            "the job's blobs are missing on this host".into(),
+        )),
+        counters: Default::default(),
+        module_hash: spec.module_hash,
+        input_hash: spec.input_hash,
+        arch: crate::sandbox::ARCH,
+        stderr: Vec::new(),
+        report: Default::default(),
+        cache: None,
+    }
+}

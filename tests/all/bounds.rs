@@ -1,0 +1,242 @@
+//! Every bound a host keeps per peer, pushed past by a real hostile peer
+//! over loopback: the host refuses with a stable reason and still serves an
+//! honest submitter on another connection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use biop2p::config::NodeConfig;
+use biop2p::node::Client;
+use biop2p::node::client::JobParams;
+use biop2p::node::client::RequestId;
+use biop2p::proto::{JobRequest, JobResponse, JobSpec, RefuseReason, SignedJob};
+use biop2p::workloads;
+use libp2p::PeerId;
+
+use crate::network::{assert_echo_works, client, start_host};
+
+/// Sends a job whose module and input the client only offers (nothing
+/// inline), so the host must fetch them.
+fn send_fetched(c: &mut Client, peer: &PeerId, input: Vec<u8>) -> RequestId {
+    let input = Arc::new(input);
+    c.offer_blob(Arc::new(workloads::ECHO.to_vec()));
+    c.offer_blob(input.clone());
+    let job = c.make_job(workloads::ECHO, &input, &JobParams::default());
+    c.send(
+        peer,
+        JobRequest::Submit {
+            job,
+            inline: vec![],
+            wait: true,
+        },
+    )
+}
+
+/// Collects the answers to `ids`, at most `within` from now.
+async fn answers(
+    c: &mut Client,
+    ids: &[RequestId],
+    within: Duration,
+) -> HashMap<RequestId, JobResponse> {
+    let mut got = HashMap::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while got.len() < ids.len() {
+        let (id, r) = tokio::time::timeout_at(deadline, c.next_response())
+            .await
+            .expect("every request is answered in time");
+        if ids.contains(&id) {
+            got.insert(id, r.expect("an answer, not a transport error"));
+        }
+    }
+    got
+}
+
+fn refusal(r: &JobResponse) -> (RefuseReason, &str) {
+    match r {
+        JobResponse::Refused { reason, message } => (*reason, message.as_str()),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalling_submitter_is_bounded_in_jobs_and_bytes_and_its_fetches_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = NodeConfig::default();
+    cfg.resources.max_queue_per_peer = 2;
+    cfg.resources.max_held_bytes_per_peer = 1 << 20;
+    cfg.security.fetch_deadline_secs = 2;
+    let host = start_host(dir.path(), cfg).await;
+    let addr = host.addr("tcp").unwrap();
+
+    let mut bad = client().await;
+    let peer = bad.connect(&addr).await.unwrap();
+    bad.withhold_blobs(true);
+
+    // A job that alone holds more than a submitter may is too large.
+    let big = send_fetched(&mut bad, &peer, vec![7; (1 << 20) + 1]);
+    let r = answers(&mut bad, &[big], Duration::from_secs(10)).await;
+    let (reason, msg) = refusal(&r[&big]);
+    assert_eq!(reason, RefuseReason::TooLarge, "{msg}");
+
+    // Two stalled jobs of 600 KiB: the second passes the byte quota.
+    let a = send_fetched(&mut bad, &peer, vec![1; 600 << 10]);
+    let b = send_fetched(&mut bad, &peer, vec![2; 600 << 10]);
+    let r = answers(&mut bad, &[b], Duration::from_secs(10)).await;
+    let (reason, msg) = refusal(&r[&b]);
+    assert_eq!(reason, RefuseReason::Busy, "{msg}");
+    assert!(msg.contains("bytes here"), "{msg}");
+
+    // Small stalled jobs: the third passes the job quota.
+    let c1 = send_fetched(&mut bad, &peer, b"one".to_vec());
+    let c2 = send_fetched(&mut bad, &peer, b"two".to_vec());
+    let r = answers(&mut bad, &[c2], Duration::from_secs(10)).await;
+    let (reason, msg) = refusal(&r[&c2]);
+    assert_eq!(reason, RefuseReason::Busy, "{msg}");
+    assert!(msg.contains("jobs queued here"), "{msg}");
+
+    // Meanwhile an honest submitter on its own connection is served.
+    let mut good = client().await;
+    let gpeer = good.connect(&addr).await.unwrap();
+    assert_echo_works(&mut good, &gpeer).await;
+
+    // The stalled fetches hit their deadline: blob_unavailable, and their
+    // room is given back.
+    let r = answers(&mut bad, &[a, c1], Duration::from_secs(20)).await;
+    for id in [a, c1] {
+        let (reason, msg) = refusal(&r[&id]);
+        assert_eq!(reason, RefuseReason::BlobUnavailable, "{msg}");
+        assert!(msg.contains("did not arrive in time"), "{msg}");
+    }
+    bad.withhold_blobs(false);
+    let again = send_fetched(&mut bad, &peer, b"after the deadline".to_vec());
+    let r = answers(&mut bad, &[again], Duration::from_secs(20)).await;
+    assert!(
+        matches!(&r[&again], JobResponse::Done { output, .. } if output == b"after the deadline"),
+        "{:?}",
+        r[&again]
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_sized_blobs_are_checked_not_fetched() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start_host(dir.path(), NodeConfig::default()).await;
+    let mut c = client().await;
+    let peer = c.connect(&host.addr("tcp").unwrap()).await.unwrap();
+    let good = c.make_job(workloads::ECHO, b"x", &JobParams::default());
+    let submit = |job| JobRequest::Submit {
+        job,
+        inline: vec![],
+        wait: true,
+    };
+
+    // A module of 0 bytes, and an input of 0 bytes under another hash.
+    let mut spec: JobSpec = good.verify().unwrap();
+    spec.module_size = 0;
+    let r = c
+        .request(&peer, submit(SignedJob::sign(&spec, &c.identity().signing)))
+        .await
+        .unwrap();
+    assert_eq!(refusal(&r).0, RefuseReason::Malformed);
+    let mut spec: JobSpec = good.verify().unwrap();
+    spec.input_size = 0;
+    let r = c
+        .request(&peer, submit(SignedJob::sign(&spec, &c.identity().signing)))
+        .await
+        .unwrap();
+    assert_eq!(refusal(&r).0, RefuseReason::BlobMismatch);
+
+    // The empty input, fetched rather than inline, runs (it used to wait
+    // for chunks that never come).
+    c.offer_blob(Arc::new(workloads::ECHO.to_vec()));
+    let job = c.make_job(workloads::ECHO, b"", &JobParams::default());
+    let r = tokio::time::timeout(Duration::from_secs(30), c.request(&peer, submit(job)))
+        .await
+        .expect("answered")
+        .unwrap();
+    assert!(
+        matches!(&r, JobResponse::Done { output, .. } if output.is_empty()),
+        "{r:?}"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_polling_too_fast_is_refused_busy_and_others_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = NodeConfig::default();
+    cfg.security.max_fetches_per_sec = 5;
+    let host = start_host(dir.path(), cfg).await;
+    let addr = host.addr("tcp").unwrap();
+    let mut bad = client().await;
+    let peer = bad.connect(&addr).await.unwrap();
+    let ids: Vec<RequestId> = (0..40u8)
+        .map(|i| {
+            bad.send(
+                &peer,
+                JobRequest::Fetch {
+                    job_id: [i; 32],
+                    wait: false,
+                },
+            )
+        })
+        .collect();
+    let r = answers(&mut bad, &ids, Duration::from_secs(20)).await;
+    let busy = r
+        .values()
+        .filter(|r| {
+            matches!(
+                r,
+                JobResponse::Refused {
+                    reason: RefuseReason::Busy,
+                    ..
+                }
+            )
+        })
+        .count();
+    let unknown = r
+        .values()
+        .filter(|r| matches!(r, JobResponse::Unknown { .. }))
+        .count();
+    assert_eq!(busy + unknown, ids.len(), "{r:?}");
+    // A burst of one second's worth, plus what refilled while they came.
+    assert!((5..=10).contains(&unknown), "{unknown} answered");
+
+    let mut good = client().await;
+    let gpeer = good.connect(&addr).await.unwrap();
+    let r = good
+        .request(
+            &gpeer,
+            JobRequest::Fetch {
+                job_id: [9; 32],
+                wait: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(r, JobResponse::Unknown { .. }), "{r:?}");
+    assert_echo_works(&mut good, &gpeer).await;
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_connections_are_bounded_per_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = NodeConfig::default();
+    cfg.network.max_connections_per_prefix = 2;
+    let host = start_host(dir.path(), cfg).await;
+    let addr = host.addr("tcp").unwrap();
+    let mut first = client().await;
+    let peer = first.connect(&addr).await.unwrap();
+    let mut second = client().await;
+    second.connect(&addr).await.unwrap();
+    // A third identity from the same /24 (127.0.0.0/24) is turned away
+    // before its handshake.
+    let mut third = client().await;
+    assert!(third.connect(&addr).await.is_err());
+    // Those already connected are served.
+    assert_echo_works(&mut first, &peer).await;
+    host.shutdown().await;
+}
