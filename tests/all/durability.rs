@@ -45,7 +45,7 @@ pub fn start_host_with(
     extra: &[&str],
 ) -> (Child, String, BufReader<std::process::ChildStdout>) {
     let mut child = biop2p()
-        .args(["host", "--json", "--listen", listen])
+        .args(["host", "--json", "--no-mdns", "--listen", listen])
         .args(extra)
         .arg("--data-dir")
         .arg(data_dir)
@@ -119,7 +119,8 @@ fn an_accepted_job_survives_kill_9_and_a_restart() {
     host.0.kill().unwrap(); // SIGKILL
     host.0.wait().unwrap();
     let out = biop2p()
-        .args(["status", &job_id, "--json", "--state-dir"])
+        .args(["status", &job_id, "--json", "--no-mdns", "--find-secs", "1"])
+        .arg("--state-dir")
         .arg(state_dir.path())
         .output()
         .unwrap();
@@ -127,6 +128,8 @@ fn an_accepted_job_survives_kill_9_and_a_restart() {
         !out.status.success(),
         "the host is down, so status cannot be known"
     );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not found"), "{err}");
 
     // Restart on the same data dir and address.
     let listen = addr.split("/p2p/").next().unwrap().to_string();
@@ -136,7 +139,7 @@ fn an_accepted_job_survives_kill_9_and_a_restart() {
 
     // A new submitter process (the old one is long gone) collects it.
     let out = biop2p()
-        .args(["result", &job_id, "--json", "--state-dir"])
+        .args(["result", &job_id, "--json", "--no-mdns", "--state-dir"])
         .arg(state_dir.path())
         .output()
         .unwrap();
@@ -154,7 +157,7 @@ fn an_accepted_job_survives_kill_9_and_a_restart() {
     assert_eq!(output, b"survived");
     assert_eq!(v["receipts"].as_array().unwrap().len(), 1);
     let status = biop2p()
-        .args(["status", &job_id, "--json", "--state-dir"])
+        .args(["status", &job_id, "--json", "--no-mdns", "--state-dir"])
         .arg(state_dir.path())
         .output()
         .unwrap();
@@ -166,4 +169,78 @@ fn an_accepted_job_survives_kill_9_and_a_restart() {
         host.0.wait().unwrap().success(),
         "SIGTERM stops the host cleanly"
     );
+}
+
+#[test]
+fn a_job_is_collected_from_its_host_after_the_host_moved_to_another_port() {
+    let seed_dir = tempfile::tempdir().unwrap();
+    let host_dir = tempfile::tempdir().unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let module = host_dir.path().join("slow.wat");
+    std::fs::write(&module, SLOW).unwrap();
+    let swarm = format!("moved-{}", std::process::id());
+    let net = ["--swarm", swarm.as_str()];
+
+    // A seed host, and the job's host joined to the swarm through it.
+    let (seed, seed_addr, _seed_events) =
+        start_host_with(seed_dir.path(), "/ip4/127.0.0.1/tcp/0", &net);
+    let _seed = Killer(seed);
+    let joined = [&net[..], &["--bootstrap", seed_addr.as_str()]].concat();
+    let (host, addr, mut events) =
+        start_host_with(host_dir.path(), "/ip4/127.0.0.1/tcp/0", &joined);
+    let mut host = Killer(host);
+    let out = biop2p()
+        .args([
+            "submit",
+            "--detach",
+            "--json",
+            "--fuel",
+            "100000000000",
+            "--peer",
+            &addr,
+        ])
+        .arg("--state-dir")
+        .arg(state_dir.path())
+        .arg(&module)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let job_id = v["job_id"].as_str().unwrap().to_string();
+    wait_for_event(&mut events, "accepted");
+
+    // The host stops and comes back on another port, same identity.
+    host.0.kill().unwrap();
+    host.0.wait().unwrap();
+    let (moved, new_addr, _events) =
+        start_host_with(host_dir.path(), "/ip4/127.0.0.1/tcp/0", &joined);
+    let _moved = Killer(moved);
+    assert_ne!(new_addr, addr, "the host listens elsewhere now");
+
+    // `result` finds it through the seed (Kademlia and adverts) by its peer id.
+    let out = biop2p()
+        .args([
+            "result",
+            &job_id,
+            "--json",
+            "--no-mdns",
+            "--find-secs",
+            "30",
+        ])
+        .args(["--swarm", swarm.as_str(), "--bootstrap", seed_addr.as_str()])
+        .arg("--state-dir")
+        .arg(state_dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "done");
 }

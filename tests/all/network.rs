@@ -26,7 +26,10 @@ fn loopback_all() -> Vec<Multiaddr> {
     .collect()
 }
 
-pub async fn start_host(dir: &std::path::Path, config: NodeConfig) -> HostHandle {
+/// Starts a host on loopback. mDNS is off: tests send nothing beyond
+/// loopback (the LAN test runs in its own network namespace).
+pub async fn start_host(dir: &std::path::Path, mut config: NodeConfig) -> HostHandle {
+    config.network.mdns = false;
     spawn_host(HostOptions {
         config,
         data_dir: dir.to_path_buf(),

@@ -26,6 +26,19 @@ pub struct Args {
     /// Submitter state directory.
     #[arg(long, env = "BIOP2P_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// A peer to look for the job's host through, when it no longer
+    /// answers at its recorded address (full multiaddr; repeatable).
+    #[arg(long)]
+    bootstrap: Vec<libp2p::Multiaddr>,
+    /// Do not look for the job's host on the LAN.
+    #[arg(long)]
+    no_mdns: bool,
+    /// Swarm name (its adverts are the ones listened to).
+    #[arg(long, env = "BIOP2P_SWARM", default_value = "main")]
+    swarm: String,
+    /// Seconds to look for a host that moved before giving up.
+    #[arg(long, default_value_t = 10)]
+    find_secs: u64,
 }
 
 pub fn status(a: Args) -> Result<ExitCode> {
@@ -62,13 +75,36 @@ fn run(a: Args, wait: bool) -> Result<ExitCode> {
         .verify()
         .context("stored job no longer verifies")?;
     let addr: libp2p::Multiaddr = record.host_addr.parse().context("stored host address")?;
+    let peer: libp2p::PeerId = record.host_peer.parse().context("stored host peer id")?;
+    let mut net = NetworkConfig::direct();
+    net.mdns = !a.no_mdns;
+    net.swarm = a.swarm.clone();
+    net.bootstrap = a.bootstrap.iter().map(|b| b.to_string()).collect();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
+        // The recorded address first, without discovery (nothing is sent
+        // to the LAN when the host is where it was).
         let mut client = Client::new(state.id.clone(), &NetworkConfig::direct(), 16 << 20).await?;
-        let peer = client
-            .connect(&addr)
+        if let Err(e) = client
+            .connect(&biop2p::net::with_peer_id(&addr, peer))
             .await
-            .with_context(|| format!("cannot reach the job's host at {addr}; is it running?"))?;
+        {
+            // The host moved (restarted on another port or address): ask
+            // the swarm where it is now.
+            tracing::info!(error = %e, "the job's host is not at its recorded address");
+            client = Client::new(state.id.clone(), &net, 16 << 20).await?;
+            client
+                .reach(
+                    peer,
+                    None,
+                    &a.bootstrap,
+                    std::time::Duration::from_secs(a.find_secs),
+                )
+                .await
+                .with_context(|| {
+                    format!("not at its recorded address {addr} ({e:#}); is it running? give --bootstrap to look for it through a peer")
+                })?;
+        }
         let resp = client
             .request(&peer, JobRequest::Fetch { job_id, wait })
             .await?;

@@ -50,6 +50,19 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// A host was neither at its last known address nor found through the
+    /// swarm (adverts, Kademlia) in time.
+    #[error(
+        "host {peer} not found: its last address ({last}) does not answer and the swarm did not find it in {secs} s"
+    )]
+    NotFound {
+        /// The host sought.
+        peer: PeerId,
+        /// The address tried first and why it failed.
+        last: String,
+        /// How long the swarm was searched.
+        secs: u64,
+    },
 }
 
 /// How long a dial may take.
@@ -245,6 +258,65 @@ impl Client {
             }
         }
         Err(last)
+    }
+
+    /// Connects to the host `peer`: at `last` if it still answers there,
+    /// otherwise wherever the swarm says it is now (a host restarted on
+    /// another port or address). The search asks Kademlia for the peer and
+    /// listens for its advert, through the client's bootstrap peers and
+    /// mDNS and any hosts in `seeds` (say, other hosts this submitter has
+    /// used), until `timeout`.
+    pub async fn reach(
+        &mut self,
+        peer: PeerId,
+        last: Option<&Multiaddr>,
+        seeds: &[Multiaddr],
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        if self.swarm.is_connected(&peer) {
+            return Ok(());
+        }
+        let mut why = "none recorded".to_string();
+        if let Some(addr) = last {
+            match self.connect(&crate::net::with_peer_id(addr, peer)).await {
+                Ok(_) => return Ok(()),
+                Err(e) => why = format!("{addr}: {e}"),
+            }
+        }
+        tracing::info!(%peer, "looking for the host through the swarm");
+        let deadline = tokio::time::Instant::now() + timeout;
+        for s in seeds {
+            // A seed that does not answer is only one way in of several.
+            let _ = self.swarm.dial(s.clone());
+        }
+        self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+        let mut next_try = tokio::time::Instant::now();
+        while tokio::time::Instant::now() < deadline {
+            if self.swarm.is_connected(&peer) {
+                return Ok(());
+            }
+            if let Some(a) = self.discovery.table.get(&peer, Instant::now()).cloned()
+                && self.connect_host(peer, &a).await.is_ok()
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= next_try {
+                // Addresses Kademlia learned for the peer are used by a dial
+                // by peer id.
+                let _ = self.swarm.dial(peer);
+                self.discovery.redial(&mut self.swarm);
+                next_try = tokio::time::Instant::now() + Duration::from_millis(500);
+            }
+            let wake = (tokio::time::Instant::now() + Duration::from_millis(100)).min(deadline);
+            if let Ok(ev) = tokio::time::timeout_at(wake, self.swarm.select_next_some()).await {
+                self.on_event(ev);
+            }
+        }
+        Err(ClientError::NotFound {
+            peer,
+            last: why,
+            secs: timeout.as_secs(),
+        })
     }
 
     /// Hosts known from live adverts.
