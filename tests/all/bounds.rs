@@ -240,3 +240,101 @@ async fn inbound_connections_are_bounded_per_prefix() {
     assert_echo_works(&mut first, &peer).await;
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_job_streams_are_bounded_and_closed_alone() {
+    use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+    use libp2p::swarm::SwarmEvent;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = NodeConfig::default();
+    let per_peer = cfg.network.max_connections_per_peer as usize;
+    let host = start_host(dir.path(), cfg).await;
+    let addr = host.addr("tcp").unwrap();
+
+    // A raw peer that speaks the job stream's framing by hand.
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .build();
+    let mut control = swarm.behaviour().new_control();
+    swarm.dial(addr.clone()).unwrap();
+    let peer = loop {
+        if let SwarmEvent::ConnectionEstablished { peer_id, .. } = swarm.select_next_some().await {
+            break peer_id;
+        }
+    };
+    let driver = tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    let proto = biop2p::net::JOB_STREAM_PROTOCOL;
+    let mut streams = Vec::new();
+    for _ in 0..per_peer {
+        streams.push(control.open_stream(peer, proto.clone()).await.unwrap());
+    }
+    // One stream more than a peer may have is closed at once.
+    let mut extra = control.open_stream(peer, proto.clone()).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), extra.read(&mut buf))
+        .await
+        .expect("the extra stream is closed, not left hanging");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+
+    // A frame too short to hold its id closes that stream only.
+    let bad = &mut streams[0];
+    bad.write_all(&5u32.to_le_bytes()).await.unwrap();
+    bad.write_all(&[0; 5]).await.unwrap();
+    bad.flush().await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(10), bad.read(&mut buf))
+        .await
+        .expect("the garbled stream is closed");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+
+    // Another stream of the same peer still answers, by request id.
+    let mut frame = Vec::new();
+    biop2p::net::job_stream::encode_frame(
+        &mut frame,
+        77,
+        &JobRequest::Fetch {
+            job_id: [3; 32],
+            wait: false,
+        },
+        1 << 20,
+    )
+    .unwrap();
+    let good = &mut streams[1];
+    good.write_all(&frame).await.unwrap();
+    good.flush().await.unwrap();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        biop2p::net::job_stream::read_frame(good, 1 << 20),
+    )
+    .await
+    .expect("answered")
+    .unwrap()
+    .expect("a frame");
+    match answer {
+        biop2p::net::job_stream::Frame::Body { id, body } => {
+            assert_eq!(id, 77);
+            let r: JobResponse = postcard::from_bytes(&body).unwrap();
+            assert!(matches!(r, JobResponse::Unknown { .. }), "{r:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // And an honest submitter on its own connection is served.
+    let mut c = client().await;
+    let p = c.connect(&addr).await.unwrap();
+    assert_echo_works(&mut c, &p).await;
+    driver.abort();
+    host.shutdown().await;
+}
