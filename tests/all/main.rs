@@ -4,6 +4,7 @@
 mod cli;
 mod confine;
 mod durability;
+mod fuzz;
 mod guests;
 mod meter;
 mod network;
