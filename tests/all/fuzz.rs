@@ -157,6 +157,17 @@ fn every_decoder_survives_its_corpus_and_mutations() {
 /// (otherwise the mutations above would explore only the error paths).
 #[test]
 fn fuzz_seeds_are_valid_encodings() {
+    // `BIOP2P_FUZZ_SEEDS_DIR=DIR`: also write every target's seeds to
+    // DIR/TARGET/ (the starting corpus of `cargo fuzz run`).
+    if let Ok(dir) = std::env::var("BIOP2P_FUZZ_SEEDS_DIR") {
+        for t in TARGETS {
+            let d = PathBuf::from(&dir).join(t.name);
+            std::fs::create_dir_all(&d).unwrap();
+            for (i, s) in (t.seeds)().iter().enumerate() {
+                std::fs::write(d.join(format!("seed-{i}")), s).unwrap();
+            }
+        }
+    }
     use biop2p::proto::{SignedAdvert, SignedJob, SignedReceipt};
     let job = &(biop2p::fuzzing::target("job").unwrap().seeds)()[0];
     postcard::from_bytes::<SignedJob>(job)

@@ -4,9 +4,11 @@
 mod cli;
 mod confine;
 mod durability;
+mod faults;
 mod fuzz;
 mod guests;
 mod meter;
+mod netns;
 mod network;
 mod replicas;
 mod sandbox;

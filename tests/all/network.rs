@@ -26,7 +26,10 @@ fn loopback_all() -> Vec<Multiaddr> {
     .collect()
 }
 
-pub async fn start_host(dir: &std::path::Path, config: NodeConfig) -> HostHandle {
+pub async fn start_host(dir: &std::path::Path, mut config: NodeConfig) -> HostHandle {
+    // Loopback only: mDNS would multicast on the machine's real interfaces
+    // (the mDNS test runs in namespaces of its own, see swarm.rs).
+    config.network.mdns = false;
     spawn_host(HostOptions {
         config,
         data_dir: dir.to_path_buf(),
