@@ -37,6 +37,7 @@ fn main() {
         "cargo:rerun-if-changed={}",
         root.join("Cargo.lock").display()
     );
+    println!("cargo:rerun-if-env-changed=BIOP2P_GUEST_TOOLCHAIN");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out: put the wasm
     // builds in <target>/wasm-workloads so they are reused between builds.
@@ -71,9 +72,27 @@ fn main() {
 }
 
 fn build(root: &Path, target_dir: &Path, target: &str, flags: &str, pkgs: &[&str]) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let sub = if flags.is_empty() { "plain" } else { "simd" };
-    let mut cmd = Command::new(cargo);
+    // `BIOP2P_GUEST_TOOLCHAIN=1.95.0` builds the guests with that toolchain
+    // instead of the outer build's: `cargo +nightly fuzz` builds the host
+    // with a nightly that may lack the wasm targets.
+    let mut cmd = match std::env::var("BIOP2P_GUEST_TOOLCHAIN") {
+        Ok(tc) if !tc.is_empty() => {
+            let mut c = Command::new("rustup");
+            c.args(["run", &tc, "cargo"]);
+            for var in [
+                "RUSTC",
+                "RUSTDOC",
+                "RUSTUP_TOOLCHAIN",
+                "CARGO",
+                "RUSTC_BOOTSTRAP",
+            ] {
+                c.env_remove(var);
+            }
+            c
+        }
+        _ => Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())),
+    };
     cmd.current_dir(root)
         .arg("build")
         .arg("--release")

@@ -8,6 +8,8 @@
 pub mod config;
 pub mod confine;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod net;
 pub mod node;

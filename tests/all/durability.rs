@@ -45,6 +45,7 @@ pub fn start_host_with(
     extra: &[&str],
 ) -> (Child, String, BufReader<std::process::ChildStdout>) {
     let mut child = biop2p()
+        // No mDNS: it would multicast on the machine's real interfaces.
         .args(["host", "--json", "--no-mdns", "--listen", listen])
         .args(extra)
         .arg("--data-dir")

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::biop2p;
 use crate::durability::{Killer, SLOW};
+use crate::netns::{self, Lan};
 
 /// A host process and a thread that turns its JSON event lines into a
 /// channel (so a test can wait on several hosts at once).
@@ -27,6 +28,12 @@ fn swarm_name(test: &str) -> String {
 }
 
 fn spawn_host(swarm: &str, listen: &str, extra: &[&str]) -> Host {
+    spawn_host_in(None, swarm, listen, extra)
+}
+
+/// A host in member `i` of `lan` (when given), reached at its address
+/// there; otherwise on this machine, reached on loopback.
+fn spawn_host_in(lan: Option<(&Lan, usize)>, swarm: &str, listen: &str, extra: &[&str]) -> Host {
     let dir = tempfile::tempdir().unwrap();
     // Adverts every second, so expiry takes three.
     std::fs::write(
@@ -34,7 +41,14 @@ fn spawn_host(swarm: &str, listen: &str, extra: &[&str]) -> Host {
         "[network]\nadvert_interval_secs = 1\n",
     )
     .unwrap();
-    let mut child: Child = biop2p()
+    let (mut cmd, prefix) = match lan {
+        Some((lan, i)) => (
+            lan.command(i, env!("CARGO_BIN_EXE_biop2p")),
+            format!("/ip4/{}/tcp/", lan.addr(i)),
+        ),
+        None => (biop2p(), "/ip4/127.0.0.1/tcp/".to_string()),
+    };
+    let mut child: Child = cmd
         .args(["host", "--json", "--listen", listen, "--swarm", swarm])
         .args(extra)
         .arg("--data-dir")
@@ -55,8 +69,8 @@ fn spawn_host(swarm: &str, listen: &str, extra: &[&str]) -> Host {
         .unwrap()
         .iter()
         .map(|a| a.as_str().unwrap())
-        .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
-        .expect("a loopback TCP address")
+        .find(|a| a.starts_with(&prefix))
+        .expect("a TCP address on the expected interface")
         .to_string();
     let (tx, events) = mpsc::channel();
     std::thread::spawn(move || {
@@ -133,11 +147,18 @@ fn eventually(mut check: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn hosts_find_each_other_by_mdns() {
+    if !netns::required("hosts_find_each_other_by_mdns") {
+        return;
+    }
     let swarm = swarm_name("mdns");
-    // mDNS announces the addresses of the interface it runs on, so these
-    // hosts listen on every interface (not only loopback).
-    let a = spawn_host(&swarm, "/ip4/0.0.0.0/tcp/0", &[]);
-    let b = spawn_host(&swarm, "/ip4/0.0.0.0/tcp/0", &[]);
+    // A LAN of our own (two hosts and the submitter on a bridge in private
+    // namespaces): mDNS multicast never reaches the machine's interfaces.
+    let lan = Lan::bridge(3).expect("a namespaced LAN");
+    // mDNS announces the listen addresses, so these hosts listen on their
+    // LAN address (not only loopback).
+    let on_lan = |i| format!("/ip4/{}/tcp/0", lan.addr(i));
+    let a = spawn_host_in(Some((&lan, 0)), &swarm, &on_lan(0), &[]);
+    let b = spawn_host_in(Some((&lan, 1)), &swarm, &on_lan(1), &[]);
     // mDNS rides on multicast, which a loaded machine may drop: allow a
     // dozen query rounds (it takes about a second when nothing is lost).
     let find_mdns = Duration::from_secs(60);
@@ -157,7 +178,8 @@ fn hosts_find_each_other_by_mdns() {
     let state = tempfile::tempdir().unwrap();
     let input = state.path().join("in.txt");
     std::fs::write(&input, b"found on the LAN").unwrap();
-    let out = biop2p()
+    let out = lan
+        .command(2, env!("CARGO_BIN_EXE_biop2p"))
         .args(["submit", "builtin:echo", "--json", "--swarm", &swarm])
         .arg("--input")
         .arg(&input)

@@ -20,7 +20,9 @@ use super::discovery::{Discovery, Learned};
 use crate::config::NetworkConfig;
 use crate::identity::Identity;
 use crate::net::{BLOB_CHUNK, Behaviour, BehaviourEvent, Inbound, NodeKind, build_swarm};
-use crate::proto::{self, Advert, BlobResponse, Hash, JobRequest, JobResponse, JobSpec, SignedJob};
+use crate::proto::{
+    self, Advert, BlobRequest, BlobResponse, Hash, JobRequest, JobResponse, JobSpec, SignedJob,
+};
 
 pub use super::receipts::Verified;
 
@@ -594,15 +596,10 @@ impl Client {
                 }
                 let resp = match request {
                     Inbound::Ok(req) => match self.blobs.get(&req.hash) {
-                        Some(data) => {
-                            let start = (req.offset as usize).min(data.len());
-                            let end =
-                                start + (req.len.min(BLOB_CHUNK) as usize).min(data.len() - start);
-                            BlobResponse::Chunk {
-                                total: data.len() as u64,
-                                data: data[start..end].to_vec(),
-                            }
-                        }
+                        Some(data) => BlobResponse::Chunk {
+                            total: data.len() as u64,
+                            data: data[chunk_range(&req, data.len())].to_vec(),
+                        },
                         None => BlobResponse::NotFound,
                     },
                     _ => BlobResponse::NotFound,
@@ -612,4 +609,13 @@ impl Client {
             _ => {}
         }
     }
+}
+
+/// The bytes of a blob of `len` bytes that a peer's request asks for:
+/// clamped into the blob (the offset and length are the peer's) and to
+/// [`BLOB_CHUNK`].
+pub fn chunk_range(req: &BlobRequest, len: usize) -> std::ops::Range<usize> {
+    let start = usize::try_from(req.offset).unwrap_or(usize::MAX).min(len);
+    let end = start + (req.len.min(BLOB_CHUNK) as usize).min(len - start);
+    start..end
 }

@@ -3,7 +3,7 @@
 
 pub mod adverts;
 mod api;
-mod calibration;
+pub(crate) mod calibration;
 pub mod client;
 mod client_stream;
 pub mod discovery;

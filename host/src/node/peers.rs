@@ -80,9 +80,13 @@ pub struct PeersFile {
 pub fn read_peers_file(data_dir: &Path) -> std::io::Result<Vec<PeerEntry>> {
     let path = data_dir.join(super::host::PEERS_FILE);
     let text = std::fs::read(&path)?;
-    let file: PeersFile = serde_json::from_slice(&text).map_err(std::io::Error::other)?;
-    let now = super::host::unix_now_ms();
-    let age = now.saturating_sub(file.written_at_ms);
+    parse_peers_file(&text, super::host::unix_now_ms()).map_err(std::io::Error::other)
+}
+
+/// Parses the bytes of `peers.json` as of `now_ms` (see [`read_peers_file`]).
+pub fn parse_peers_file(text: &[u8], now_ms: u64) -> Result<Vec<PeerEntry>, serde_json::Error> {
+    let file: PeersFile = serde_json::from_slice(text)?;
+    let age = now_ms.saturating_sub(file.written_at_ms);
     Ok(file
         .hosts
         .into_iter()

@@ -67,22 +67,31 @@ impl Trails {
         let Ok(bytes) = std::fs::read(path) else {
             return t;
         };
-        match serde_json::from_slice::<Saved>(&bytes) {
-            Ok(saved) => {
-                let levels: Vec<(NodeId, f64)> = saved
-                    .trails
-                    .iter()
-                    .filter_map(|(p, l)| Some((t.id(p.parse().ok()?, saved.saved_at_ms), *l)))
-                    .collect();
-                // Imported as of when they were saved, so time away counts
-                // as evaporation.
-                t.table.import(&levels, saved.saved_at_ms);
-            }
+        match Self::from_json(&bytes) {
+            Ok(loaded) => t = loaded,
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable trails")
             }
         }
         t
+    }
+
+    /// Parses the bytes of a trails file (what [`Trails::load`] reads). The
+    /// file is outside the submitter's control once written, so anything
+    /// may be in it: unparsable peer ids are skipped and levels go through
+    /// [`PheromoneTable::import`], which drops non-finite ones and clamps.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        let mut t = Self::new();
+        let saved = serde_json::from_slice::<Saved>(bytes)?;
+        let levels: Vec<(NodeId, f64)> = saved
+            .trails
+            .iter()
+            .filter_map(|(p, l)| Some((t.id(p.parse().ok()?, saved.saved_at_ms), *l)))
+            .collect();
+        // Imported as of when they were saved, so time away counts as
+        // evaporation.
+        t.table.import(&levels, saved.saved_at_ms);
+        Ok(t)
     }
 
     /// Writes the trails atomically, as of `now`.

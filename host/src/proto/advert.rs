@@ -72,7 +72,7 @@ impl Advert {
     }
 
     /// Checks the bounds a well-behaved host keeps.
-    fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         if self.addrs.len() > MAX_ADVERT_ADDRS || self.addrs.iter().any(|a| a.len() > 256) {
             return Err("too many or too long addresses".into());
         }
