@@ -10,3 +10,4 @@ mod network;
 mod replicas;
 mod sandbox;
 mod swarm;
+mod trust;

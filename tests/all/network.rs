@@ -31,7 +31,7 @@ pub async fn start_host(dir: &std::path::Path, config: NodeConfig) -> HostHandle
         config,
         data_dir: dir.to_path_buf(),
         listen: loopback_all(),
-        faulty: false,
+        faulty: Default::default(),
     })
     .await
     .expect("host starts")

@@ -401,7 +401,7 @@ async fn forged_and_garbled_adverts_are_rejected() {
         config: config.clone(),
         data_dir: dir.path().to_path_buf(),
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        faulty: false,
+        faulty: Default::default(),
     })
     .await
     .unwrap();
@@ -567,7 +567,7 @@ async fn a_caste_host_specialises_in_what_it_runs() {
             config,
             data_dir: dir.path().to_path_buf(),
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            faulty: false,
+            faulty: Default::default(),
         })
         .await
         .unwrap();

@@ -127,6 +127,10 @@ pub struct Client {
     /// Connected peers that take part in the adverts topic but whose advert
     /// has not arrived yet (a host answers a new subscriber within ~¼ s).
     awaiting: HashSet<PeerId>,
+    /// The remote address of each connected peer as the connection saw it
+    /// (not what the peer claims): verification diversity is judged on it.
+    /// Bounded by the open connections (entries go when the last closes).
+    remotes: HashMap<PeerId, Multiaddr>,
 }
 
 impl Client {
@@ -170,6 +174,7 @@ impl Client {
             discovery,
             last_new_host: None,
             awaiting: HashSet::new(),
+            remotes: HashMap::new(),
         })
     }
 
@@ -203,9 +208,11 @@ impl Client {
                 .await
                 .map_err(|_| err("timed out".into()))?;
             match ev {
-                SwarmEvent::ConnectionEstablished { peer_id, .. }
-                    if expected.is_none_or(|e| e == peer_id) =>
-                {
+                SwarmEvent::ConnectionEstablished {
+                    peer_id, endpoint, ..
+                } if expected.is_none_or(|e| e == peer_id) => {
+                    self.remotes
+                        .insert(peer_id, endpoint.get_remote_address().clone());
                     return Ok(peer_id);
                 }
                 SwarmEvent::OutgoingConnectionError { peer_id, error, .. }
@@ -238,6 +245,16 @@ impl Client {
             }
         }
         Err(last)
+    }
+
+    /// The address `peer`'s connection came from, as observed here.
+    pub fn remote_addr(&self, peer: &PeerId) -> Option<&Multiaddr> {
+        self.remotes.get(peer)
+    }
+
+    /// Whether `peer` is connected now.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.swarm.is_connected(peer)
     }
 
     /// Hosts known from live adverts.
@@ -471,12 +488,20 @@ impl Client {
                     _ => {}
                 }
             }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                self.remotes
+                    .entry(peer_id)
+                    .or_insert_with(|| endpoint.get_remote_address().clone());
+            }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
                 ..
             } => {
                 self.awaiting.remove(&peer_id);
+                self.remotes.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Job(request_response::Event::Message {
                 message: request_response::Message::Request { channel, .. },

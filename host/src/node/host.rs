@@ -49,8 +49,8 @@ pub struct HostOptions {
     pub data_dir: PathBuf,
     /// Listen addresses; empty means the config's (or all interfaces).
     pub listen: Vec<Multiaddr>,
-    /// Test-only: corrupt every output (to exercise replica disagreement).
-    pub faulty: bool,
+    /// Test-only: corrupt outputs (to exercise replica disagreement).
+    pub faulty: super::faulty::Faulty,
 }
 
 /// What the host reports, one event per line in `biop2p host --json`.
@@ -299,7 +299,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         blobs,
         pool,
         tasks: JoinSet::new(),
-        faulty: opts.faulty,
+        faulty: super::faulty::FaultState::new(opts.faulty),
         events: events_tx,
         flush_tx,
         flusher: Some(flusher),
@@ -406,7 +406,7 @@ struct Host {
     /// when the pool dropped it at shutdown). Owned here, so shutdown ends
     /// them all; at most `max_queue` (one per job in flight).
     tasks: JoinSet<(JobId, Option<TaskResult>)>,
-    faulty: bool,
+    faulty: super::faulty::FaultState,
     events: mpsc::Sender<HostEvent>,
     /// Writes waiting for a flush; acknowledgements come back on
     /// `durable_rx` once their flush is done (group commit, one flush at a
@@ -766,7 +766,17 @@ impl Host {
                 self.on_submit(swarm, peer, channel, job, inline, wait)
             }
             Inbound::Ok(JobRequest::Fetch { job_id, wait }) => {
-                self.on_fetch(swarm, channel, job_id, wait)
+                match super::fetch_auth::fetch_refusal(&self.store, &peer, &job_id) {
+                    Some(why) => self.refuse(
+                        swarm,
+                        channel,
+                        peer,
+                        Some(job_id),
+                        RefuseReason::NotYours,
+                        why,
+                    ),
+                    None => self.on_fetch(swarm, channel, job_id, wait),
+                }
             }
         }
     }
@@ -1219,7 +1229,9 @@ impl Host {
         };
         task.scratch = spec.scratch;
         task.portable = spec.portable;
-        task.seed = Some(job_id);
+        // Derived from module, input and args (not the job id): replicas of
+        // one task are distinct jobs and must still agree bit for bit.
+        task.seed = None;
         tracing::debug!(job = %proto::hex(&job_id), "dispatch");
         match self.pool.submit(task) {
             Ok(rx) => {
@@ -1241,7 +1253,7 @@ impl Host {
         if let (Some(class), Some(t)) = (self.classes.remove(&job_id), self.caste.as_mut()) {
             t.on_task_done(&roles::CasteConfig::default(), class);
         }
-        if self.faulty
+        if self.faulty.lies_now()
             && let Ok(out) = &mut r.outcome
         {
             // Test-only: a host that lies about the output, consistently.
