@@ -19,6 +19,11 @@ use biop2p::store::SubmitterStore;
 use biop2p::{BiologicalRole, NodeConfig, workloads};
 use libp2p::PeerId;
 
+/// One swarm test at a time: each in-process host reserves its own sandbox
+/// pool, and several swarms at once exhaust the address space of one test
+/// process.
+static ONE_SWARM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Starts `modes.len()` hosts on loopback in one swarm (the first is the
 /// bootstrap of the others).
 async fn start_hosts(root: &std::path::Path, swarm: &str, modes: &[Faulty]) -> Vec<Node> {
@@ -112,6 +117,7 @@ fn states(s: &Submitter) -> std::collections::HashMap<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn colluding_liars_are_quarantined_and_nothing_wrong_is_accepted() {
+    let _one = ONE_SWARM.lock().await;
     let root = tempfile::tempdir().unwrap();
     let swarm = format!("trust-{:x}", rand::random::<u64>());
     let mut modes = vec![Faulty::Honest; 7];
@@ -173,6 +179,166 @@ async fn colluding_liars_are_quarantined_and_nothing_wrong_is_accepted() {
                 assert!(ids.insert(r.verify().unwrap().job_id), "a job id reused");
             }
         }
+    }
+    for n in &nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleeper_is_caught_by_spot_checks_or_canaries() {
+    let _one = ONE_SWARM.lock().await;
+    let root = tempfile::tempdir().unwrap();
+    let swarm = format!("sleeper-{:x}", rand::random::<u64>());
+    let mut modes = vec![Faulty::Honest; 6];
+    modes.push(Faulty::Sleeper { honest_jobs: 20 });
+    let nodes = start_hosts(root.path(), &swarm, &modes).await;
+    let sleeper = nodes[6].peer_id().to_string();
+    let mut s = submitter(&nodes, &swarm, &root.path().join("submitter")).await;
+    let mut caught_after = None;
+    let mut wrong = 0;
+    let mut trusted_before_turning = false;
+    for batch in 0..12 {
+        let tasks = echo_tasks(batch * 25, 25);
+        let out = s.run(tasks.clone(), |_| {}).await.unwrap();
+        wrong += wrong_accepted(&tasks, &out);
+        let st = states(&s);
+        trusted_before_turning |= st[&sleeper] == "trusted";
+        if matches!(st[&sleeper].as_str(), "suspect" | "quarantined") {
+            caught_after = Some((batch + 1) * 25);
+            break;
+        }
+    }
+    eprintln!(
+        "sleeper: caught after {caught_after:?} jobs, wrong accepted meanwhile {wrong}, \
+         trusted before: {trusted_before_turning}, summary {:?}",
+        s.summary()
+    );
+    let caught = caught_after.expect("the sleeper is caught within 300 jobs");
+    assert!(caught <= 300);
+    let honest_bad = states(&s)
+        .iter()
+        .filter(|(k, v)| **k != sleeper && *v != "newcomer" && *v != "trusted")
+        .count();
+    assert_eq!(honest_bad, 0, "no honest host suspected");
+    for n in &nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_are_own_jobs_outputs_are_the_submitters_and_reports_are_rerun() {
+    let _one = ONE_SWARM.lock().await;
+    let root = tempfile::tempdir().unwrap();
+    let swarm = format!("reports-{:x}", rand::random::<u64>());
+    let mut modes = vec![Faulty::Honest; 4];
+    modes.extend([Faulty::Colluding; 2]);
+    let nodes = start_hosts(root.path(), &swarm, &modes).await;
+    let state = root.path().join("submitter");
+    let mut s = submitter(&nodes, &swarm, &state).await;
+    let tasks = echo_tasks(0, 30);
+    let out = s.run(tasks.clone(), |_| {}).await.unwrap();
+    assert_eq!(wrong_accepted(&tasks, &out), 0);
+
+    // Replicas of one task carry distinct job ids (own nonce each).
+    let replicated = out
+        .iter()
+        .find_map(|o| match &o.status {
+            TaskStatus::Accepted { receipts, .. } if receipts.len() >= 2 => Some(receipts),
+            _ => None,
+        })
+        .expect("a replicated task");
+    let ids: std::collections::HashSet<_> = replicated
+        .iter()
+        .map(|r| r.verify().unwrap().job_id)
+        .collect();
+    assert_eq!(ids.len(), replicated.len(), "each replica its own job id");
+
+    // Fetch: the submitter gets its result, any other peer `not_yours`.
+    let TaskStatus::Accepted { job_id, host, .. } = &out[0].status else {
+        panic!("first task accepted");
+    };
+    let mine = s
+        .client()
+        .request(
+            host,
+            JobRequest::Fetch {
+                job_id: *job_id,
+                wait: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(mine, JobResponse::Done { .. }), "{mine:?}");
+    let mut net = NetworkConfig::direct();
+    net.swarm = swarm.clone();
+    let mut other = Client::new(Identity::from_seed(rand::random()), &net, 1 << 20)
+        .await
+        .unwrap();
+    let addr = nodes.iter().find(|n| n.peer_id() == *host).unwrap().addrs()[0].clone();
+    other.connect(&addr).await.unwrap();
+    let theirs = other
+        .request(
+            host,
+            JobRequest::Fetch {
+                job_id: *job_id,
+                wait: false,
+            },
+        )
+        .await
+        .unwrap();
+    match theirs {
+        JobResponse::Refused { reason, .. } => assert_eq!(reason, RefuseReason::NotYours),
+        r => panic!("another peer fetched the output: {r:?}"),
+    }
+
+    // The evidence log holds signed reports of the lies seen.
+    let (hosts, evidence) = s.stored_trust().unwrap();
+    assert_eq!(hosts.len(), nodes.len());
+    let report: LieReport = evidence
+        .iter()
+        .find_map(|e| e.report.as_ref())
+        .map(|j| LieReport::from_text(j).unwrap())
+        .expect("a lie was reported");
+    let liar: PeerId = report.receipt.verify().unwrap().host_peer_id().unwrap();
+    assert!(nodes[4..].iter().any(|n| n.peer_id() == liar));
+
+    // A second submitter that knows the same hosts checks reports itself.
+    let mut s2 = submitter(&nodes, &swarm, &root.path().join("second")).await;
+    let snapshot = |s: &Submitter| serde_json::to_string(s.coordinator().reputation()).unwrap();
+    let before = snapshot(&s2);
+    let mut forged = report.clone();
+    forged.correct_output[0] ^= 1;
+    assert!(matches!(
+        s2.check_report(&forged, 1 << 30).await.unwrap(),
+        ReportVerdict::Ignored(_)
+    ));
+    let mut stripped = report.clone();
+    stripped.module.clear();
+    assert!(matches!(
+        s2.check_report(&stripped, 1 << 30).await.unwrap(),
+        ReportVerdict::Ignored(_)
+    ));
+    let v = s2.check_report(&report, 1).await.unwrap();
+    assert!(matches!(v, ReportVerdict::Ignored(_)), "{v:?}");
+    assert_eq!(
+        before,
+        snapshot(&s2),
+        "forged or unverifiable: nothing changed"
+    );
+    // The genuine report, re-run here, shows the lie.
+    match s2.check_report(&report, 1 << 30).await.unwrap() {
+        ReportVerdict::Checked { lied, .. } => assert!(lied, "the re-run contradicts the receipt"),
+        v => panic!("a genuine report was not checked: {v:?}"),
+    }
+    // The trust state survives the submitter: reopened, the same states.
+    let st = states(&s);
+    drop(s);
+    drop(s2);
+    let store = Arc::new(SubmitterStore::open(&state.join("submitter")).unwrap());
+    let (rows, _) = biop2p::node::submitter::stored_trust(&store).unwrap();
+    for r in rows {
+        assert_eq!(st[&r.peer_id], r.state, "state of {} persisted", r.peer_id);
     }
     for n in &nodes {
         n.stop().await;

@@ -38,9 +38,8 @@ pub struct LieReport {
     pub module: Vec<u8>,
     /// The input.
     pub input: Vec<u8>,
-    /// The reporter's signature over all of the above.
-    #[serde(with = "sig64")]
-    pub signature: [u8; 64],
+    /// The reporter's signature over all of the above (64 bytes).
+    pub signature: Vec<u8>,
 }
 
 /// Why a report was not believed.
@@ -104,7 +103,7 @@ impl LieReport {
             issued_at_ms,
             module,
             input,
-            signature: key.sign(&msg).to_bytes(),
+            signature: key.sign(&msg).to_bytes().to_vec(),
         }
     }
 
@@ -123,7 +122,12 @@ impl LieReport {
             &self.module,
             &self.input,
         );
-        key.verify(&msg, &Signature::from_bytes(&self.signature))
+        let sig: [u8; 64] = self
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| ReportError::Forged("reporter signature"))?;
+        key.verify(&msg, &Signature::from_bytes(&sig))
             .map_err(|_| ReportError::Forged("reporter signature"))?;
         let spec = self
             .job
@@ -170,9 +174,25 @@ impl LieReport {
         })
     }
 
-    /// One JSON line.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("reports encode")
+    /// The portable text form: base64 of the canonical binary encoding
+    /// (the signed parts are binary; JSON arrays of bytes would not
+    /// round-trip their fixed-size signatures).
+    pub fn to_text(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .encode(postcard::to_stdvec(self).expect("reports encode"))
+    }
+
+    /// Parses [`LieReport::to_text`]; bounded by [`MAX_REPORT_BLOBS`].
+    pub fn from_text(s: &str) -> Result<Self, ReportError> {
+        use base64::Engine as _;
+        if s.len() > MAX_REPORT_BLOBS * 4 / 3 + (64 << 10) {
+            return Err(ReportError::Unverifiable("report too large".into()));
+        }
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .map_err(|_| ReportError::Forged("not base64"))?;
+        postcard::from_bytes(&b).map_err(|_| ReportError::Forged("undecodable report"))
     }
 }
 
@@ -187,18 +207,4 @@ pub struct Checked {
     pub subject: PeerId,
     /// The reporter.
     pub reporter: PeerId,
-}
-
-mod sig64 {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
-        let v: Vec<u8> = Vec::deserialize(d)?;
-        v.try_into()
-            .map_err(|_| serde::de::Error::custom("a signature is 64 bytes"))
-    }
 }

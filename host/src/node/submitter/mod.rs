@@ -42,7 +42,7 @@ use super::placement::inline_blobs;
 use super::receipts::verify_response;
 use super::trails::Trails;
 use crate::proto::{self, Hash, JobId, JobRequest, JobResponse, SignedJob, SignedReceipt};
-use crate::sandbox::{ErrorKind, Sandbox, Task, TaskLimits, WasmModule};
+use crate::sandbox::{Sandbox, Task, TaskLimits, WasmModule};
 use crate::store::{StoreError, SubmitRecord, SubmitterStore, unix_now};
 use evidence::{LieReport, ReportError};
 
@@ -198,7 +198,7 @@ pub struct EvidenceEntry {
     pub detail: String,
     /// The job (hex id) behind it, if one.
     pub job_id: Option<String>,
-    /// The signed report (for `lie`), as JSON.
+    /// The signed report (for `lie`), in [`LieReport::to_text`] form.
     pub report: Option<String>,
 }
 
@@ -1011,7 +1011,7 @@ impl Submitter {
                 &a.digest.to_hex()[..12]
             ),
             job_id: Some(proto::hex(&a.job.id())),
-            report: Some(report.to_json()),
+            report: Some(report.to_text()),
         });
         self.dirty = true;
     }
@@ -1060,12 +1060,6 @@ impl Submitter {
             Ok(c) => c,
             Err(e) => return Ok(ReportVerdict::Ignored(e)),
         };
-        if checked.spec.fuel > fuel_budget {
-            return Ok(ReportVerdict::Ignored(ReportError::Unverifiable(format!(
-                "its fuel {} is over the budget of {fuel_budget}",
-                checked.spec.fuel
-            ))));
-        }
         let Some(sandbox) = self.sandbox.clone() else {
             return Ok(ReportVerdict::Ignored(ReportError::Unverifiable(
                 "no local sandbox here".into(),
@@ -1073,7 +1067,9 @@ impl Submitter {
         };
         let params = JobParams {
             args: checked.spec.args.clone(),
-            fuel: checked.spec.fuel,
+            // Within the budget this receiver chooses: a re-run that runs
+            // out of it proves nothing either way.
+            fuel: checked.spec.fuel.min(fuel_budget),
             memory_bytes: checked.spec.memory_bytes,
             timeout_ms: None,
             scratch: checked.spec.scratch,
@@ -1089,15 +1085,12 @@ impl Submitter {
         let r = tokio::task::spawn_blocking(move || sandbox.run(&task))
             .await
             .map_err(|e| SubmitterError::Client(ClientError::Placement(e.to_string())))?;
-        if let Err(e) = &r.outcome
-            && matches!(
-                e.kind(),
-                ErrorKind::FuelExhausted | ErrorKind::Timeout | ErrorKind::HostError
-            )
-        {
+        // A re-run that fails here (out of the budget, a trap, a host
+        // error) proves nothing against anyone: conservative on purpose.
+        if let Err(e) = &r.outcome {
             return Ok(ReportVerdict::Ignored(ReportError::Unverifiable(format!(
                 "the re-run did not finish here: {}",
-                e.kind()
+                e.kind().as_str()
             ))));
         }
         let mine = r.counters.output_hash;
@@ -1146,6 +1139,11 @@ impl Submitter {
         let applied = r.is_ok() && self.coord.stats().verifications > before;
         self.persist().await?;
         Ok(ReportVerdict::Checked { lied, applied })
+    }
+
+    /// The persisted hosts and evidence log (what `biop2p trust` shows).
+    pub fn stored_trust(&self) -> Result<(Vec<HostTrust>, Vec<EvidenceEntry>), SubmitterError> {
+        stored_trust(&self.store)
     }
 
     /// Every host this submitter knows, with its state and record.
