@@ -341,7 +341,16 @@ fn a_host_killed_mid_job_is_replaced() {
 #[test]
 fn demo_runs_a_swarm_and_catches_the_faulty_host() {
     let out = biop2p()
-        .args(["demo", "--hosts", "3", "--faulty", "1", "--json"])
+        .args([
+            "demo",
+            "--hosts",
+            "3",
+            "--faulty",
+            "1",
+            "--replicas",
+            "3",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -369,7 +378,16 @@ fn demo_runs_a_swarm_and_catches_the_faulty_host() {
 
     // Two liars out of three: no majority, and the demo says so.
     let out = biop2p()
-        .args(["demo", "--hosts", "3", "--faulty", "2", "--json"])
+        .args([
+            "demo",
+            "--hosts",
+            "3",
+            "--faulty",
+            "2",
+            "--replicas",
+            "3",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

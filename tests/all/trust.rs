@@ -98,11 +98,10 @@ fn wrong_accepted(tasks: &[TaskInput], outcomes: &[biop2p::node::submitter::Task
     outcomes
         .iter()
         .filter(|o| match &o.status {
-            TaskStatus::Accepted {
-                response: JobResponse::Done { output, .. },
-                ..
-            } => output[..] != tasks[o.index].input[..],
-            TaskStatus::Accepted { .. } => true,
+            TaskStatus::Accepted { response, .. } => match &**response {
+                JobResponse::Done { output, .. } => output[..] != tasks[o.index].input[..],
+                _ => true,
+            },
             TaskStatus::GaveUp(_) => false,
         })
         .count()
@@ -343,4 +342,54 @@ async fn replicas_are_own_jobs_outputs_are_the_submitters_and_reports_are_rerun(
     for n in &nodes {
         n.stop().await;
     }
+}
+
+/// `biop2p demo --hosts 8 --faulty 2`: adaptive by default, the liars
+/// quarantined, the JSON fields other tools read.
+#[test]
+fn the_demo_quarantines_its_liars_with_adaptive_replication() {
+    let out = crate::cli::biop2p()
+        .args([
+            "demo", "--hosts", "8", "--faulty", "2", "--jobs", "60", "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["wrong_accepted"], 0, "{v}");
+    let faulty: Vec<&str> = v["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["faulty"] == true)
+        .map(|h| h["peer_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(faulty.len(), 2);
+    let mut q: Vec<&str> = v["quarantined"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    q.sort();
+    let mut f = faulty.clone();
+    f.sort();
+    assert_eq!(q, f, "exactly the liars quarantined: {v}");
+    for h in v["hosts"].as_array().unwrap() {
+        let want = if h["faulty"] == true {
+            "quarantined"
+        } else {
+            "trusted"
+        };
+        assert!(
+            h["state"] == want || (want == "trusted" && h["state"] == "newcomer"),
+            "{h}"
+        );
+    }
+    assert!(v["canaries"].as_u64().is_some());
+    assert!(v["replicas_per_job"].as_f64().unwrap() >= 1.0);
 }

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use biop2p::config::NetworkConfig;
@@ -106,7 +105,7 @@ async fn check(
         sandbox_dir: Some(dir.join("sandbox")),
         ..SubmitterConfig::default()
     };
-    let mut s = Submitter::new(client, Arc::new(state.store), config)?;
+    let mut s = Submitter::new(client, state.store.clone(), config)?;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let verdict = match LieReport::from_text(line) {
             Ok(r) => s.check_report(&r, fuel_budget).await?,

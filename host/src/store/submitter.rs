@@ -24,6 +24,9 @@ pub struct SubmitRecord {
     pub submitted_at: u64,
 }
 
+/// The saved (reputation, peer map), JSON, each `None` before the first save.
+pub type TrustBlobs = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// The submitter's database.
 pub struct SubmitterStore {
     db: sled::Db,
@@ -98,8 +101,8 @@ impl SubmitterStore {
         let mut batch = sled::Batch::default();
         batch.insert(REPUTATION, reputation);
         batch.insert(PEERS, peers);
-        let mut next = self.next_evidence()?;
-        for e in evidence {
+        let first = self.next_evidence()?;
+        for (next, e) in (first..).zip(evidence) {
             let mut k = vec![EVIDENCE];
             k.extend_from_slice(&next.to_be_bytes());
             batch.insert(k, e.as_slice());
@@ -108,7 +111,6 @@ impl SubmitterStore {
                 old.extend_from_slice(&(next - MAX_EVIDENCE).to_be_bytes());
                 batch.remove(old);
             }
-            next += 1;
         }
         self.trust.apply_batch(batch)?;
         self.db.flush_async().await?;
@@ -128,7 +130,7 @@ impl SubmitterStore {
 
     /// The saved trust state: (reputation, peers), each `None` before the
     /// first save.
-    pub fn trust(&self) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), StoreError> {
+    pub fn trust(&self) -> Result<TrustBlobs, StoreError> {
         let get = |k: &[u8]| -> Result<Option<Vec<u8>>, StoreError> {
             Ok(self.trust.get(k)?.map(|v| v.to_vec()))
         };

@@ -131,7 +131,7 @@ pub enum TaskStatus {
         /// The host whose (verified) answer is returned.
         host: PeerId,
         /// Done or Failed, verified.
-        response: JobResponse,
+        response: Box<JobResponse>,
         /// Why it was accepted.
         reason: AcceptReason,
         /// Every verified receipt of the task's replicas.
@@ -907,7 +907,7 @@ impl Submitter {
         Some(TaskStatus::Accepted {
             job_id: winner.job.id(),
             host: winner.peer,
-            response: winner.response,
+            response: Box::new(winner.response),
             reason,
             receipts,
         })
