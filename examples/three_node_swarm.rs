@@ -123,16 +123,20 @@ async fn submit_jobs(nodes: &[Node], swarm: &str) -> Result<Summary> {
             .map(|(p, a)| Candidate::Host(p, Box::new(a)))
             .collect();
         let inline = placement::inline_blobs(&[&module, &input], 512 << 10);
-        client.offer_blob(Arc::new(module));
-        client.offer_blob(Arc::new(input.clone()));
         let plan = Plan {
             refill_from_adverts: true,
             replicas: 3,
             max_replacements: 1,
             deadline: Duration::from_secs(60),
         };
+        // Each replica its own signed job (own nonce, own id).
+        let jobs: Vec<_> = (0..plan.replicas + plan.max_replacements)
+            .map(|_| client.make_job(&module, &input, &JobParams::default()))
+            .collect();
+        client.offer_blob(Arc::new(module));
+        client.offer_blob(Arc::new(input.clone()));
         let report =
-            placement::run_replicas(&mut client, &job, &inline, cands, &plan, &mut trails, |m| {
+            placement::run_replicas(&mut client, jobs, &inline, cands, &plan, &mut trails, |m| {
                 println!("  {m}")
             })
             .await?;

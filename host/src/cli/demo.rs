@@ -3,10 +3,13 @@
 //! Starts N hosts on loopback (each with its own data dir in a temporary
 //! folder, its own role and price), lets them find each other through a
 //! bootstrap host and their gossiped adverts, then submits the embedded
-//! workloads as a submitter would: hosts chosen from adverts, each job on
-//! several replicas, receipts verified, outputs compared by hash and accepted
-//! on a strict majority. `--faulty K` makes K hosts lie about their outputs;
-//! the demo passes only if every lie is caught.
+//! workloads as a submitter would. By default (4 hosts or more) the
+//! submitter's trust coordinator decides replication (adaptive: newcomers
+//! checked against trusted hosts, trusted hosts spot-checked, canaries,
+//! quarantine); with `--replicas R` each job runs on R replicas and is
+//! accepted on a strict majority. `--faulty K` makes K hosts lie, all the
+//! same way (they collude); the demo passes only if no wrong output was
+//! accepted.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -32,12 +35,18 @@ pub struct Args {
     /// Hosts to start.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=12))]
     hosts: u32,
-    /// Hosts that return wrong outputs (they must be outvoted).
+    /// Hosts that return wrong outputs, all the same wrong output (they
+    /// collude); they must be caught and quarantined.
     #[arg(long, default_value_t = 0)]
     faulty: u32,
-    /// Replicas per job (default: 3, or fewer hosts).
+    /// Fixed-majority mode: this many replicas per job, accepted on a
+    /// strict majority. Without it the trust coordinator decides (adaptive
+    /// replication, canaries, quarantine).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=12))]
     replicas: Option<u32>,
+    /// Jobs to run in adaptive mode (small echo and matmul jobs).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    jobs: u32,
     /// One JSON object at the end instead of the report.
     #[arg(long)]
     json: bool,
@@ -85,7 +94,17 @@ pub fn execute(a: Args) -> Result<ExitCode> {
     if a.faulty > a.hosts {
         bail!("--faulty {} is more than --hosts {}", a.faulty, a.hosts);
     }
-    let replicas = a.replicas.unwrap_or(a.hosts.min(3));
+    let mut a = a;
+    if a.replicas.is_none() && a.hosts < 4 {
+        // Four untried hosts are what it takes to confirm an answer.
+        eprintln!(
+            "note: adaptive replication needs at least 4 hosts; with {} the demo runs fixed majorities of {}",
+            a.hosts,
+            a.hosts.min(3)
+        );
+        a.replicas = Some(a.hosts.min(3));
+    }
+    let replicas = a.replicas.unwrap_or(0);
     if replicas > a.hosts {
         bail!("--replicas {replicas} needs at least that many --hosts");
     }
@@ -143,13 +162,19 @@ async fn run(a: Args, replicas: usize) -> Result<ExitCode> {
         ),
     );
     let nodes = start_hosts(&a, root.path(), &swarm).await?;
-    let result = drive(&a, &nodes, &swarm, replicas).await;
+    let result = if a.replicas.is_some() {
+        drive(&a, &nodes, &swarm, replicas).await
+    } else {
+        drive_adaptive(&a, &nodes, &swarm, root.path()).await
+    };
     for n in &nodes {
         n.stop().await;
     }
     let (ok, report) = result?;
     if a.json {
         common::print_line(&report.to_string())?;
+    } else if ok && a.replicas.is_none() {
+        println!("every accepted output is the honest one");
     } else if ok {
         println!("\nall jobs verified: receipts signed, outputs agreed by a strict majority");
     } else {
@@ -231,7 +256,10 @@ async fn drive(
             max_price_per_mfuel: 10,
             ..JobParams::default()
         };
-        let job = client.make_job(&module, &j.input, &params);
+        let jobs: Vec<_> = (0..replicas + 2)
+            .map(|_| client.make_job(&module, &j.input, &params))
+            .collect();
+        let mut job = jobs[0].clone();
         let spec = job.verify().expect("own job verifies");
         let cands: Vec<Candidate> = trails
             .rank(client.known_hosts(), &spec, unix_now_ms())
@@ -257,11 +285,16 @@ async fn drive(
         );
         let mut notes = Vec::new();
         let report =
-            placement::run_replicas(&mut client, &job, &inline, cands, &plan, &mut trails, |m| {
+            placement::run_replicas(&mut client, jobs, &inline, cands, &plan, &mut trails, |m| {
                 notes.push(m.to_string())
             })
             .await?;
         let winner = report.majority(replicas);
+        if let Some((h, _)) = winner
+            && let Some(w) = report.answers.iter().find(|x| x.output_hash == h)
+        {
+            job = w.job.clone();
+        }
         let mut rows = Vec::new();
         for ans in &report.answers {
             let (body, out_len) = match &ans.response {
@@ -382,4 +415,201 @@ async fn drive(
         "verified": all_ok,
     });
     Ok((all_ok, report))
+}
+
+/// Adaptive mode: the submitter's trust coordinator runs `--jobs` jobs; the
+/// report counts wrong accepted outputs against honest ones computed here.
+async fn drive_adaptive(
+    a: &Args,
+    nodes: &[Node],
+    swarm: &str,
+    root: &std::path::Path,
+) -> Result<(bool, serde_json::Value)> {
+    use biop2p::node::submitter::{Submitter, SubmitterConfig, TaskInput, TaskStatus};
+    use biop2p::store::SubmitterStore;
+
+    let faulty: Vec<PeerId> = nodes[(a.hosts - a.faulty) as usize..]
+        .iter()
+        .map(Node::peer_id)
+        .collect();
+    for n in nodes {
+        say(
+            a.json,
+            &format!(
+                "  host {} {:<8} price {}/Mfuel{}  {}",
+                short(&n.peer_id()),
+                n.role().to_string(),
+                n.config().market.price_per_mfuel,
+                if faulty.contains(&n.peer_id()) {
+                    "  (faulty: colluding)"
+                } else {
+                    ""
+                },
+                n.addrs()[0]
+            ),
+        );
+    }
+    let mut net = NetworkConfig::direct();
+    net.swarm = swarm.to_string();
+    net.bootstrap = vec![nodes[0].addrs()[0].to_string()];
+    let state = root.join("submitter");
+    let mut client = Client::new(Identity::load_or_create(&state)?, &net, 16 << 20).await?;
+    let found = client
+        .discover(
+            nodes.len(),
+            |_| true,
+            Duration::from_millis(300),
+            Duration::from_secs(20),
+        )
+        .await;
+    let mut hosts = Vec::new();
+    for (p, ad) in &found {
+        client.connect_host(*p, ad).await?;
+        hosts.push((*p, ad.fuel_per_sec));
+    }
+    say(
+        a.json,
+        &format!(
+            "submitter discovered {} host(s) from their adverts; adaptive replication by the trust coordinator",
+            found.len()
+        ),
+    );
+    let store = std::sync::Arc::new(SubmitterStore::open(&state.join("submitter"))?);
+    let config = SubmitterConfig {
+        deadline: Duration::from_secs(120),
+        sandbox_dir: Some(state.join("sandbox")),
+        ..SubmitterConfig::default()
+    };
+    let mut s = Submitter::new(client, store, config)?;
+    s.join(hosts)?;
+    if let Some(n) = s.diversity_note() {
+        say(a.json, n);
+    }
+    // Small real jobs: echo with distinct inputs, every fifth a matmul.
+    let echo = std::sync::Arc::new(workloads::get("echo").expect("embedded").bytes.to_vec());
+    let matmul = std::sync::Arc::new(workloads::get("matmul").expect("embedded").bytes.to_vec());
+    let params = JobParams {
+        max_price_per_mfuel: 10,
+        ..JobParams::default()
+    };
+    let tasks: Vec<TaskInput> = (0..a.jobs)
+        .map(|i| {
+            let (module, input) = if i % 5 == 4 {
+                (matmul.clone(), (16 + i % 32).to_le_bytes().to_vec())
+            } else {
+                (echo.clone(), format!("demo job {i}\n").into_bytes())
+            };
+            TaskInput {
+                module,
+                input: std::sync::Arc::new(input),
+                params: params.clone(),
+            }
+        })
+        .collect();
+    // The honest outputs, computed here to judge the run (not used by the
+    // coordinator: it only knows what hosts answer).
+    let sandbox = biop2p::node::open_sandbox(&state.join("reference"))?;
+    let honest: Vec<Option<Vec<u8>>> = tasks
+        .iter()
+        .map(|t| {
+            let mut task = biop2p::sandbox::Task::new(
+                biop2p::sandbox::WasmModule::new(t.module.to_vec()),
+                t.input.to_vec(),
+            );
+            task.limits.fuel = t.params.fuel;
+            sandbox.run(&task).outcome.ok()
+        })
+        .collect();
+    let json = a.json;
+    let out = s
+        .run(tasks, |m| {
+            if !json {
+                println!("{m}")
+            }
+        })
+        .await?;
+    let mut wrong = 0;
+    let mut accepted = 0;
+    for o in &out {
+        if let TaskStatus::Accepted { response, .. } = &o.status {
+            accepted += 1;
+            let got = match &**response {
+                JobResponse::Done { output, .. } => Some(output.clone()),
+                _ => None,
+            };
+            if got != honest[o.index] {
+                wrong += 1;
+            }
+        }
+    }
+    let summary = s.summary();
+    let per_job = summary.dispatched as f64 / out.len().max(1) as f64;
+    let states: std::collections::HashMap<String, String> = s
+        .hosts()
+        .into_iter()
+        .map(|h| (h.peer_id, h.state))
+        .collect();
+    let quarantined: Vec<String> = states
+        .iter()
+        .filter(|(_, v)| *v == "quarantined")
+        .map(|(k, _)| k.clone())
+        .collect();
+    say(a.json, "\nhosts after the run:");
+    for n in nodes {
+        say(
+            a.json,
+            &format!(
+                "  {} {:<12}{}",
+                short(&n.peer_id()),
+                states
+                    .get(&n.peer_id().to_string())
+                    .map_or("unknown", |s| s),
+                if faulty.contains(&n.peer_id()) {
+                    "  (faulty)"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
+    say(
+        a.json,
+        &format!(
+            "\n{accepted} of {} job(s) accepted; quarantined: {}; canaries sent: {} ({} computed locally, {} fuel, {} ms); replicas per job: {per_job:.2} (canaries included)\n{wrong} wrong accepted",
+            out.len(),
+            if quarantined.is_empty() {
+                "none".to_string()
+            } else {
+                quarantined
+                    .iter()
+                    .map(|p| short(&p.parse().expect("peer id")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            summary.canaries,
+            summary.local_canary_runs,
+            summary.local_canary_fuel,
+            summary.local_canary_ms,
+        ),
+    );
+    let ok = wrong == 0;
+    let report = serde_json::json!({
+        "hosts": nodes.iter().map(|n| serde_json::json!({
+            "peer_id": n.peer_id().to_string(), "role": n.role().to_string(),
+            "price_per_mfuel": n.config().market.price_per_mfuel,
+            "faulty": faulty.contains(&n.peer_id()),
+            "state": states.get(&n.peer_id().to_string()),
+            "addr": n.addrs().first().map(|x| x.to_string()),
+        })).collect::<Vec<_>>(),
+        "discovered": found.len(),
+        "jobs": out.len(),
+        "accepted": accepted,
+        "wrong_accepted": wrong,
+        "quarantined": quarantined,
+        "canaries": summary.canaries,
+        "local_canary_runs": summary.local_canary_runs,
+        "replicas_per_job": per_job,
+        "verified": ok,
+    });
+    Ok((ok, report))
 }

@@ -36,9 +36,11 @@ pub struct Args {
     /// One JSON line per event.
     #[arg(long)]
     json: bool,
-    /// Test only: return wrong outputs (to exercise replica checks).
-    #[arg(long, hide = true)]
-    faulty: bool,
+    /// Test only: return wrong outputs (to exercise replica checks):
+    /// `--faulty` or `--faulty colluding` lies on every job, the same way
+    /// as every other faulty host; `--faulty sleeper=N` after N honest jobs.
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "colluding")]
+    faulty: Option<biop2p::node::faulty::Faulty>,
     /// Run without confinement (no Landlock, no seccomp): for debugging
     /// only. A sandbox escape would then get every right of this user.
     #[arg(long, env = "BIOP2P_NO_CONFINE")]
@@ -89,7 +91,7 @@ pub fn execute(mut a: Args) -> Result<ExitCode> {
             config,
             data_dir: data_dir.clone(),
             listen: a.listen,
-            faulty: a.faulty,
+            faulty: a.faulty.unwrap_or_default(),
         })
         .await
         .with_context(|| format!("cannot start the host (data dir {})", data_dir.display()))?;

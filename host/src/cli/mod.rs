@@ -12,6 +12,7 @@ mod run;
 mod sim;
 mod status;
 mod submit;
+mod trust;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -40,6 +41,8 @@ enum Command {
     Id(init::IdArgs),
     /// Submit a job to a host and get verified output.
     Submit(submit::Args),
+    /// Whom this submitter trusts, and the evidence why.
+    Trust(trust::Args),
     /// List known hosts with their latest adverts.
     Peers(peers::Args),
     /// Show a submitted job's status (queued, running, done, failed).
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Init(a) => init::init(a),
         Command::Id(a) => init::id(a),
         Command::Submit(a) => submit::execute(a),
+        Command::Trust(a) => trust::execute(a),
         Command::Peers(a) => peers::execute(a),
         Command::Status(a) => status::status(a),
         Command::Result(a) => status::result(a),

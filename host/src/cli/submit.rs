@@ -12,6 +12,7 @@ use biop2p::config::NetworkConfig;
 use biop2p::identity::Identity;
 use biop2p::node::client::JobParams;
 use biop2p::node::placement::{self, Candidate, Plan};
+use biop2p::node::submitter::{Submitter, SubmitterConfig, TaskInput, TaskStatus};
 use biop2p::node::trails::Trails;
 use biop2p::node::{Client, verify_response};
 use biop2p::proto::{self, JobId, JobRequest, JobResponse};
@@ -61,10 +62,14 @@ pub struct Args {
     /// elsewhere (default: twice `--timeout` plus 30, or 600).
     #[arg(long)]
     deadline: Option<u64>,
-    /// Run the job on this many distinct hosts and accept the output only on
-    /// a strict majority of matching output hashes.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
-    replicas: u32,
+    /// Force this many replicas on distinct hosts and accept the output only
+    /// on a strict majority of matching output hashes. Without it the
+    /// submitter's trust coordinator decides (adaptive replication: newcomers
+    /// are checked against trusted hosts, trusted hosts are spot-checked),
+    /// given at least 4 hosts; with fewer, the job runs once and its output
+    /// is reported as not compared.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=16))]
+    replicas: Option<u32>,
     /// Fuel budget.
     #[arg(long, default_value_t = JobParams::default().fuel)]
     fuel: u64,
@@ -116,7 +121,9 @@ impl Args {
 /// The submitter's state: identity and database.
 pub struct State {
     pub id: Identity,
-    pub store: SubmitterStore,
+    pub store: Arc<SubmitterStore>,
+    /// The state directory.
+    pub dir: PathBuf,
     /// Where the Thermal trails over hosts are kept.
     pub trails_path: PathBuf,
 }
@@ -130,8 +137,9 @@ impl State {
             .with_context(|| format!("cannot open the job database in {}", dir.display()))?;
         Ok(State {
             id,
-            store,
+            store: Arc::new(store),
             trails_path: dir.join("trails.json"),
+            dir,
         })
     }
 }
@@ -176,12 +184,12 @@ async fn candidates(
     trails: &mut Trails,
     spec: &proto::JobSpec,
     pb: &indicatif::ProgressBar,
+    want: usize,
 ) -> Result<Vec<Candidate>> {
     if !a.peer.is_empty() {
         return Ok(a.peer.iter().cloned().map(Candidate::Addr).collect());
     }
     pb.set_message("finding hosts");
-    let want = a.replicas as usize;
     let found = client
         .discover(
             want,
@@ -217,9 +225,26 @@ async fn candidates(
         .collect())
 }
 
+/// Hosts the coordinator needs before it decides replication itself: four
+/// untried hosts (quorum weight 1/4 each) can confirm an answer.
+const ADAPTIVE_MIN_HOSTS: usize = 4;
+
 async fn submit(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Result<ExitCode> {
-    if !(a.replicas == 1 && (a.detach || a.peer.len() == 1)) {
-        return replicated(a, state, module, input).await;
+    match a.replicas {
+        Some(n) if n >= 2 => return replicated(a, n as usize, state, module, input).await,
+        None if !a.detach && (a.peer.is_empty() || a.peer.len() >= ADAPTIVE_MIN_HOSTS) => {
+            return adaptive(a, state, module, input).await;
+        }
+        None if !a.detach => {
+            eprintln!(
+                "note: {} host(s) given, fewer than the {ADAPTIVE_MIN_HOSTS} adaptive replication needs: the job runs once and its output is not compared",
+                a.peer.len()
+            );
+        }
+        _ => {}
+    }
+    if !(a.detach || a.peer.len() == 1) {
+        return replicated(a, 1, state, module, input).await;
     }
     let pb = progress(a.json);
     let mut client = Client::new(state.id.clone(), &client_net(&a)?, MAX_OUTPUT).await?;
@@ -229,7 +254,7 @@ async fn submit(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Resul
     // The first reachable candidate takes the job.
     let mut reached = None;
     let mut trails = Trails::load(&state.trails_path);
-    for c in candidates(&a, &mut client, &mut trails, &spec, &pb).await? {
+    for c in candidates(&a, &mut client, &mut trails, &spec, &pb, 1).await? {
         let r = match &c {
             Candidate::Addr(addr) => {
                 pb.set_message(format!("connecting to {addr}"));
@@ -441,24 +466,31 @@ pub fn print_result(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--replicas N`: the same signed job on N distinct hosts, waiting for all;
-/// outputs compared by hash, accepted on a strict majority. Disagreeing and
-/// missing replicas are reported with their host.
-async fn replicated(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Result<ExitCode> {
-    let n = a.replicas as usize;
+/// `--replicas N`: the task on N distinct hosts, each its own signed job,
+/// waiting for all; outputs compared by hash, accepted on a strict
+/// majority. Disagreeing and missing replicas are reported with their host.
+async fn replicated(
+    a: Args,
+    n: usize,
+    state: State,
+    module: Vec<u8>,
+    input: Vec<u8>,
+) -> Result<ExitCode> {
     if a.detach {
         bail!("--replicas needs the submitter to wait for the results; drop --detach");
     }
     let pb = progress(a.json);
     let mut client = Client::new(state.id.clone(), &client_net(&a)?, MAX_OUTPUT).await?;
-    let job = client.make_job(&module, &input, &a.params());
-    let job_id = job.id();
-    let spec = job.verify().expect("own job verifies");
+    let jobs: Vec<_> = (0..n + a.max_replacements)
+        .map(|_| client.make_job(&module, &input, &a.params()))
+        .collect();
+    let spec = jobs[0].verify().expect("own job verifies");
     let mut trails = Trails::load(&state.trails_path);
-    let cands = candidates(&a, &mut client, &mut trails, &spec, &pb).await?;
+    let cands = candidates(&a, &mut client, &mut trails, &spec, &pb, n).await?;
     let inline = placement::inline_blobs(&[&module, &input], INLINE_LIMIT);
     client.offer_blob(Arc::new(module));
     client.offer_blob(Arc::new(input));
+    let mut job = jobs[0].clone();
     let plan = Plan {
         refill_from_adverts: a.peer.is_empty(),
         replicas: n,
@@ -470,10 +502,16 @@ async fn replicated(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> R
     };
     pb.set_message(format!("running on {n} host(s)"));
     let report =
-        placement::run_replicas(&mut client, &job, &inline, cands, &plan, &mut trails, |m| {
+        placement::run_replicas(&mut client, jobs, &inline, cands, &plan, &mut trails, |m| {
             pb.suspend(|| eprintln!("note: {m}"));
         })
         .await?;
+    if let Some((h, _)) = report.majority(n)
+        && let Some(w) = report.answers.iter().find(|x| x.output_hash == h)
+    {
+        job = w.job.clone();
+    }
+    let job_id = job.id();
     pb.finish_and_clear();
     let winner = report.majority(n);
     // Thermal: run_replicas updated the trails with what replicas revealed.
@@ -554,6 +592,9 @@ async fn replicated(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> R
         v["disagreeing"] = disagreeing.into();
         v["missing"] = missing.into();
         v["replacements"] = report.replacements.into();
+        v["verified"] = (n >= 2).into();
+        v["quarantined"] = serde_json::json!([]);
+        v["canaries"] = 0.into();
         common::print_line(&v.to_string())?;
         return Ok(if record.status == "done" {
             ExitCode::SUCCESS
@@ -588,5 +629,127 @@ fn receipt_json(r: &proto::SignedReceipt) -> serde_json::Value {
             "arch": body.arch,
         }),
         Err(e) => serde_json::json!({ "error": e.to_string() }),
+    }
+}
+
+/// Without `--replicas`: the trust coordinator places, replicates, compares
+/// and judges (see `biop2p::node::submitter`).
+async fn adaptive(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Result<ExitCode> {
+    let pb = progress(a.json);
+    let client = Client::new(state.id.clone(), &client_net(&a)?, MAX_OUTPUT).await?;
+    let config = SubmitterConfig {
+        deadline: Duration::from_secs(
+            a.deadline
+                .unwrap_or_else(|| a.timeout.map_or(600, |t| 2 * t.div_ceil(1000) + 30)),
+        ),
+        sandbox_dir: Some(state.dir.join("sandbox")),
+        ..SubmitterConfig::default()
+    };
+    let mut s =
+        Submitter::new(client, state.store.clone(), config)?.with_trails(state.trails_path.clone());
+    // Never sent: only its spec, to judge which adverts fit.
+    let probe = s.client().make_job(&module, &input, &a.params());
+    let spec = probe.verify().expect("own job verifies");
+    let mut trails = Trails::load(&state.trails_path);
+    let cands = candidates(&a, s.client(), &mut trails, &spec, &pb, ADAPTIVE_MIN_HOSTS).await?;
+    let mut hosts = Vec::new();
+    for c in cands {
+        let r = match &c {
+            Candidate::Addr(addr) => {
+                pb.set_message(format!("connecting to {addr}"));
+                s.client().connect(addr).await.map(|p| (p, 0))
+            }
+            Candidate::Host(p, ad) => s
+                .client()
+                .connect_host(*p, ad)
+                .await
+                .map(|()| (*p, ad.fuel_per_sec)),
+        };
+        match r {
+            Ok(h) => hosts.push(h),
+            Err(e) => pb.suspend(|| eprintln!("note: {e}; skipping that host")),
+        }
+    }
+    if hosts.len() < ADAPTIVE_MIN_HOSTS {
+        pb.finish_and_clear();
+        drop(s);
+        eprintln!(
+            "note: {} host(s) reachable, fewer than the {ADAPTIVE_MIN_HOSTS} adaptive replication needs: the job runs once and its output is not compared",
+            hosts.len()
+        );
+        return replicated(a, 1, state, module, input).await;
+    }
+    s.join(hosts)?;
+    if let Some(n) = s.diversity_note() {
+        pb.suspend(|| eprintln!("{n}"));
+    }
+    pb.set_message("running; the coordinator decides the replicas");
+    let task = TaskInput {
+        module: Arc::new(module),
+        input: Arc::new(input),
+        params: a.params(),
+    };
+    let out = s
+        .run(vec![task], |m| pb.suspend(|| eprintln!("{m}")))
+        .await?;
+    pb.finish_and_clear();
+    let summary = s.summary();
+    let quarantined: Vec<String> = s
+        .quarantined_now()
+        .iter()
+        .map(|(p, _)| p.to_string())
+        .collect();
+    match &out[0].status {
+        TaskStatus::Accepted {
+            job_id,
+            response,
+            reason,
+            receipts,
+            ..
+        } => {
+            let record = state
+                .store
+                .get(job_id)?
+                .context("the accepted job's record is missing")?;
+            if !a.json {
+                return print_result(&record, false, a.output.as_deref());
+            }
+            let winner = match &**response {
+                JobResponse::Done { receipt, .. } | JobResponse::Failed { receipt, .. } => {
+                    receipt.verify().ok().map(|b| b.output_hash)
+                }
+                _ => None,
+            };
+            let mut v = result_json(&record);
+            v["receipts"] = receipts.iter().map(receipt_json).collect();
+            v["accepted_replicas"] = receipts
+                .iter()
+                .filter(|r| r.verify().ok().map(|b| b.output_hash) == winner)
+                .count()
+                .into();
+            v["reason"] = serde_json::to_value(reason)?;
+            v["verified"] = true.into();
+            v["quarantined"] = quarantined.into();
+            v["canaries"] = summary.canaries.into();
+            common::print_line(&v.to_string())?;
+            Ok(if record.status == "done" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        TaskStatus::GaveUp(reason) => {
+            if a.json {
+                common::print_line(
+                    &serde_json::json!({
+                        "status": "failed", "error_kind": "no_quorum",
+                        "error": format!("{reason:?}"), "quarantined": quarantined,
+                        "canaries": summary.canaries,
+                    })
+                    .to_string(),
+                )?;
+            }
+            bail!("no output could be confirmed: {reason:?}; nothing was accepted")
+        }
     }
 }

@@ -59,7 +59,7 @@ pub struct NodeBuilder {
     role: Option<BiologicalRole>,
     data_dir: Option<PathBuf>,
     listen: Vec<Multiaddr>,
-    faulty: bool,
+    faulty: super::faulty::Faulty,
 }
 
 impl NodeBuilder {
@@ -97,7 +97,18 @@ impl NodeBuilder {
     /// Test and demonstration only: the node returns wrong outputs, so
     /// replica checks have something to catch.
     pub fn faulty(mut self, yes: bool) -> Self {
-        self.faulty = yes;
+        self.faulty = if yes {
+            super::faulty::Faulty::Colluding
+        } else {
+            super::faulty::Faulty::Honest
+        };
+        self
+    }
+
+    /// Test and demonstration only: how the node lies (a sleeper turns
+    /// after some honest jobs).
+    pub fn faulty_mode(mut self, mode: super::faulty::Faulty) -> Self {
+        self.faulty = mode;
         self
     }
 
@@ -148,7 +159,7 @@ pub struct Node {
     role: BiologicalRole,
     data_dir: PathBuf,
     listen: Vec<Multiaddr>,
-    faulty: bool,
+    faulty: super::faulty::Faulty,
     peer_id: PeerId,
     handle: Mutex<Option<HostHandle>>,
     /// Apart from the handle, so waiting for an event never blocks `stop`.

@@ -145,6 +145,10 @@ pub struct Client {
     /// When set, blob requests are held unanswered (a stalling submitter,
     /// for tests of a host's fetch deadlines); at most this many are kept.
     withheld: Option<Vec<request_response::ResponseChannel<BlobResponse>>>,
+    /// The remote address of each connected peer as the connection saw it
+    /// (not what the peer claims): verification diversity is judged on it.
+    /// Bounded by the open connections (entries go when the last closes).
+    remotes: HashMap<PeerId, Multiaddr>,
 }
 
 /// Blob requests a withholding client keeps unanswered at most.
@@ -192,6 +196,7 @@ impl Client {
             last_new_host: None,
             awaiting: HashSet::new(),
             withheld: None,
+            remotes: HashMap::new(),
         })
     }
 
@@ -225,9 +230,11 @@ impl Client {
                 .await
                 .map_err(|_| err("timed out".into()))?;
             match ev {
-                SwarmEvent::ConnectionEstablished { peer_id, .. }
-                    if expected.is_none_or(|e| e == peer_id) =>
-                {
+                SwarmEvent::ConnectionEstablished {
+                    peer_id, endpoint, ..
+                } if expected.is_none_or(|e| e == peer_id) => {
+                    self.remotes
+                        .insert(peer_id, endpoint.get_remote_address().clone());
                     return Ok(peer_id);
                 }
                 SwarmEvent::OutgoingConnectionError { peer_id, error, .. }
@@ -319,6 +326,16 @@ impl Client {
             last: why,
             secs: timeout.as_secs(),
         })
+    }
+
+    /// The address `peer`'s connection came from, as observed here.
+    pub fn remote_addr(&self, peer: &PeerId) -> Option<&Multiaddr> {
+        self.remotes.get(peer)
+    }
+
+    /// Whether `peer` is connected now.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.swarm.is_connected(peer)
     }
 
     /// Hosts known from live adverts.
@@ -560,12 +577,20 @@ impl Client {
                     _ => {}
                 }
             }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                self.remotes
+                    .entry(peer_id)
+                    .or_insert_with(|| endpoint.get_remote_address().clone());
+            }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
                 ..
             } => {
                 self.awaiting.remove(&peer_id);
+                self.remotes.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Job(request_response::Event::Message {
                 message: request_response::Message::Request { channel, .. },

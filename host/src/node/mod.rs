@@ -7,11 +7,14 @@ pub(crate) mod calibration;
 pub mod client;
 mod client_stream;
 pub mod discovery;
+pub mod faulty;
+mod fetch_auth;
 pub mod host;
 mod job_streams;
 pub mod peers;
 pub mod placement;
 mod receipts;
+pub mod submitter;
 pub mod trails;
 
 pub use api::{Node, NodeBuilder, NodeError, default_data_dir};

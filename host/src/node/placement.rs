@@ -2,8 +2,9 @@
 //! host fails.
 //!
 //! Candidates come from adverts (filtered by what the job needs and the
-//! submitter pays, then ranked) or from addresses the user gave. The same
-//! signed job goes to `n` distinct hosts; a host that cannot be reached,
+//! submitter pays, then ranked) or from addresses the user gave. `n`
+//! distinct hosts each get their own signed job (own nonce, own job id, so
+//! none can tell who else runs it or fetch their output); a host that cannot be reached,
 //! refuses, fails in transport (it disconnected or died) or misses the
 //! deadline is replaced by the next candidate, up to a bound. Answers are
 //! verified (signature, job, host, output hash) before they count; the
@@ -95,6 +96,8 @@ pub struct Plan {
 pub struct Answer {
     /// The host.
     pub peer: PeerId,
+    /// The job it was sent (its own id).
+    pub job: SignedJob,
     /// Its address.
     pub addr: Option<Multiaddr>,
     /// The output hash its receipt signs.
@@ -147,25 +150,30 @@ struct Placed {
     peer: PeerId,
     addr: Option<Multiaddr>,
     deadline: tokio::time::Instant,
+    job: SignedJob,
 }
 
-/// Runs `job` on `plan.replicas` distinct hosts from `candidates` (in
-/// order), replacing failed ones, and updates `trails` with the outcome
+/// Runs one task on `plan.replicas` distinct hosts from `candidates` (in
+/// order), replacing failed ones; each placement takes the next job of
+/// `jobs` (the same task signed afresh each time: `plan.replicas +
+/// plan.max_replacements` of them), and updates `trails` with the outcome
 /// (agreeing with the strict majority: reinforced; anything else: punished).
 /// `note` hears what happens, for people.
 pub async fn run_replicas(
     client: &mut Client,
-    job: &SignedJob,
+    jobs: Vec<SignedJob>,
     inline: &[InlineBlob],
     candidates: Vec<Candidate>,
     plan: &Plan,
     trails: &mut Trails,
     mut note: impl FnMut(&str),
 ) -> Result<Report, ClientError> {
-    let job_id = job.id();
-    let spec = job
+    let spec = jobs
+        .first()
+        .ok_or_else(|| ClientError::Placement("no job to place".into()))?
         .verify()
         .map_err(|e| ClientError::Placement(e.to_string()))?;
+    let mut jobs: VecDeque<SignedJob> = jobs.into();
     let mut queue: VecDeque<Candidate> = candidates.into();
     let mut used: HashSet<PeerId> = HashSet::new();
     let mut active: HashMap<super::client::RequestId, Placed> = HashMap::new();
@@ -189,6 +197,9 @@ pub async fn run_replicas(
                 match got {
                     Ok((peer, _)) if used.contains(&peer) => continue,
                     Ok((peer, addr)) => {
+                        let Some(job) = jobs.pop_front() else {
+                            break;
+                        };
                         used.insert(peer);
                         let rid = client.send(
                             &peer,
@@ -205,6 +216,7 @@ pub async fn run_replicas(
                                 peer,
                                 addr,
                                 deadline: tokio::time::Instant::now() + plan.deadline,
+                                job,
                             },
                         );
                         placed = true;
@@ -252,10 +264,15 @@ pub async fn run_replicas(
                 let peer = placed.peer;
                 let problem = match r {
                     Ok(resp @ (JobResponse::Done { .. } | JobResponse::Failed { .. })) => {
-                        match verify_response(&resp, &job_id, &spec, &peer) {
+                        let spec = placed
+                            .job
+                            .verify()
+                            .map_err(|e| ClientError::Placement(e.to_string()))?;
+                        match verify_response(&resp, &placed.job.id(), &spec, &peer) {
                             Ok(v) => {
                                 report.answers.push(Answer {
                                     peer,
+                                    job: placed.job.clone(),
                                     addr: placed.addr,
                                     output_hash: v.receipt.output_hash,
                                     response: resp,
@@ -309,11 +326,15 @@ pub async fn run_replicas(
             place_one!();
         }
     }
-    trails.learn(
-        &report,
-        report.majority(plan.replicas).map(|w| w.0),
-        super::host::unix_now_ms(),
-    );
+    // A single answer was compared with nothing: it must not reinforce a
+    // trail as if it had been confirmed.
+    if plan.replicas >= 2 {
+        trails.learn(
+            &report,
+            report.majority(plan.replicas).map(|w| w.0),
+            super::host::unix_now_ms(),
+        );
+    }
     Ok(report)
 }
 

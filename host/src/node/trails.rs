@@ -265,6 +265,10 @@ mod tests {
     fn answer(peer: PeerId, h: u8) -> Answer {
         Answer {
             peer,
+            job: crate::proto::SignedJob::sign(
+                &spec(),
+                &ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+            ),
             addr: None,
             output_hash: [h; 32],
             response: JobResponse::Unknown { job_id: [0; 32] },

@@ -68,6 +68,10 @@ pub enum RefuseReason {
     Malformed,
     /// A blob could not be fetched from the submitter.
     BlobUnavailable,
+    /// A `Fetch` of a job by a peer other than its submitter (the peer whose
+    /// key signed it): outputs go only to whoever paid for them, so a lazy
+    /// host cannot copy another replica's answer.
+    NotYours,
 }
 
 impl RefuseReason {
@@ -83,6 +87,7 @@ impl RefuseReason {
             RefuseReason::Busy => "busy",
             RefuseReason::Malformed => "malformed",
             RefuseReason::BlobUnavailable => "blob_unavailable",
+            RefuseReason::NotYours => "not_yours",
         }
     }
 }

@@ -24,11 +24,26 @@ pub struct SubmitRecord {
     pub submitted_at: u64,
 }
 
+/// The saved (reputation, peer map), JSON, each `None` before the first save.
+pub type TrustBlobs = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// The submitter's database.
 pub struct SubmitterStore {
     db: sled::Db,
     jobs: sled::Tree,
+    /// The coordinator's state (reputation), the peer-id map and the
+    /// evidence log: see [`SubmitterStore::put_trust`].
+    trust: sled::Tree,
 }
+
+/// Keys of the trust tree. Values are JSON: the security crate's types use
+/// internally tagged enums, which postcard cannot decode.
+const REPUTATION: &[u8] = b"reputation";
+const PEERS: &[u8] = b"peers";
+/// Evidence entries are keyed `e` + big-endian sequence, oldest first.
+const EVIDENCE: u8 = b'e';
+/// Evidence kept at most; the oldest entries are dropped beyond it.
+pub const MAX_EVIDENCE: u64 = 10_000;
 
 impl SubmitterStore {
     /// Opens (creating) the database in `dir`.
@@ -36,6 +51,7 @@ impl SubmitterStore {
         let db = sled::open(dir)?;
         Ok(SubmitterStore {
             jobs: db.open_tree("jobs")?,
+            trust: db.open_tree("trust")?,
             db,
         })
     }
@@ -44,6 +60,13 @@ impl SubmitterStore {
     pub async fn put(&self, id: &JobId, rec: &SubmitRecord) -> Result<(), StoreError> {
         self.jobs.insert(id, encode(rec))?;
         self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Saves a record without waiting for the flush (the next `put` or
+    /// `put_trust` flushes it).
+    pub fn put_nowait(&self, id: &JobId, rec: &SubmitRecord) -> Result<(), StoreError> {
+        self.jobs.insert(id, encode(rec))?;
         Ok(())
     }
 
@@ -63,6 +86,62 @@ impl SubmitterStore {
             if crate::proto::hex(&id).starts_with(&prefix.to_ascii_lowercase()) {
                 out.push(id);
             }
+        }
+        Ok(out)
+    }
+
+    /// Saves the trust state in one atomic batch and flushes it, so a
+    /// `kill -9` of the submitter loses at most what happened since.
+    pub async fn put_trust(
+        &self,
+        reputation: &[u8],
+        peers: &[u8],
+        evidence: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(REPUTATION, reputation);
+        batch.insert(PEERS, peers);
+        let first = self.next_evidence()?;
+        for (next, e) in (first..).zip(evidence) {
+            let mut k = vec![EVIDENCE];
+            k.extend_from_slice(&next.to_be_bytes());
+            batch.insert(k, e.as_slice());
+            if next >= MAX_EVIDENCE {
+                let mut old = vec![EVIDENCE];
+                old.extend_from_slice(&(next - MAX_EVIDENCE).to_be_bytes());
+                batch.remove(old);
+            }
+        }
+        self.trust.apply_batch(batch)?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    fn next_evidence(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .trust
+            .scan_prefix([EVIDENCE])
+            .keys()
+            .next_back()
+            .transpose()?
+            .and_then(|k| <[u8; 8]>::try_from(&k[1..]).ok())
+            .map_or(0, |b| u64::from_be_bytes(b) + 1))
+    }
+
+    /// The saved trust state: (reputation, peers), each `None` before the
+    /// first save.
+    pub fn trust(&self) -> Result<TrustBlobs, StoreError> {
+        let get = |k: &[u8]| -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.trust.get(k)?.map(|v| v.to_vec()))
+        };
+        Ok((get(REPUTATION)?, get(PEERS)?))
+    }
+
+    /// The evidence log, oldest first.
+    pub fn evidence(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::new();
+        for v in self.trust.scan_prefix([EVIDENCE]).values() {
+            out.push(v?.to_vec());
         }
         Ok(out)
     }

@@ -70,8 +70,8 @@ pub struct HostOptions {
     pub data_dir: PathBuf,
     /// Listen addresses; empty means the config's (or all interfaces).
     pub listen: Vec<Multiaddr>,
-    /// Test-only: corrupt every output (to exercise replica disagreement).
-    pub faulty: bool,
+    /// Test-only: corrupt outputs (to exercise replica disagreement).
+    pub faulty: super::faulty::Faulty,
 }
 
 /// What the host reports, one event per line in `biop2p host --json`.
@@ -682,6 +682,15 @@ impl Host {
             Inbound::Ok(JobRequest::Fetch { job_id, wait }) => {
                 if let Err(r) = self.quotas.admit_fetch(&peer, Instant::now()) {
                     return self.refuse(swarm, channel, peer, Some(job_id), r);
+                }
+                if let Some(why) = super::fetch_auth::fetch_refusal(&self.store, &peer, &job_id) {
+                    return self.refuse(
+                        swarm,
+                        channel,
+                        peer,
+                        Some(job_id),
+                        (RefuseReason::NotYours, why),
+                    );
                 }
                 self.on_fetch(swarm, channel, job_id, wait)
             }

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 
 use super::unix_now;
 use crate::identity::Identity;
+use crate::node::faulty::{FaultState, Faulty};
 use crate::proto::{
     self, Hash, JobId, JobResponse, JobSpec, ReceiptBody, ReceiptOutcome, SignedReceipt,
 };
@@ -42,8 +43,6 @@ struct Signer {
     id: Identity,
     price_per_mfuel: u64,
     store: HostStore,
-    /// Test-only: corrupt every output (to exercise replica disagreement).
-    faulty: bool,
 }
 
 pub(super) struct Scheduler {
@@ -51,6 +50,9 @@ pub(super) struct Scheduler {
     blobs: BlobStore,
     signer: Arc<Signer>,
     max_output_bytes: u64,
+    /// Test-only: which answers are lies (counted here, on the loop, in
+    /// dispatch order, so a sleeper turns after exactly N jobs).
+    faulty: FaultState,
     /// One task per job handed to the pool; `None` when the pool dropped it
     /// at shutdown. At most one per job in flight.
     tasks: JoinSet<(JobId, Option<Done>)>,
@@ -69,7 +71,7 @@ impl Scheduler {
         id: Identity,
         price_per_mfuel: u64,
         max_output_bytes: u64,
-        faulty: bool,
+        faulty: Faulty,
     ) -> Self {
         Scheduler {
             pool,
@@ -78,9 +80,9 @@ impl Scheduler {
                 id,
                 price_per_mfuel,
                 store,
-                faulty,
             }),
             max_output_bytes,
+            faulty: FaultState::new(faulty),
             tasks: JoinSet::new(),
             modules: HashMap::new(),
             running: HashSet::new(),
@@ -129,6 +131,7 @@ impl Scheduler {
             None => self.blobs.get(&spec.input_hash),
         };
         let signer = self.signer.clone();
+        let lie = self.faulty.lies_now();
         let (module, input) = match (self.module(&spec.module_hash), input) {
             (Some(m), Ok(Some(i))) => (m, i),
             _ => {
@@ -136,7 +139,7 @@ impl Scheduler {
                 let r = missing_blob_result(spec);
                 self.running.insert(job_id);
                 self.tasks
-                    .spawn(async move { (job_id, Some(signer.finish(job_id, r))) });
+                    .spawn(async move { (job_id, Some(signer.finish(job_id, r, lie))) });
                 return;
             }
         };
@@ -151,14 +154,16 @@ impl Scheduler {
         };
         task.scratch = spec.scratch;
         task.portable = spec.portable;
-        task.seed = Some(job_id);
+        // Derived from module, input and args (not the job id): replicas of
+        // one task are distinct jobs and must still agree bit for bit.
+        task.seed = None;
         tracing::debug!(job = %proto::hex(&job_id), "dispatch");
         match self.pool.submit(task) {
             Ok(rx) => {
                 self.running.insert(job_id);
                 self.tasks.spawn(async move {
                     let done = match rx.await {
-                        Ok(r) => Some(signer.finish(job_id, r)),
+                        Ok(r) => Some(signer.finish(job_id, r, lie)),
                         Err(_) => None,
                     };
                     (job_id, done)
@@ -211,9 +216,8 @@ impl Scheduler {
 
 impl Signer {
     /// Signs the receipt of a result and stores the response (off the loop).
-    fn finish(&self, job_id: JobId, mut r: TaskResult) -> Done {
-        if self.faulty
-            && let Ok(out) = &mut r.outcome
+    fn finish(&self, job_id: JobId, mut r: TaskResult, lie: bool) -> Done {
+        if lie && let Ok(out) = &mut r.outcome
         {
             // Test-only: a host that lies about the output, consistently.
             out.push(0x5a);
