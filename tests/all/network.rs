@@ -609,17 +609,24 @@ async fn a_replay_is_refused_after_a_restart() {
         .await
         .unwrap();
     assert_eq!(refused(&r), RefuseReason::Replayed);
-    // Its result is still there for whoever asks.
-    let r = c2
-        .request(
-            &peer,
-            JobRequest::Fetch {
-                job_id: job.id(),
-                wait: false,
-            },
-        )
-        .await
-        .unwrap();
+    // Its result is still there, for its submitter only.
+    let fetch = JobRequest::Fetch {
+        job_id: job.id(),
+        wait: false,
+    };
+    let r = c2.request(&peer, fetch.clone()).await.unwrap();
+    assert_eq!(refused(&r), RefuseReason::NotYours);
+    // The submitter, back with the same key on a new connection.
+    let mut c = Client::with_limits(
+        c.identity().clone(),
+        &biop2p::config::NetworkConfig::direct(),
+        8 << 20,
+        16 << 20,
+    )
+    .await
+    .unwrap();
+    let peer = c.connect(&host.addr("tcp").unwrap()).await.unwrap();
+    let r = c.request(&peer, fetch).await.unwrap();
     let v = verify_response(&r, &job.id(), &job.verify().unwrap(), &peer).unwrap();
     assert_eq!(v.output.unwrap(), b"once only");
     host.shutdown().await;
