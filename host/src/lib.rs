@@ -8,11 +8,14 @@
 pub mod config;
 pub mod confine;
 pub mod fsutil;
+pub mod http;
 pub mod identity;
 pub mod net;
 pub mod node;
 pub mod proto;
 pub mod sandbox;
+#[cfg(unix)]
+pub mod service;
 pub mod store;
 pub mod workloads;
 

@@ -389,7 +389,10 @@ mod tests {
         p.on_load_sample(3.6, 2);
         assert!(matches!(p.stopped(0), Some(Stop::NotIdle { .. })));
         p.on_load_sample(f64::NAN, 0);
-        assert!(matches!(p.stopped(0), Some(Stop::NotIdle { .. })), "NaN ignored");
+        assert!(
+            matches!(p.stopped(0), Some(Stop::NotIdle { .. })),
+            "NaN ignored"
+        );
         p.on_load_sample(0.1, 0);
         assert_eq!(p.stopped(0), None);
     }
@@ -436,7 +439,14 @@ mod tests {
         assert_eq!(p.reserved_tasks(), 1);
         p.on_task_done(0, &[1; 32], 0, 0);
         assert_eq!(p.admit(0, 100), Ok(()));
-        assert_eq!(p.admit(0, u64::MAX), Err(Stop::Memory { reserved: 0, asked: u64::MAX, cap: 100 }));
+        assert_eq!(
+            p.admit(0, u64::MAX),
+            Err(Stop::Memory {
+                reserved: 0,
+                asked: u64::MAX,
+                cap: 100
+            })
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod cli;
 mod confine;
 mod durability;
 mod guests;
+mod http;
 mod meter;
 mod network;
 mod replicas;

@@ -72,6 +72,8 @@ pub enum HostEvent {
         job_id: String,
         /// Who sent it.
         submitter: String,
+        /// Its module's hash (hex).
+        module_hash: String,
     },
     /// A job finished (ok or with a sandbox error).
     Finished {
@@ -85,6 +87,8 @@ pub enum HostEvent {
         wall_ms: f64,
         /// Price charged.
         price: u64,
+        /// Peak linear memory in bytes.
+        peak_memory_bytes: u64,
     },
     /// A job was refused.
     Refused {
@@ -126,6 +130,8 @@ pub struct HostHandle {
     pub addrs: Vec<Multiaddr>,
     /// Its events (bounded; events are dropped if nobody reads them).
     pub events: mpsc::Receiver<HostEvent>,
+    /// Pause, resume and the resource policy (shared with the loop).
+    pub control: super::control::Control,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -292,7 +298,9 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         .primary_role
         .parse()
         .unwrap_or(roles::BiologicalRole::Young);
+    let control = super::control::Control::new(cfg.policy.clone());
     let mut host = Host {
+        control: control.clone(),
         cfg,
         id: id.clone(),
         store,
@@ -332,6 +340,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         peer_id: id.peer_id,
         addrs,
         events,
+        control,
         shutdown: Some(shutdown_tx),
         task,
     })
@@ -397,6 +406,8 @@ const FETCH_WINDOW: usize = 4;
 const MODULES_IN_MEMORY: usize = 64;
 
 struct Host {
+    /// The volunteer's policy: asked before accepting, told of each task.
+    control: super::control::Control,
     cfg: NodeConfig,
     id: Identity,
     store: HostStore,
@@ -604,7 +615,9 @@ impl Host {
             });
         }
         let interval = Duration::from_secs(self.cfg.network.advert_interval_secs);
-        if self.last_advert.is_none_or(|t| t.elapsed() >= interval) {
+        self.control
+            .publish(swarm.network_info().num_peers(), self.running.len());
+        if self.control.take_changed() || self.last_advert.is_none_or(|t| t.elapsed() >= interval) {
             self.advert_wanted = true;
         }
         self.maybe_advertise(swarm);
@@ -626,6 +639,8 @@ impl Host {
         let now = unix_now_ms();
         let workers = self.pool.workers() as u32;
         let ttl = 3 * 1000 * self.cfg.network.advert_interval_secs;
+        // A policy stop (pause, duty cycle, caps...) shows as no room.
+        let open = u32::from(self.control.stopped().is_none());
         Advert {
             version: proto::VERSION,
             host_key: self.id.public_key(),
@@ -635,13 +650,14 @@ impl Host {
                 .take(proto::MAX_ADVERT_ADDRS)
                 .map(|a| a.to_string())
                 .collect(),
-            free_slots: workers.saturating_sub(self.running.len() as u32),
+            free_slots: workers.saturating_sub(self.running.len() as u32) * open,
             workers,
             queue_room: self
                 .cfg
                 .resources
                 .max_queue
-                .saturating_sub(self.inflight.len()) as u32,
+                .saturating_sub(self.inflight.len()) as u32
+                * open,
             fuel_per_sec: self.fuel_per_sec,
             price_per_mfuel: self.cfg.market.price_per_mfuel,
             max_fuel: self.cfg.resources.max_fuel,
@@ -841,6 +857,9 @@ impl Host {
                     spec.max_price_per_mfuel
                 ),
             ));
+        }
+        if let Err(stop) = self.control.admit(spec.memory_bytes) {
+            return Err((RefuseReason::Busy, stop.to_string()));
         }
         if self.inflight.len() + self.fetching.len() >= res.max_queue {
             return Err((
@@ -1163,6 +1182,7 @@ impl Host {
         self.emit(HostEvent::Accepted {
             job_id: proto::hex(&job_id),
             submitter: f.peer.to_string(),
+            module_hash: proto::hex(&f.spec.module_hash),
         });
         if f.wait {
             // The result is the acknowledgement: nothing is promised before
@@ -1195,6 +1215,7 @@ impl Host {
     fn dispatch(&mut self, job_id: JobId, spec: &JobSpec, input: Option<Vec<u8>>) {
         self.classes
             .insert(job_id, super::placement::task_class(spec));
+        self.control.on_task_accepted(job_id, spec.memory_bytes);
         let input = match input {
             Some(i) => Ok(Some(i)),
             None => self.blobs.get(&spec.input_hash),
@@ -1238,6 +1259,8 @@ impl Host {
         tracing::debug!(job = %proto::hex(&job_id), waiters = self.waiters.get(&job_id).map_or(0, Vec::len), "done");
         self.running.remove(&job_id);
         self.inflight.remove(&job_id);
+        self.control
+            .on_task_done(&job_id, r.counters.fuel_used, r.counters.wall_us);
         if let (Some(class), Some(t)) = (self.classes.remove(&job_id), self.caste.as_mut()) {
             t.on_task_done(&roles::CasteConfig::default(), class);
         }
@@ -1299,6 +1322,7 @@ impl Host {
             fuel_used: body.fuel_used,
             wall_ms: body.wall_us as f64 / 1000.0,
             price,
+            peak_memory_bytes: body.peak_memory_bytes,
         });
         for ch in self.waiters.remove(&job_id).unwrap_or_default() {
             ch.send(swarm, response.clone());
