@@ -298,21 +298,24 @@ async fn events_sse(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Refuses (401) a request without the right bearer token.
-fn authorised(s: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+/// The 401 for a request without the right bearer token; `None` when the
+/// token is right.
+fn unauthorised(s: &AppState, headers: &HeaderMap) -> Option<Response> {
     let got = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match got {
-        Some(t) if token::matches(&s.token, t.trim()) => Ok(()),
-        Some(_) => Err((StatusCode::UNAUTHORIZED, "wrong token\n").into_response()),
-        None => Err((
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "missing Authorization: Bearer TOKEN (the token is in DATA_DIR/http.token)\n",
-        )
-            .into_response()),
+        Some(t) if token::matches(&s.token, t.trim()) => None,
+        Some(_) => Some((StatusCode::UNAUTHORIZED, "wrong token\n").into_response()),
+        None => Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "missing Authorization: Bearer TOKEN (the token is in DATA_DIR/http.token)\n",
+            )
+                .into_response(),
+        ),
     }
 }
 
@@ -325,7 +328,7 @@ async fn resume(State(s): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 fn set_paused(s: AppState, headers: HeaderMap, paused: bool) -> Response {
-    if let Err(r) = authorised(&s, &headers) {
+    if let Some(r) = unauthorised(&s, &headers) {
         return r;
     }
     s.control.set_paused(paused);
@@ -338,7 +341,7 @@ async fn set_policy(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorised(&s, &headers) {
+    if let Some(r) = unauthorised(&s, &headers) {
         return r;
     }
     let config: roles::PolicyConfig = match serde_json::from_slice(&body) {
