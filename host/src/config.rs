@@ -36,6 +36,12 @@ pub struct NodeConfig {
     pub security: SecurityConfig,
     /// Prices.
     pub market: MarketConfig,
+    /// The volunteer's page and `/metrics`.
+    pub http: HttpConfig,
+    /// When new work is taken (pause, duty cycle, idle, daily caps, memory).
+    pub policy: roles::PolicyConfig,
+    /// Running unattended (systemd).
+    pub service: ServiceConfig,
 }
 
 impl Default for NodeConfig {
@@ -47,6 +53,9 @@ impl Default for NodeConfig {
             resources: ResourceConfig::default(),
             security: SecurityConfig::default(),
             market: MarketConfig::default(),
+            http: HttpConfig::default(),
+            policy: roles::PolicyConfig::default(),
+            service: ServiceConfig::default(),
         }
     }
 }
@@ -256,6 +265,34 @@ impl Default for MarketConfig {
     }
 }
 
+/// `[http]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Where the status page, `/metrics` and `/api` listen, e.g.
+    /// `127.0.0.1:7452`; empty = off. Bind beyond loopback only on purpose:
+    /// the page shows who this host serves.
+    pub listen: String,
+}
+
+/// `[service]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// On SIGTERM, seconds running tasks get to finish before the host
+    /// exits anyway (the unfinished ones run again at the next start).
+    /// systemd's `TimeoutStopSec` must be longer.
+    pub stop_grace_secs: u64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            stop_grace_secs: 30,
+        }
+    }
+}
+
 impl NodeConfig {
     /// Parses and validates a TOML document.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
@@ -316,6 +353,15 @@ impl NodeConfig {
                 "security.fetch_min_bytes_per_sec and max_fetches_per_sec must be at least 1"
                     .into(),
             ));
+        }
+        self.policy.validate().map_err(ConfigError::Invalid)?;
+        if !self.http.listen.is_empty() {
+            self.http
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| {
+                    ConfigError::Invalid(format!("http.listen {:?}: {e}", self.http.listen))
+                })?;
         }
         self.biological
             .primary_role
@@ -402,6 +448,29 @@ fetch_min_bytes_per_sec = 1048576
 [market]
 # Price per million fuel; jobs whose ceiling is lower are refused.
 price_per_mfuel = 1
+
+[http]
+# The volunteer's status page, /metrics and /api, e.g. "127.0.0.1:7452";
+# empty = off. The pause and policy controls need DATA_DIR/http.token.
+listen = ""
+
+[policy]
+# Share of each period during which new work is taken (1.0 = always).
+duty_cycle = 1.0
+duty_period_secs = 60
+# Take work only while the 1-minute load average (minus this host's own
+# tasks) is below this; 0 = off. Checked every load_check_secs.
+max_load_avg = 0.0
+load_check_secs = 10
+# Per UTC day: fuel and seconds of task time lent; 0 = no cap.
+daily_fuel_cap = 0
+daily_time_cap_secs = 0
+# Memory limits of all unfinished tasks together, in bytes; 0 = no cap.
+memory_cap_bytes = 0
+
+[service]
+# On SIGTERM, running tasks get this long to finish.
+stop_grace_secs = 30
 "#;
 
 #[cfg(test)]

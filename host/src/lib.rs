@@ -10,11 +10,14 @@ pub mod confine;
 pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
 pub mod identity;
 pub mod net;
 pub mod node;
 pub mod proto;
 pub mod sandbox;
+#[cfg(unix)]
+pub mod service;
 pub mod store;
 pub mod workloads;
 

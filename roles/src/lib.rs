@@ -12,6 +12,7 @@
 //! * [`CrisisDetector`] (HAVOC): crisis mode with hand-back.
 //! * [`MemorySnapshot`] (Memory) and [`TrustSource`] (Trust).
 //! * [`Election`] and [`GroupSummary`] (Alpha / Bravo / Super hierarchy).
+//! * [`ResourcePolicy`]: when the volunteer's host takes new work.
 //! * [`RoleSwitcher`]: role changes with hysteresis and a reasoned log.
 //! * [`taxonomy()`]: the named node types, each a composition of the above.
 
@@ -27,6 +28,7 @@ mod hierarchy;
 mod id;
 mod memory;
 mod pheromone;
+mod policy;
 mod role;
 pub mod sim;
 mod switching;
@@ -43,6 +45,7 @@ pub use hierarchy::{GroupSummary, Level};
 pub use id::{Millis, NodeId};
 pub use memory::{MemorySnapshot, SNAPSHOT_VERSION};
 pub use pheromone::{PheromoneTable, ThermalConfig};
+pub use policy::{DAY_MS, PolicyConfig, ResourcePolicy, Stop};
 pub use role::BiologicalRole;
 pub use switching::{NetworkState, RoleSwitch, RoleSwitcher, SwitchConfig};
 pub use taxonomy::{NodeConfig, NodeType, taxonomy};

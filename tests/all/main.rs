@@ -8,6 +8,7 @@ mod durability;
 mod faults;
 mod fuzz;
 mod guests;
+mod http;
 mod meter;
 mod netns;
 mod network;

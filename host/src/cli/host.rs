@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use biop2p::node::{HostEvent, HostOptions, spawn_host};
@@ -33,6 +34,37 @@ pub struct Args {
     /// swarm are seen.
     #[arg(long, env = "BIOP2P_SWARM")]
     swarm: Option<String>,
+    /// Serve the status page, `/metrics` and `/api` here (e.g.
+    /// `127.0.0.1:7452`; overrides `[http] listen`).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+    /// Start paused: take no new work until resumed from the page or
+    /// `POST /api/resume`.
+    #[arg(long)]
+    paused: bool,
+    /// Take new work only this share of each duty period (overrides
+    /// `[policy] duty_cycle`).
+    #[arg(long, value_name = "FRACTION")]
+    duty_cycle: Option<f64>,
+    /// Take new work only while the load average (minus this host's own
+    /// tasks) is below this (overrides `[policy] max_load_avg`).
+    #[arg(long, value_name = "LOAD")]
+    max_load: Option<f64>,
+    /// Fuel lent per UTC day (overrides `[policy] daily_fuel_cap`).
+    #[arg(long, value_name = "FUEL")]
+    daily_fuel_cap: Option<u64>,
+    /// Task time lent per UTC day, in seconds (overrides `[policy]
+    /// daily_time_cap_secs`).
+    #[arg(long, value_name = "SECS")]
+    daily_time_cap: Option<u64>,
+    /// Memory limits of all unfinished tasks together, e.g. `2GiB`
+    /// (overrides `[policy] memory_cap_bytes`).
+    #[arg(long, value_name = "BYTES", value_parser = common::parse_bytes)]
+    memory_cap: Option<u64>,
+    /// On SIGTERM, seconds running tasks get to finish (overrides
+    /// `[service] stop_grace_secs`).
+    #[arg(long, value_name = "SECS")]
+    stop_grace: Option<u64>,
     /// One JSON line per event.
     #[arg(long)]
     json: bool,
@@ -65,7 +97,21 @@ pub fn execute(mut a: Args) -> Result<ExitCode> {
     if let Some(s) = a.swarm {
         config.network.swarm = s;
     }
+    if let Some(h) = a.http {
+        config.http.listen = h.to_string();
+    }
+    let p = &mut config.policy;
+    p.duty_cycle = a.duty_cycle.unwrap_or(p.duty_cycle);
+    p.max_load_avg = a.max_load.unwrap_or(p.max_load_avg);
+    p.daily_fuel_cap = a.daily_fuel_cap.unwrap_or(p.daily_fuel_cap);
+    p.daily_time_cap_secs = a.daily_time_cap.unwrap_or(p.daily_time_cap_secs);
+    p.memory_cap_bytes = a.memory_cap.unwrap_or(p.memory_cap_bytes);
+    if let Some(g) = a.stop_grace {
+        config.service.stop_grace_secs = g;
+    }
     config.validate()?;
+    // Before confinement: the notify socket may be outside the data dir.
+    let notifier = biop2p::service::Notifier::from_env();
     // Confinement comes before the first thread (see biop2p::confine): the
     // data dir must exist to be a Landlock rule, and the config is read.
     std::fs::create_dir_all(&data_dir)
@@ -86,6 +132,17 @@ pub fn execute(mut a: Args) -> Result<ExitCode> {
         biop2p::confine::probe::arm(file, data_dir.clone());
     }
     let rt = tokio::runtime::Runtime::new()?;
+    let http_listen: Option<std::net::SocketAddr> = (!config.http.listen.is_empty())
+        .then(|| config.http.listen.parse())
+        .transpose()?;
+    let grace = Duration::from_secs(config.service.stop_grace_secs);
+    let facts = biop2p::http::HostFacts {
+        role: config.biological.primary_role.clone(),
+        price_per_mfuel: config.market.price_per_mfuel,
+        workers: config.resources.workers(),
+        max_fuel: config.resources.max_fuel,
+        max_memory_bytes: config.resources.max_memory_bytes,
+    };
     rt.block_on(async move {
         let mut host = spawn_host(HostOptions {
             config,
@@ -95,10 +152,36 @@ pub fn execute(mut a: Args) -> Result<ExitCode> {
         })
         .await
         .with_context(|| format!("cannot start the host (data dir {})", data_dir.display()))?;
+        let control = host.control.clone();
+        if a.paused {
+            control.set_paused(true);
+        }
+        let sampler = control.spawn_load_sampler();
+        let mut http = None;
+        let mut events = std::mem::replace(&mut host.events, tokio::sync::mpsc::channel(1).1);
+        if let Some(listen) = http_listen {
+            let h = biop2p::http::start(
+                biop2p::http::HttpOptions {
+                    listen,
+                    data_dir: data_dir.clone(),
+                    control: control.clone(),
+                    facts,
+                },
+                events,
+            )
+            .await
+            .context("cannot start the status page (`[http] listen`, `--http`)")?;
+            print_http(&h, &data_dir, a.json)?;
+            http = Some(h);
+            events = http
+                .as_mut()
+                .map(|h| std::mem::replace(&mut h.events, tokio::sync::mpsc::channel(1).1))
+                .expect("just set");
+        }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
             tokio::select! {
-                ev = host.events.recv() => match ev {
+                ev = events.recv() => match ev {
                     Some(ev) => {
                         print_event(&ev, a.json)?;
                         if matches!(ev, HostEvent::Listening { .. }) {
@@ -108,18 +191,91 @@ pub fn execute(mut a: Args) -> Result<ExitCode> {
                             if std::mem::take(&mut probe) {
                                 run_probe(a.json).await?;
                             }
+                            notifier.notify("READY=1");
                         }
                     }
                     None => break,
                 },
                 _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
+                _ = term.recv() => {
+                    drain(&control, &notifier, grace, &mut events, a.json).await?;
+                    break;
+                }
             }
         }
         tracing::info!("shutting down");
+        sampler.abort();
+        if let Some(h) = http {
+            h.shutdown().await;
+        }
         host.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// SIGTERM: no new work (adverts show no room, submissions are refused
+/// `busy`), then wait for the accepted jobs, at most `grace`. Whatever is
+/// still unfinished stays in the database and runs at the next start.
+async fn drain(
+    control: &biop2p::node::Control,
+    notifier: &biop2p::service::Notifier,
+    grace: Duration,
+    events: &mut tokio::sync::mpsc::Receiver<HostEvent>,
+    json: bool,
+) -> Result<()> {
+    control.drain();
+    notifier.notify("STOPPING=1");
+    let deadline = tokio::time::Instant::now() + grace;
+    let left = control.unfinished();
+    tracing::info!(
+        unfinished = left,
+        grace_secs = grace.as_secs(),
+        "stopping: running tasks may finish"
+    );
+    if json {
+        common::print_line(&serde_json::json!({"event": "stopping", "unfinished": left, "grace_secs": grace.as_secs()}).to_string())?;
+    } else {
+        common::print_line(&format!(
+            "stopping: {left} unfinished job(s), grace {} s",
+            grace.as_secs()
+        ))?;
+    }
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    while control.unfinished() > 0 {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(unfinished = control.unfinished(), "grace period over; the rest runs at the next start");
+                break;
+            }
+            Some(ev) = events.recv() => print_event(&ev, json)?,
+            _ = poll.tick() => {}
+        }
+    }
+    while let Ok(ev) = events.try_recv() {
+        print_event(&ev, json)?;
+    }
+    Ok(())
+}
+
+fn print_http(h: &biop2p::http::HttpHandle, data_dir: &std::path::Path, json: bool) -> Result<()> {
+    let token_file = data_dir.join(biop2p::http::token::TOKEN_FILE);
+    if json {
+        return common::print_line(
+            &serde_json::json!({
+                "event": "http",
+                "url": format!("http://{}/", h.addr),
+                "token": h.token,
+                "token_file": token_file,
+            })
+            .to_string(),
+        );
+    }
+    common::print_line(&format!(
+        "status page: http://{}/\ncontrol token: {} (in {})",
+        h.addr,
+        h.token,
+        token_file.display()
+    ))
 }
 
 fn print_confined(r: &biop2p::confine::Report, json: bool) -> Result<()> {
@@ -170,13 +326,16 @@ fn print_event(ev: &HostEvent, json: bool) -> Result<()> {
             }
             s
         }
-        HostEvent::Accepted { job_id, submitter } => format!("accepted {job_id} from {submitter}"),
+        HostEvent::Accepted {
+            job_id, submitter, ..
+        } => format!("accepted {job_id} from {submitter}"),
         HostEvent::Finished {
             job_id,
             status,
             fuel_used,
             wall_ms,
             price,
+            ..
         } => {
             format!("finished {job_id}: {status}, {fuel_used} fuel, {wall_ms:.3} ms, price {price}")
         }

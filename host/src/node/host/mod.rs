@@ -93,6 +93,8 @@ pub enum HostEvent {
         job_id: String,
         /// Who sent it.
         submitter: String,
+        /// Its module's hash (hex).
+        module_hash: String,
     },
     /// A job finished (ok or with a sandbox error).
     Finished {
@@ -106,6 +108,8 @@ pub enum HostEvent {
         wall_ms: f64,
         /// Price charged.
         price: u64,
+        /// Peak linear memory in bytes.
+        peak_memory_bytes: u64,
     },
     /// A job was refused.
     Refused {
@@ -147,6 +151,8 @@ pub struct HostHandle {
     pub addrs: Vec<Multiaddr>,
     /// Its events (bounded; events are dropped if nobody reads them).
     pub events: mpsc::Receiver<HostEvent>,
+    /// Pause, resume and the resource policy (shared with the loop).
+    pub control: super::control::Control,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -308,7 +314,9 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
     let (durable_tx, durable_rx) = mpsc::channel(cfg.resources.max_queue + 16);
     let (flush_tx, flush_rx) = mpsc::unbounded_channel();
     let flusher = tokio::spawn(journal::flusher(store.clone(), flush_rx, durable_tx));
+    let control = super::control::Control::new(cfg.policy.clone());
     let mut host = Host {
+        control: control.clone(),
         quotas: Quotas::new(QuotaLimits::from_config(&cfg)),
         fetcher: Fetcher::new(
             blobs.clone(),
@@ -355,6 +363,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         peer_id: id.peer_id,
         addrs,
         events,
+        control,
         shutdown: Some(shutdown_tx),
         task,
     })
@@ -388,6 +397,8 @@ const STREAM_IN_FLIGHT: usize = 256;
 type Held = Option<(PeerId, u64)>;
 
 struct Host {
+    /// The volunteer's policy: asked before accepting, told of each task.
+    control: super::control::Control,
     cfg: NodeConfig,
     id: Identity,
     store: HostStore,
@@ -425,7 +436,8 @@ impl Host {
             workers: self.scheduler.workers() as u32,
             running: self.scheduler.running(),
             queued: self.inflight.len() + self.fetcher.len(),
-            open: true,
+            // A policy stop (pause, duty cycle, caps...) shows as no room.
+            open: self.control.stopped().is_none(),
         }
     }
 
@@ -437,6 +449,7 @@ impl Host {
             match rec.job.verify() {
                 Ok(spec) => {
                     self.inflight.insert(job_id, None);
+                    self.control.on_task_accepted(job_id, spec.memory_bytes);
                     self.scheduler.dispatch(job_id, &spec, None);
                 }
                 Err(e) => {
@@ -604,6 +617,11 @@ impl Host {
                 peer_id: peer.to_string(),
             });
         }
+        self.control
+            .publish(swarm.network_info().num_peers(), self.scheduler.running());
+        if self.control.take_changed() {
+            self.advertiser.want();
+        }
         let load = self.load();
         self.advertiser
             .maybe_advertise(swarm, &self.discovery, &load);
@@ -742,6 +760,15 @@ impl Host {
         if let Err(r) = admission::check_inline(self.cfg.security.max_inline_bytes, &spec, &inline)
         {
             return self.refuse(swarm, channel, peer, Some(job_id), r);
+        }
+        if let Err(stop) = self.control.admit(spec.memory_bytes) {
+            return self.refuse(
+                swarm,
+                channel,
+                peer,
+                Some(job_id),
+                (RefuseReason::Busy, stop.to_string()),
+            );
         }
         // Recovered jobs are outside the quotas: bound the pool's queue too.
         let max_queue = self.cfg.resources.max_queue;
@@ -902,6 +929,7 @@ impl Host {
         self.emit(HostEvent::Accepted {
             job_id: proto::hex(&job_id),
             submitter: f.peer.to_string(),
+            module_hash: proto::hex(&f.spec.module_hash),
         });
         if f.wait {
             // The result is the acknowledgement: nothing is promised before
@@ -912,6 +940,7 @@ impl Host {
         } else {
             let _ = self.flush_tx.send(Some((job_id, f.channel)));
         }
+        self.control.on_task_accepted(job_id, f.spec.memory_bytes);
         self.scheduler.dispatch(job_id, &f.spec, f.input);
     }
 
@@ -921,6 +950,7 @@ impl Host {
         if let Some(Some((peer, held))) = self.inflight.remove(&job_id) {
             self.quotas.release_job(&peer, held);
         }
+        self.control.on_task_done(&job_id, d.fuel_used, d.wall_us);
         if let (Some(class), Some(t)) = (d.class, self.advertiser.caste.as_mut()) {
             t.on_task_done(&roles::CasteConfig::default(), class);
         }
@@ -935,6 +965,7 @@ impl Host {
             fuel_used: d.fuel_used,
             wall_ms: d.wall_us as f64 / 1000.0,
             price: d.price,
+            peak_memory_bytes: d.peak_memory_bytes,
         });
         for ch in waiters {
             ch.send(swarm, d.response.clone());

@@ -34,6 +34,7 @@ pub(super) struct Done {
     pub fuel_used: u64,
     pub wall_us: u64,
     pub price: u64,
+    pub peak_memory_bytes: u64,
     /// Its task class (for a Caste host's thresholds).
     pub class: Option<roles::TaskClass>,
 }
@@ -217,8 +218,7 @@ impl Scheduler {
 impl Signer {
     /// Signs the receipt of a result and stores the response (off the loop).
     fn finish(&self, job_id: JobId, mut r: TaskResult, lie: bool) -> Done {
-        if lie && let Ok(out) = &mut r.outcome
-        {
+        if lie && let Ok(out) = &mut r.outcome {
             // Test-only: a host that lies about the output, consistently.
             out.push(0x5a);
             r.counters.output_hash = *blake3::hash(out).as_bytes();
@@ -271,6 +271,7 @@ impl Signer {
             fuel_used: body.fuel_used,
             wall_us: body.wall_us,
             price,
+            peak_memory_bytes: body.peak_memory_bytes,
             class: None,
         }
     }
