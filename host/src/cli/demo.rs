@@ -187,39 +187,53 @@ async fn run(a: Args, replicas: usize) -> Result<ExitCode> {
     })
 }
 
+/// Prints the hosts (the last `--faulty` of them marked with `mark`) and
+/// returns the faulty ones' peer ids.
+fn list_hosts(a: &Args, nodes: &[Node], mark: &str) -> Vec<PeerId> {
+    let faulty: Vec<PeerId> = nodes[(a.hosts - a.faulty) as usize..]
+        .iter()
+        .map(Node::peer_id)
+        .collect();
+    for n in nodes {
+        let tag = if faulty.contains(&n.peer_id()) {
+            mark
+        } else {
+            ""
+        };
+        say(
+            a.json,
+            &format!(
+                "  host {} {:<8} price {}/Mfuel{tag}  {}",
+                short(&n.peer_id()),
+                n.role().to_string(),
+                n.config().market.price_per_mfuel,
+                n.addrs()[0]
+            ),
+        );
+    }
+    faulty
+}
+
+/// The submitter's network: it knows one host's address and learns the
+/// rest from adverts gossiped through it.
+fn submitter_net(swarm: &str, nodes: &[Node]) -> NetworkConfig {
+    let mut net = NetworkConfig::direct();
+    net.swarm = swarm.to_string();
+    net.bootstrap = vec![nodes[0].addrs()[0].to_string()];
+    net
+}
+
 async fn drive(
     a: &Args,
     nodes: &[Node],
     swarm: &str,
     replicas: usize,
 ) -> Result<(bool, serde_json::Value)> {
-    let faulty: Vec<PeerId> = nodes[(a.hosts - a.faulty) as usize..]
-        .iter()
-        .map(Node::peer_id)
-        .collect();
-    for n in nodes {
-        say(
-            a.json,
-            &format!(
-                "  host {} {:<8} price {}/Mfuel{}  {}",
-                short(&n.peer_id()),
-                n.role().to_string(),
-                n.config().market.price_per_mfuel,
-                if faulty.contains(&n.peer_id()) {
-                    "  (faulty)"
-                } else {
-                    ""
-                },
-                n.addrs()[0]
-            ),
-        );
-    }
+    let faulty = list_hosts(a, nodes, "  (faulty)");
 
     // The submitter knows one address; everything else it learns from
     // adverts gossiped through it.
-    let mut net = NetworkConfig::direct();
-    net.swarm = swarm.to_string();
-    net.bootstrap = vec![nodes[0].addrs()[0].to_string()];
+    let net = submitter_net(swarm, nodes);
     let mut client = Client::new(Identity::from_seed(rand::random()), &net, 16 << 20).await?;
     let found = client
         .discover(
@@ -428,30 +442,8 @@ async fn drive_adaptive(
     use biop2p::node::submitter::{Submitter, SubmitterConfig, TaskInput, TaskStatus};
     use biop2p::store::SubmitterStore;
 
-    let faulty: Vec<PeerId> = nodes[(a.hosts - a.faulty) as usize..]
-        .iter()
-        .map(Node::peer_id)
-        .collect();
-    for n in nodes {
-        say(
-            a.json,
-            &format!(
-                "  host {} {:<8} price {}/Mfuel{}  {}",
-                short(&n.peer_id()),
-                n.role().to_string(),
-                n.config().market.price_per_mfuel,
-                if faulty.contains(&n.peer_id()) {
-                    "  (faulty: colluding)"
-                } else {
-                    ""
-                },
-                n.addrs()[0]
-            ),
-        );
-    }
-    let mut net = NetworkConfig::direct();
-    net.swarm = swarm.to_string();
-    net.bootstrap = vec![nodes[0].addrs()[0].to_string()];
+    let faulty = list_hosts(a, nodes, "  (faulty: colluding)");
+    let net = submitter_net(swarm, nodes);
     let state = root.join("submitter");
     let mut client = Client::new(Identity::load_or_create(&state)?, &net, 16 << 20).await?;
     let found = client

@@ -208,6 +208,32 @@ struct PeerMap {
     peers: HashMap<String, (String, String)>,
 }
 
+/// Security id → libp2p peer id, and security id → prefix label.
+type PeerIndex = (
+    HashMap<security::PeerId, PeerId>,
+    HashMap<security::PeerId, String>,
+);
+
+impl PeerMap {
+    /// The stored map, split into the two lookups the submitter keeps;
+    /// entries that no longer parse are dropped.
+    fn decode(bytes: Option<&[u8]>) -> Result<PeerIndex, SubmitterError> {
+        let map: PeerMap = match bytes {
+            Some(b) => serde_json::from_slice(b)?,
+            None => PeerMap::default(),
+        };
+        let mut ids = HashMap::new();
+        let mut labels = HashMap::new();
+        for (k, (p, l)) in map.peers {
+            if let (Some(s), Ok(p)) = (security::PeerId::from_hex(&k), p.parse()) {
+                ids.insert(s, p);
+                labels.insert(s, l);
+            }
+        }
+        Ok((ids, labels))
+    }
+}
+
 /// What a dispatch carries, found by the (module, input) digests of the
 /// coordinator's job.
 #[derive(Debug, Clone)]
@@ -348,18 +374,7 @@ impl Submitter {
         for p in online {
             reputation.leave(&p)?;
         }
-        let map: PeerMap = match peers {
-            Some(b) => serde_json::from_slice(&b)?,
-            None => PeerMap::default(),
-        };
-        let mut ids = HashMap::new();
-        let mut labels = HashMap::new();
-        for (k, (p, l)) in map.peers {
-            if let (Some(s), Ok(p)) = (security::PeerId::from_hex(&k), p.parse()) {
-                ids.insert(s, p);
-                labels.insert(s, l);
-            }
-        }
+        let (ids, labels) = PeerMap::decode(peers.as_deref())?;
         let coord = Coordinator::with_reputation(config.security.clone(), reputation)?;
         let sandbox =
             config
@@ -1218,18 +1233,7 @@ pub fn stored_trust(
         return Ok((Vec::new(), Vec::new()));
     };
     let rep: Reputation = serde_json::from_slice(&rep)?;
-    let map: PeerMap = match peers {
-        Some(b) => serde_json::from_slice(&b)?,
-        None => PeerMap::default(),
-    };
-    let mut ids = HashMap::new();
-    let mut labels = HashMap::new();
-    for (k, (p, l)) in map.peers {
-        if let (Some(s), Ok(p)) = (security::PeerId::from_hex(&k), p.parse()) {
-            ids.insert(s, p);
-            labels.insert(s, l);
-        }
-    }
+    let (ids, labels) = PeerMap::decode(peers.as_deref())?;
     let evidence = store
         .evidence()?
         .iter()
