@@ -6,6 +6,7 @@ mod common;
 mod demo;
 mod host;
 mod init;
+mod new;
 mod peers;
 mod roles;
 mod run;
@@ -14,7 +15,7 @@ mod status;
 mod submit;
 mod trust;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// biop2p: a peer-to-peer WebAssembly compute marketplace.
@@ -41,6 +42,8 @@ enum Command {
     Id(init::IdArgs),
     /// Submit a job to a host and get verified output.
     Submit(submit::Args),
+    /// Create a workload crate from the guest SDK.
+    New(new::Args),
     /// Whom this submitter trusts, and the evidence why.
     Trust(trust::Args),
     /// List known hosts with their latest adverts.
@@ -59,7 +62,12 @@ enum Command {
 /// message on stderr (the whole chain, `{:#}`) and a non-zero exit code.
 pub fn main() -> ExitCode {
     init_tracing();
-    let cli = Cli::parse();
+    // The matches are kept: `submit --spec` asks which flags were given.
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Demo(a) => demo::execute(a),
         Command::Run(a) => run::execute(a),
@@ -67,7 +75,8 @@ pub fn main() -> ExitCode {
         Command::Host(a) => host::execute(a),
         Command::Init(a) => init::init(a),
         Command::Id(a) => init::id(a),
-        Command::Submit(a) => submit::execute(a),
+        Command::Submit(a) => submit::execute(a, matches.subcommand_matches("submit")),
+        Command::New(a) => new::execute(a),
         Command::Trust(a) => trust::execute(a),
         Command::Peers(a) => peers::execute(a),
         Command::Status(a) => status::status(a),

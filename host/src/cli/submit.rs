@@ -21,6 +21,9 @@ use libp2p::{Multiaddr, PeerId};
 
 use super::common;
 
+mod batch;
+pub mod spec;
+
 /// Blobs up to this size travel inside the job request (one round trip
 /// saved); larger ones the host fetches in chunks.
 const INLINE_LIMIT: usize = 512 << 10;
@@ -30,11 +33,30 @@ const MAX_OUTPUT: u64 = 16 << 20;
 /// Submit a job to a host and wait for its verified output.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The module (component, WASI p1 command, .wat, or builtin:NAME).
-    file: String,
+    /// The module (component, WASI p1 command, .wat, or builtin:NAME);
+    /// may come from `--spec` instead.
+    file: Option<String>,
     /// The input: a file, or `-` for stdin.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "inputs")]
     input: Option<String>,
+    /// A batch: each file (every file of a directory) is one job, with the
+    /// same module, limits and price; outputs go to `-o OUTDIR`.
+    #[arg(long, num_args = 1..)]
+    inputs: Vec<PathBuf>,
+    /// With `--inputs`: each non-empty line of each file (e.g. `.jsonl`) is
+    /// one job, named `STEM.LINE`.
+    #[arg(long, requires = "inputs")]
+    lines: bool,
+    /// With `--inputs`: inputs in flight at once (default 512).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65536))]
+    parallel: Option<usize>,
+    /// Read the job (module, inputs, limits, replicas, price, output, hosts)
+    /// from a TOML spec file; flags given here win over it.
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    /// Print the spec this command line means (TOML) and exit.
+    #[arg(long)]
+    print_spec: bool,
     /// A host (full multiaddr, e.g. /ip4/127.0.0.1/tcp/7450/p2p/12D3...).
     /// Repeat it to give candidates: with `--replicas N` the job runs on N
     /// distinct hosts among them; an unreachable one is replaced by the next.
@@ -86,7 +108,8 @@ pub struct Args {
     /// bit for bit (slower on float-heavy code).
     #[arg(long)]
     portable: bool,
-    /// Write the output to this file instead of stdout.
+    /// Write the output to this file instead of stdout (with `--inputs`:
+    /// the directory for `NAME.out` and `NAME.receipts.json`).
     #[arg(short = 'o', long)]
     output: Option<PathBuf>,
     /// Return as soon as the host has durably accepted the job.
@@ -144,11 +167,26 @@ impl State {
     }
 }
 
-pub fn execute(a: Args) -> Result<ExitCode> {
-    let module = common::load_module(&a.file)?;
-    let input = common::read_input(a.input.as_deref(), 256 << 20)?;
+pub fn execute(mut a: Args, matches: Option<&clap::ArgMatches>) -> Result<ExitCode> {
+    if let Some(path) = a.spec.clone() {
+        let s = spec::load(&path)?;
+        spec::merge(&mut a, matches, s, &path)?;
+    }
+    if a.print_spec {
+        print!("{}", spec::to_text(&spec::of_args(&a)));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let file = a
+        .file
+        .clone()
+        .context("no module: give FILE (or `module` in --spec)")?;
+    let module = common::load_module(&file)?;
     let state = State::open(a.state_dir.clone())?;
     let rt = tokio::runtime::Runtime::new()?;
+    if !a.inputs.is_empty() {
+        return rt.block_on(batch::execute(a, state, module.bytes().to_vec()));
+    }
+    let input = common::read_input(a.input.as_deref(), 256 << 20)?;
     rt.block_on(submit(a, state, module.bytes().to_vec(), input))
 }
 

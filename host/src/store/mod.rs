@@ -7,7 +7,7 @@ mod submitter;
 
 pub use blobs::BlobStore;
 pub use host::{HostStore, JobRecord, StoredState};
-pub use submitter::{SubmitRecord, SubmitterStore};
+pub use submitter::{BatchDone, BatchEntry, BatchJob, SubmitRecord, SubmitterStore};
 
 /// Errors of the stores.
 #[derive(Debug, thiserror::Error)]

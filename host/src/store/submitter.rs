@@ -24,6 +24,42 @@ pub struct SubmitRecord {
     pub submitted_at: u64,
 }
 
+/// One job of a batch entry, recorded before it is sent, so a submitter
+/// restarted after `kill -9` collects its answer instead of running the
+/// input again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchJob {
+    /// The job as signed.
+    pub job: SignedJob,
+    /// The host it went to (string form).
+    pub host_peer: String,
+}
+
+/// What one input of a batch has come to.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct BatchEntry {
+    /// Every job sent for this input, in order.
+    pub jobs: Vec<BatchJob>,
+    /// Set once the input is decided (outputs and receipts written).
+    pub done: Option<BatchDone>,
+}
+
+/// A decided input.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchDone {
+    /// `done`, or the failure kind (a trap kind, a refusal reason,
+    /// `no_majority`, `no_host`).
+    pub status: String,
+    /// The accepted output's hash (zero when failed).
+    pub output_hash: [u8; 32],
+    /// Fuel of every receipt of the input's jobs.
+    pub fuel: u64,
+    /// Price of every receipt of the input's jobs.
+    pub price: u64,
+    /// Jobs placed again after a refusal, a failure or a disagreement.
+    pub retries: u32,
+}
+
 /// The saved (reputation, peer map), JSON, each `None` before the first save.
 pub type TrustBlobs = (Option<Vec<u8>>, Option<Vec<u8>>);
 
@@ -34,6 +70,9 @@ pub struct SubmitterStore {
     /// The coordinator's state (reputation), the peer-id map and the
     /// evidence log: see [`SubmitterStore::put_trust`].
     trust: sled::Tree,
+    /// Batches (`submit --inputs`): one [`BatchEntry`] per input, keyed
+    /// batch id ++ big-endian index, so a killed batch resumes.
+    batches: sled::Tree,
 }
 
 /// Keys of the trust tree. Values are JSON: the security crate's types use
@@ -52,6 +91,7 @@ impl SubmitterStore {
         Ok(SubmitterStore {
             jobs: db.open_tree("jobs")?,
             trust: db.open_tree("trust")?,
+            batches: db.open_tree("batches")?,
             db,
         })
     }
@@ -145,4 +185,44 @@ impl SubmitterStore {
         }
         Ok(out)
     }
+
+    /// A batch's entry for one input.
+    pub fn batch_entry(
+        &self,
+        batch: &[u8; 32],
+        index: u32,
+    ) -> Result<Option<BatchEntry>, StoreError> {
+        self.batches
+            .get(batch_key(batch, index))?
+            .map(|b| decode(&b))
+            .transpose()
+    }
+
+    /// Saves entries without waiting for the disk; [`SubmitterStore::flush`]
+    /// makes them durable.
+    pub fn put_batch_entries<'a>(
+        &self,
+        batch: &[u8; 32],
+        entries: impl IntoIterator<Item = (u32, &'a BatchEntry)>,
+    ) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for (i, e) in entries {
+            b.insert(batch_key(batch, i).to_vec(), encode(e));
+        }
+        self.batches.apply_batch(b)?;
+        Ok(())
+    }
+
+    /// Flushes everything written so far to disk.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+fn batch_key(batch: &[u8; 32], index: u32) -> [u8; 36] {
+    let mut k = [0u8; 36];
+    k[..32].copy_from_slice(batch);
+    k[32..].copy_from_slice(&index.to_be_bytes());
+    k
 }

@@ -22,6 +22,7 @@
 //! The CLI (`submit`, `demo`, `trust`), and the tests submit through
 //! [`Submitter`].
 
+pub mod batch;
 pub mod evidence;
 pub mod prefix;
 
