@@ -195,14 +195,15 @@ fn a_batch_resumes_after_kill_9_without_running_a_job_twice() {
     let s = summary(&o.stdout);
     assert_eq!(s["done"], n, "{s}");
     assert_eq!(s["failed"], 0, "{s}");
+    // Decided inputs (all but those of the last scheduling pass before
+    // the kill, printed but not yet flushed) are not sent again; the
+    // others are collected from their hosts or sent.
     let resumed = s["resumed"].as_u64().unwrap();
-    assert!(resumed >= (n / 2) as u64, "{s}");
+    assert!(resumed + 32 >= (n / 2) as u64, "{s}");
+    let collected = s["collected"].as_u64().unwrap();
+    let sent = s["jobs_sent"].as_u64().unwrap();
+    assert_eq!(resumed + collected + sent, n as u64, "{s}");
     check_outputs(&out, &ins);
-    // Decided inputs are not sent again.
-    assert!(
-        s["jobs_sent"].as_u64().unwrap() <= n as u64 - resumed,
-        "{s}"
-    );
 
     // The hosts ran every input once: one finished job per input, each
     // job id once. Their events trail the answers a little.
