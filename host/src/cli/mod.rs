@@ -3,6 +3,7 @@
 mod bench;
 mod bench_network;
 mod common;
+mod control;
 mod demo;
 mod host;
 mod init;
@@ -49,6 +50,12 @@ enum Command {
     Status(status::Args),
     /// Get a submitted job's verified output, waiting for it if needed.
     Result(status::Args),
+    /// Pause the running host: no new work; running tasks finish.
+    Pause(control::Target),
+    /// Resume a paused host.
+    Resume(control::Target),
+    /// Print or change the running host's resource policy.
+    Policy(control::PolicyArgs),
     /// Simulate a swarm driving the real roles (and security) code.
     Sim(sim::Args),
     /// List the biological roles and node types.
@@ -72,6 +79,9 @@ pub fn main() -> ExitCode {
         Command::Peers(a) => peers::execute(a),
         Command::Status(a) => status::status(a),
         Command::Result(a) => status::result(a),
+        Command::Pause(a) => control::pause(a, true),
+        Command::Resume(a) => control::pause(a, false),
+        Command::Policy(a) => control::policy(a),
         Command::Sim(a) => sim::execute(a),
         Command::Roles(a) => roles::execute(a),
     };

@@ -225,7 +225,15 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         cfg.security.max_inline_bytes,
         cfg.resources.max_output_bytes,
     );
-    let mut swarm = build_swarm(&id, &cfg.network, job_limits, NodeKind::Host).await?;
+    let mut bandwidth = prometheus_client::registry::Registry::default();
+    let mut swarm = build_swarm(
+        &id,
+        &cfg.network,
+        job_limits,
+        NodeKind::Host,
+        &mut bandwidth,
+    )
+    .await?;
 
     let mut listen = opts.listen.clone();
     if listen.is_empty() {
@@ -315,6 +323,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
     let (flush_tx, flush_rx) = mpsc::unbounded_channel();
     let flusher = tokio::spawn(journal::flusher(store.clone(), flush_rx, durable_tx));
     let control = super::control::Control::new(cfg.policy.clone());
+    control.set_network_metrics(bandwidth);
     let mut host = Host {
         control: control.clone(),
         quotas: Quotas::new(QuotaLimits::from_config(&cfg)),
@@ -558,7 +567,11 @@ impl Host {
                 self.discovery.on_identify(swarm, e)
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => {
-                match self.discovery.on_gossip(swarm, e) {
+                let learned = self.discovery.on_gossip(swarm, e);
+                if matches!(learned, Some(Learned::New(_) | Learned::Refreshed(_))) {
+                    self.control.on_advert();
+                }
+                match learned {
                     Some(Learned::New(peer)) => {
                         let now = Instant::now();
                         if let Some(a) = self.discovery.table.get(&peer, now) {
