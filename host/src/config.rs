@@ -477,7 +477,7 @@ price_per_mfuel = 1
 # Credit per submitter: unaccepted work carried for a newcomer (market
 # units), growth per settled unit (percent), and the ceiling. A job whose
 # fuel cap x price does not fit is refused credit_limit.
-credit_newcomer = 100000
+credit_newcomer = 1000000
 credit_growth_percent = 100
 credit_max = 1000000000000
 

@@ -437,7 +437,9 @@ impl Digest {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct CreditPolicy {
     /// Credit of a submitter with no settled history, in market units.
-    /// Default 100 000: ten jobs of the default fuel cap (10¹⁰) at price 1.
+    /// Default 1 000 000: one job of a host's default largest fuel budget
+    /// (10¹²) at price 1, or a hundred of the default fuel cap (10¹⁰). A
+    /// fresh key gets that much work on credit and no more.
     pub newcomer_limit: u64,
     /// How much each settled unit raises the limit, in percent. Default 100.
     pub growth_percent: u64,
@@ -448,7 +450,7 @@ pub struct CreditPolicy {
 impl Default for CreditPolicy {
     fn default() -> Self {
         CreditPolicy {
-            newcomer_limit: 100_000,
+            newcomer_limit: 1_000_000,
             growth_percent: 100,
             max_limit: 1_000_000_000_000,
         }
@@ -671,7 +673,7 @@ mod tests {
             // 3 hosts and 3 submitters, each with its ledger and its "disk".
             let mut hosts: Vec<Ledger> = (0..3).map(|_| Ledger::new(Side::Host)).collect();
             let mut subs: Vec<Ledger> = (0..3).map(|_| Ledger::new(Side::Submitter)).collect();
-            let mut host_disk: Vec<(Vec<Entry>, Vec<(Key, Party, u64)>)> = vec![Default::default(); 3];
+            let mut host_disk: HostDisk = vec![Default::default(); 3];
             let mut sub_disk: Vec<Vec<Entry>> = vec![Vec::new(); 3];
             // job → (host, submitter, claimed fuel, claimed price, wrong)
             let mut jobs: BTreeMap<u8, (usize, usize, u64, u64, bool)> = BTreeMap::new();

@@ -730,7 +730,8 @@ async fn quote(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Result
         .filter(|r| r["within_max_price"] == true)
         .map(|r| r["max_cost"].as_u64().unwrap_or(0))
         .collect();
-    costs.sort_unstable_by(|x, y| y.cmp(x));
+    costs.sort_unstable();
+    costs.reverse();
     let most: u64 = costs.iter().take(replicas as usize).sum();
     if a.json {
         common::print_line(
