@@ -7,6 +7,7 @@ mod control;
 mod demo;
 mod host;
 mod init;
+mod ledger;
 mod peers;
 mod roles;
 mod run;
@@ -44,6 +45,8 @@ enum Command {
     Submit(submit::Args),
     /// Whom this submitter trusts, and the evidence why.
     Trust(trust::Args),
+    /// Balances per counterparty and the settled entries with evidence.
+    Ledger(ledger::Args),
     /// List known hosts with their latest adverts.
     Peers(peers::Args),
     /// Show a submitted job's status (queued, running, done, failed).
@@ -76,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Id(a) => init::id(a),
         Command::Submit(a) => submit::execute(a),
         Command::Trust(a) => trust::execute(a),
+        Command::Ledger(a) => ledger::execute(a),
         Command::Peers(a) => peers::execute(a),
         Command::Status(a) => status::status(a),
         Command::Result(a) => status::result(a),
