@@ -22,6 +22,10 @@ pub enum Faulty {
         /// Jobs answered honestly first.
         honest_jobs: u64,
     },
+    /// Honest outputs, but every receipt claims twice the fuel used (plus
+    /// a thousand) and prices the claim (`--faulty overbilling`): it must
+    /// be paid the quorum's count, never its claim.
+    OverBilling,
 }
 
 impl FromStr for Faulty {
@@ -31,10 +35,11 @@ impl FromStr for Faulty {
         match s {
             "" | "colluding" | "always" => Ok(Faulty::Colluding),
             "honest" => Ok(Faulty::Honest),
+            "overbilling" => Ok(Faulty::OverBilling),
             _ => match s.strip_prefix("sleeper=").map(str::parse) {
                 Some(Ok(n)) => Ok(Faulty::Sleeper { honest_jobs: n }),
                 _ => Err(format!(
-                    "unknown --faulty mode {s:?}: want colluding or sleeper=N"
+                    "unknown --faulty mode {s:?}: want colluding, sleeper=N or overbilling"
                 )),
             },
         }
@@ -58,10 +63,17 @@ impl FaultState {
     pub fn lies_now(&mut self) -> bool {
         self.answered += 1;
         match self.mode {
-            Faulty::Honest => false,
+            Faulty::Honest | Faulty::OverBilling => false,
             Faulty::Colluding => true,
             Faulty::Sleeper { honest_jobs } => self.answered > honest_jobs,
         }
+    }
+}
+
+impl FaultState {
+    /// Whether receipts claim more fuel than was used.
+    pub fn overbills(&self) -> bool {
+        self.mode == Faulty::OverBilling
     }
 }
 

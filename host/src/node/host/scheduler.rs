@@ -132,7 +132,7 @@ impl Scheduler {
             None => self.blobs.get(&spec.input_hash),
         };
         let signer = self.signer.clone();
-        let lie = self.faulty.lies_now();
+        let lie = (self.faulty.lies_now(), self.faulty.overbills());
         let (module, input) = match (self.module(&spec.module_hash), input) {
             (Some(m), Ok(Some(i))) => (m, i),
             _ => {
@@ -217,11 +217,15 @@ impl Scheduler {
 
 impl Signer {
     /// Signs the receipt of a result and stores the response (off the loop).
-    fn finish(&self, job_id: JobId, mut r: TaskResult, lie: bool) -> Done {
+    fn finish(&self, job_id: JobId, mut r: TaskResult, (lie, overbill): (bool, bool)) -> Done {
         if lie && let Ok(out) = &mut r.outcome {
             // Test-only: a host that lies about the output, consistently.
             out.push(0x5a);
             r.counters.output_hash = *blake3::hash(out).as_bytes();
+        }
+        if overbill {
+            // Test-only: a host that claims more fuel than it burnt.
+            r.counters.fuel_used = r.counters.fuel_used.saturating_mul(2) + 1000;
         }
         let price = (u128::from(r.counters.fuel_used) * u128::from(self.price_per_mfuel))
             .div_ceil(1_000_000) as u64;
