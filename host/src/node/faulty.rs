@@ -22,6 +22,13 @@ pub enum Faulty {
         /// Jobs answered honestly first.
         honest_jobs: u64,
     },
+    /// A federated-learning poisoner (`--faulty poison`): every trained
+    /// digits model it returns is well-formed but harmful (its parameters
+    /// sign-flipped and scaled, see [`crate::ai::digits::poison`]); other
+    /// outputs are honest. Unlike a host that fails, its answers decode,
+    /// verify and look plausible: only replication or a robust aggregator
+    /// stops it.
+    Poison,
 }
 
 impl FromStr for Faulty {
@@ -31,10 +38,11 @@ impl FromStr for Faulty {
         match s {
             "" | "colluding" | "always" => Ok(Faulty::Colluding),
             "honest" => Ok(Faulty::Honest),
+            "poison" => Ok(Faulty::Poison),
             _ => match s.strip_prefix("sleeper=").map(str::parse) {
                 Some(Ok(n)) => Ok(Faulty::Sleeper { honest_jobs: n }),
                 _ => Err(format!(
-                    "unknown --faulty mode {s:?}: want colluding or sleeper=N"
+                    "unknown --faulty mode {s:?}: want colluding, sleeper=N or poison"
                 )),
             },
         }
@@ -58,10 +66,17 @@ impl FaultState {
     pub fn lies_now(&mut self) -> bool {
         self.answered += 1;
         match self.mode {
-            Faulty::Honest => false,
+            Faulty::Honest | Faulty::Poison => false,
             Faulty::Colluding => true,
             Faulty::Sleeper { honest_jobs } => self.answered > honest_jobs,
         }
+    }
+}
+
+impl FaultState {
+    /// Whether trained digits models get poisoned.
+    pub fn poisons(&self) -> bool {
+        self.mode == Faulty::Poison
     }
 }
 
