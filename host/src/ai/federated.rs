@@ -158,6 +158,9 @@ pub struct FederatedReport {
     pub receipts: Vec<ReceiptLine>,
 }
 
+/// A training task's answer: who, the output, whether it was the replica.
+type Answer = (PeerId, Vec<u8>, bool);
+
 /// One training task sent to a host.
 struct Sent {
     model: usize,
@@ -331,7 +334,7 @@ async fn drive(
             }
         }
         // (model, shard) -> [(peer, output, replica)]
-        let mut outputs: HashMap<(usize, usize), Vec<(PeerId, Vec<u8>, bool)>> = HashMap::new();
+        let mut outputs: HashMap<(usize, usize), Vec<Answer>> = HashMap::new();
         let mut task_args: HashMap<usize, Vec<String>> = HashMap::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
         while !sent.is_empty() {
