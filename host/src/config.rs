@@ -257,11 +257,37 @@ pub struct MarketConfig {
     /// This host's price per million fuel. Jobs with a lower ceiling are
     /// refused `price_too_low`.
     pub price_per_mfuel: u64,
+    /// Unaccepted work (in market units) this host carries for a submitter
+    /// with no settled history: small, so a fresh key (a Sybil) gets little
+    /// free work. A job whose most possible cost (fuel cap × price) does
+    /// not fit is refused `credit_limit`.
+    pub credit_newcomer: u64,
+    /// Each settled unit raises a submitter's credit by this many percent.
+    pub credit_growth_percent: u64,
+    /// Credit never exceeds this.
+    pub credit_max: u64,
 }
 
 impl Default for MarketConfig {
     fn default() -> Self {
-        MarketConfig { price_per_mfuel: 1 }
+        let c = security::settlement::CreditPolicy::default();
+        MarketConfig {
+            price_per_mfuel: 1,
+            credit_newcomer: c.newcomer_limit,
+            credit_growth_percent: c.growth_percent,
+            credit_max: c.max_limit,
+        }
+    }
+}
+
+impl MarketConfig {
+    /// The credit policy these settings make.
+    pub fn credit(&self) -> security::settlement::CreditPolicy {
+        security::settlement::CreditPolicy {
+            newcomer_limit: self.credit_newcomer,
+            growth_percent: self.credit_growth_percent,
+            max_limit: self.credit_max,
+        }
     }
 }
 
@@ -448,6 +474,12 @@ fetch_min_bytes_per_sec = 1048576
 [market]
 # Price per million fuel; jobs whose ceiling is lower are refused.
 price_per_mfuel = 1
+# Credit per submitter: unaccepted work carried for a newcomer (market
+# units), growth per settled unit (percent), and the ceiling. A job whose
+# fuel cap x price does not fit is refused credit_limit.
+credit_newcomer = 1000000
+credit_growth_percent = 100
+credit_max = 1000000000000
 
 [http]
 # The volunteer's status page, /metrics and /api, e.g. "127.0.0.1:7452";

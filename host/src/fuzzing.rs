@@ -486,15 +486,19 @@ pub fn blob_chunk(data: &[u8]) {
         };
         roundtrip(&resp);
         if let BlobResponse::Chunk { total, data } = resp {
-            // What the host asked: the chunk at `offset` of a blob of the
-            // size the job named.
+            // The host's own check, for the chunk it asked: at `offset` of a
+            // blob of the size the job named. What it lets through must fit.
             let want_total = 3 * u64::from(crate::net::BLOB_CHUNK) / 2;
             let offset = u64::from(sel >> 1) * 8192;
-            let want = (want_total - offset).min(u64::from(crate::net::BLOB_CHUNK));
-            if total == want_total && data.len() as u64 == want {
+            if let Ok(at) = crate::net::chunk_place(want_total, offset, total, data.len()) {
+                assert!(at.end as u64 <= want_total && at.len() == data.len());
                 let mut buf = vec![0u8; want_total as usize];
-                buf[offset as usize..offset as usize + data.len()].copy_from_slice(&data);
+                buf[at].copy_from_slice(&data);
             }
+            // And an offset past the end is refused, never a panic.
+            assert!(
+                crate::net::chunk_place(want_total, want_total + 1, total, data.len()).is_err()
+            );
         }
     }
 }

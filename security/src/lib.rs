@@ -31,6 +31,7 @@ pub mod quorum;
 pub mod receipt;
 pub mod report;
 pub mod reputation;
+pub mod settlement;
 pub mod thermal;
 
 pub use coordinator::{

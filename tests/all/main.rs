@@ -10,6 +10,7 @@ mod faults;
 mod fuzz;
 mod guests;
 mod http;
+mod ledger;
 mod meter;
 mod netns;
 mod network;

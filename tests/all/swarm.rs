@@ -453,9 +453,15 @@ async fn forged_and_garbled_adverts_are_rejected() {
     // A swarm of `id`, connected to the host and knowing it takes adverts.
     let join = async |id: &Identity| {
         let limits = biop2p::net::behaviour::job_limits(1 << 20, 1 << 20);
-        let mut s = build_swarm(id, &config.network, limits, NodeKind::Host)
-            .await
-            .unwrap();
+        let mut s = build_swarm(
+            id,
+            &config.network,
+            limits,
+            NodeKind::Host,
+            &mut Default::default(),
+        )
+        .await
+        .unwrap();
         s.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
         s.dial(host.addrs[0].clone()).unwrap();
         let until = tokio::time::Instant::now() + Duration::from_secs(20);

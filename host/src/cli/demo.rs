@@ -20,10 +20,13 @@ use biop2p::config::NetworkConfig;
 use biop2p::identity::Identity;
 use biop2p::node::client::JobParams;
 use biop2p::node::host::unix_now_ms;
+use biop2p::node::ledger::{self, LedgerView};
 use biop2p::node::placement::{self, Candidate, Plan};
+use biop2p::node::submitter;
 use biop2p::node::trails::Trails;
 use biop2p::node::{Client, Node};
 use biop2p::proto::{self, Advert, JobResponse};
+use biop2p::store::{HostStore, SubmitterStore};
 use biop2p::{BiologicalRole, NodeConfig, workloads};
 use libp2p::PeerId;
 
@@ -261,14 +264,72 @@ async fn run(a: Args, replicas: usize) -> Result<ExitCode> {
     );
     let nodes = start_hosts(&a, root.path(), &swarm).await?;
     let result = if a.replicas.is_some() {
-        drive(&a, &nodes, &swarm, replicas).await
+        drive(&a, &nodes, &swarm, replicas, root.path()).await
     } else {
         drive_adaptive(&a, &nodes, &swarm, root.path()).await
     };
     for n in &nodes {
         n.stop().await;
     }
-    let (ok, report) = result?;
+    let (ok, mut report, spent) = result?;
+    // The ledger, read back from every party's own store once the hosts
+    // have stopped (their databases closed): the sum is computed from the
+    // stores, not from the submitter's arithmetic.
+    let faulty: Vec<bool> = (0..a.hosts).map(|i| i >= a.hosts - a.faulty).collect();
+    say(
+        a.json,
+        "
+ledger (from each party's own store):",
+    );
+    let mut hosts_json = Vec::new();
+    let mut sum = i128::from(spent.net);
+    for (i, n) in nodes.iter().enumerate() {
+        let store = HostStore::open(&root.path().join(format!("host{i}")).join("db"))
+            .with_context(|| format!("cannot open host {i}'s ledger"))?;
+        let v = ledger::host_view(&store)?;
+        drop(store);
+        sum += i128::from(v.net);
+        let entries: usize = v.counterparties.iter().map(|c| c.entries.len()).sum();
+        let unaccepted: u64 = v.counterparties.iter().map(|c| c.unaccepted).sum();
+        say(
+            a.json,
+            &format!(
+                "  {} earned {:>6} in {:>3} settled entries; {:>5} unaccepted{}",
+                short(&n.peer_id()),
+                v.net,
+                entries,
+                unaccepted,
+                if faulty[i] { "  (faulty)" } else { "" }
+            ),
+        );
+        hosts_json.push(serde_json::json!({
+            "peer_id": n.peer_id().to_string(), "earned": v.net, "entries": entries,
+            "unaccepted": unaccepted, "faulty": faulty[i],
+        }));
+    }
+    say(
+        a.json,
+        &format!(
+            "  submitter spent {} in {} entries; sum over every party's balance: {sum}{}",
+            -spent.net,
+            spent
+                .counterparties
+                .iter()
+                .map(|c| c.entries.len())
+                .sum::<usize>(),
+            if sum == 0 {
+                " (balanced)"
+            } else {
+                " (NOT balanced)"
+            }
+        ),
+    );
+    report["ledger"] = serde_json::json!({
+        "hosts": hosts_json,
+        "submitter_spent": -spent.net,
+        "sum": sum as i64,
+    });
+    let ok = ok && sum == 0;
     if a.json {
         common::print_line(&report.to_string())?;
     } else if ok && a.replicas.is_none() {
@@ -326,7 +387,9 @@ async fn drive(
     nodes: &[Node],
     swarm: &str,
     replicas: usize,
-) -> Result<(bool, serde_json::Value)> {
+    root: &std::path::Path,
+) -> Result<(bool, serde_json::Value, LedgerView)> {
+    let store = SubmitterStore::open(&root.join("submitter").join("submitter"))?;
     let faulty = list_hosts(a, nodes, "  (faulty)");
 
     // The submitter knows one address; everything else it learns from
@@ -406,6 +469,14 @@ async fn drive(
             && let Some(w) = report.answers.iter().find(|x| x.output_hash == h)
         {
             job = w.job.clone();
+            // Pay the majority's replicas (at the fuel they agree on), and
+            // nobody else.
+            let answers: Vec<_> = report
+                .answers
+                .iter()
+                .map(|x| (x.peer, x.job.clone(), x.response.clone()))
+                .collect();
+            submitter::settle_majority(&mut client, &store, &answers, &h).await?;
         }
         let mut rows = Vec::new();
         for ans in &report.answers {
@@ -526,7 +597,7 @@ async fn drive(
         "jobs": jobs_json,
         "verified": all_ok,
     });
-    Ok((all_ok, report))
+    Ok((all_ok, report, ledger::submitter_view(&store)?))
 }
 
 /// Adaptive mode: the submitter's trust coordinator runs `--jobs` jobs; the
@@ -536,9 +607,8 @@ async fn drive_adaptive(
     nodes: &[Node],
     swarm: &str,
     root: &std::path::Path,
-) -> Result<(bool, serde_json::Value)> {
+) -> Result<(bool, serde_json::Value, LedgerView)> {
     use biop2p::node::submitter::{Submitter, SubmitterConfig, TaskInput, TaskStatus};
-    use biop2p::store::SubmitterStore;
 
     let faulty = list_hosts(a, nodes, "  (faulty: colluding)");
     let net = submitter_net(swarm, nodes);
@@ -570,7 +640,7 @@ async fn drive_adaptive(
         sandbox_dir: Some(state.join("sandbox")),
         ..SubmitterConfig::default()
     };
-    let mut s = Submitter::new(client, store, config)?;
+    let mut s = Submitter::new(client, store.clone(), config)?;
     s.join(hosts)?;
     if let Some(n) = s.diversity_note() {
         say(a.json, n);
@@ -701,5 +771,5 @@ async fn drive_adaptive(
         "replicas_per_job": per_job,
         "verified": ok,
     });
-    Ok((ok, report))
+    Ok((ok, report, ledger::submitter_view(&store)?))
 }

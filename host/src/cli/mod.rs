@@ -3,9 +3,11 @@
 mod bench;
 mod bench_network;
 mod common;
+mod control;
 mod demo;
 mod host;
 mod init;
+mod ledger;
 mod peers;
 mod roles;
 mod run;
@@ -43,12 +45,20 @@ enum Command {
     Submit(submit::Args),
     /// Whom this submitter trusts, and the evidence why.
     Trust(trust::Args),
+    /// Balances per counterparty and the settled entries with evidence.
+    Ledger(ledger::Args),
     /// List known hosts with their latest adverts.
     Peers(peers::Args),
     /// Show a submitted job's status (queued, running, done, failed).
     Status(status::Args),
     /// Get a submitted job's verified output, waiting for it if needed.
     Result(status::Args),
+    /// Pause the running host: no new work; running tasks finish.
+    Pause(control::Target),
+    /// Resume a paused host.
+    Resume(control::Target),
+    /// Print or change the running host's resource policy.
+    Policy(control::PolicyArgs),
     /// Simulate a swarm driving the real roles (and security) code.
     Sim(sim::Args),
     /// List the biological roles and node types.
@@ -69,9 +79,13 @@ pub fn main() -> ExitCode {
         Command::Id(a) => init::id(a),
         Command::Submit(a) => submit::execute(a),
         Command::Trust(a) => trust::execute(a),
+        Command::Ledger(a) => ledger::execute(a),
         Command::Peers(a) => peers::execute(a),
         Command::Status(a) => status::status(a),
         Command::Result(a) => status::result(a),
+        Command::Pause(a) => control::pause(a, true),
+        Command::Resume(a) => control::pause(a, false),
+        Command::Policy(a) => control::policy(a),
         Command::Sim(a) => sim::execute(a),
         Command::Roles(a) => roles::execute(a),
     };

@@ -79,9 +79,14 @@ pub struct Args {
     /// Time limit in seconds.
     #[arg(long, value_parser = common::parse_secs)]
     timeout: Option<u64>,
-    /// The most you pay per million fuel.
+    /// The most you pay per million fuel (a ceiling: hosts asking more
+    /// refuse `price_too_low`; you pay each host its own price).
     #[arg(long, default_value_t = JobParams::default().max_price_per_mfuel)]
     max_price: u64,
+    /// Print what the job may cost on each host it would go to (its fuel
+    /// cap × the host's price) and send nothing.
+    #[arg(long, conflicts_with = "detach")]
+    quote: bool,
     /// Canonicalize NaNs so replicas on different CPU architectures agree
     /// bit for bit (slower on float-heavy code).
     #[arg(long)]
@@ -246,6 +251,9 @@ async fn candidates(
 const ADAPTIVE_MIN_HOSTS: usize = 4;
 
 async fn submit(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Result<ExitCode> {
+    if a.quote {
+        return quote(a, state, module, input).await;
+    }
     match a.replicas {
         Some(n) if n >= 2 => return replicated(a, n as usize, state, module, input).await,
         None if !a.detach && (a.peer.is_empty() || a.peer.len() >= ADAPTIVE_MIN_HOSTS) => {
@@ -304,6 +312,7 @@ async fn submit(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Resul
     };
     state.store.put(&job_id, &record).await?;
     pb.set_message(format!("uploading job {}", &proto::hex(&job_id)[..12]));
+    let sent = job.clone();
     let resp = client
         .request(
             &peer,
@@ -333,6 +342,20 @@ async fn submit(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Resul
     )
     .await;
     pb.finish_and_clear();
+    // A verified receipt (one host, nothing to compare with): accept it.
+    if let Some(r @ (JobResponse::Done { receipt, .. } | JobResponse::Failed { receipt, .. })) =
+        &record.response
+        && let Ok(body) = receipt.verify()
+        && let Err(e) = biop2p::node::submitter::settle_majority(
+            &mut client,
+            &state.store,
+            &[(peer, sent, r.clone())],
+            &body.output_hash,
+        )
+        .await
+    {
+        eprintln!("note: the acceptance was not delivered ({e:#}); it is kept and owed");
+    }
     code
 }
 
@@ -367,6 +390,7 @@ pub async fn record_response(
             "the host does not know job {} (it was never durably accepted)",
             proto::hex(job_id)
         ),
+        JobResponse::Settled { .. } => bail!("the host answered a job request with a settlement"),
     };
     state.store.put(job_id, record).await?;
     Ok(())
@@ -600,6 +624,16 @@ async fn replicated(
     .into();
     record.response = Some(chosen);
     state.store.put(&job_id, &record).await?;
+    // Verified: accept and pay the majority's replicas, nobody else.
+    let settle: Vec<_> = answers
+        .iter()
+        .map(|x| (x.peer, x.job.clone(), x.response.clone()))
+        .collect();
+    if let Err(e) =
+        biop2p::node::submitter::settle_majority(&mut client, &state.store, &settle, &hash).await
+    {
+        eprintln!("note: the acceptances were not all delivered ({e:#}); they are kept and owed");
+    }
     if a.json {
         let mut v = result_json(&record);
         v["accepted_replicas"] = count.into();
@@ -648,6 +682,107 @@ fn receipt_json(r: &proto::SignedReceipt) -> serde_json::Value {
         }),
         Err(e) => serde_json::json!({ "error": e.to_string() }),
     }
+}
+
+/// `--quote`: the hosts the job would go to, each with its price and what
+/// the job may cost there at most (fuel cap × price, rounded up). Nothing
+/// is sent: the job is signed only to judge which adverts fit.
+async fn quote(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Result<ExitCode> {
+    let pb = progress(a.json);
+    let mut client = Client::new(state.id.clone(), &client_net(&a)?, MAX_OUTPUT).await?;
+    let probe = client.make_job(&module, &input, &a.params());
+    let spec = probe.verify().expect("own job verifies");
+    let want = a
+        .replicas
+        .map_or(ADAPTIVE_MIN_HOSTS, |n| n as usize)
+        .max(a.peer.len());
+    let mut hosts: Vec<(PeerId, proto::Advert)> = Vec::new();
+    if a.peer.is_empty() {
+        let mut trails = Trails::load(&state.trails_path);
+        for c in candidates(&a, &mut client, &mut trails, &spec, &pb, want).await? {
+            if let Candidate::Host(p, ad) = c {
+                hosts.push((p, *ad));
+            }
+        }
+    } else {
+        let mut peers = Vec::new();
+        for addr in &a.peer {
+            pb.set_message(format!("connecting to {addr}"));
+            peers.push(client.connect(addr).await?);
+        }
+        pb.set_message("waiting for the hosts' adverts");
+        let found = client
+            .discover(
+                peers.len(),
+                |_| true,
+                Duration::from_millis(300),
+                Duration::from_secs(a.discover_secs),
+            )
+            .await;
+        hosts = found
+            .into_iter()
+            .filter(|(p, _)| peers.contains(p))
+            .collect();
+        if hosts.is_empty() {
+            bail!(
+                "no advert from the given host(s) within {} s",
+                a.discover_secs
+            );
+        }
+    }
+    pb.finish_and_clear();
+    let rows: Vec<serde_json::Value> = hosts
+        .iter()
+        .map(|(p, ad)| {
+            serde_json::json!({
+                "peer_id": p.to_string(),
+                "price_per_mfuel": ad.price_per_mfuel,
+                "max_cost": security::settlement::max_cost(a.fuel, ad.price_per_mfuel),
+                "within_max_price": ad.price_per_mfuel <= a.max_price,
+            })
+        })
+        .collect();
+    let replicas = a.replicas.map_or(1, |n| n as u64);
+    let mut costs: Vec<u64> = rows
+        .iter()
+        .filter(|r| r["within_max_price"] == true)
+        .map(|r| r["max_cost"].as_u64().unwrap_or(0))
+        .collect();
+    costs.sort_unstable();
+    costs.reverse();
+    let most: u64 = costs.iter().take(replicas as usize).sum();
+    if a.json {
+        common::print_line(
+            &serde_json::json!({
+                "quote": rows, "fuel": a.fuel, "max_price": a.max_price,
+                "replicas": a.replicas, "max_total": most,
+            })
+            .to_string(),
+        )?;
+    } else {
+        common::print_line(&format!(
+            "{:<53} {:>10} {:>12}",
+            "host", "per Mfuel", "at most"
+        ))?;
+        for r in &rows {
+            common::print_line(&format!(
+                "{:<53} {:>10} {:>12}{}",
+                r["peer_id"].as_str().unwrap_or(""),
+                r["price_per_mfuel"],
+                r["max_cost"],
+                if r["within_max_price"] == true {
+                    ""
+                } else {
+                    "  (over --max-price: would refuse)"
+                }
+            ))?;
+        }
+        common::print_line(&format!(
+            "fuel cap {} at each host's price; {} replica(s) cost at most {most} (a replica whose answer is wrong costs nothing). Nothing was sent.",
+            a.fuel, replicas
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Without `--replicas`: the trust coordinator places, replicates, compares

@@ -1,7 +1,7 @@
 //! `/metrics`: the host's figures in the Prometheus/OpenMetrics text
 //! format, encoded by `prometheus-client` (never by hand).
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -40,17 +40,20 @@ pub struct Metrics {
     pub running: Gauge,
     /// `biop2p_paused`: 1 while the volunteer paused the host.
     pub paused: Gauge,
+    /// `biop2p_adverts_seen_total`: verified adverts taken in (the host
+    /// loop's own counter, shared through the control).
+    pub adverts_seen: Counter,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(Counter::default())
     }
 }
 
 impl Metrics {
-    /// Registers every metric.
-    pub fn new() -> Self {
+    /// Registers every metric; `adverts_seen` is the host loop's counter.
+    pub fn new(adverts_seen: Counter) -> Self {
         let mut r = Registry::default();
         let tasks = Family::<Labels, Counter>::default();
         let refusals = Family::<Labels, Counter>::default();
@@ -66,6 +69,7 @@ impl Metrics {
             discovered: Counter::default(),
             running: Gauge::default(),
             paused: Gauge::default(),
+            adverts_seen,
             registry: Registry::default(),
             tasks,
             refusals,
@@ -133,13 +137,25 @@ impl Metrics {
             "1 while the volunteer paused new work",
             m.paused.clone(),
         );
+        r.register(
+            "biop2p_adverts_seen",
+            "Verified adverts of other hosts taken in (first or fresher)",
+            m.adverts_seen.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 
-    /// The text exposition.
-    pub fn encode(&self) -> String {
+    /// The text exposition: these metrics, then `network`'s (the
+    /// transport's byte counters, `libp2p_bandwidth_bytes_total` by
+    /// direction and protocol stack), then one `# EOF`.
+    pub fn encode(&self, network: Option<&Registry>) -> String {
         let mut s = String::new();
-        encode(&mut s, &self.registry).expect("writing to a String cannot fail");
+        let fail = "writing to a String cannot fail";
+        encode_registry(&mut s, &self.registry).expect(fail);
+        if let Some(n) = network {
+            encode_registry(&mut s, n).expect(fail);
+        }
+        encode_eof(&mut s).expect(fail);
         s
     }
 }
@@ -150,20 +166,22 @@ mod tests {
 
     #[test]
     fn names_are_the_interfaces() {
-        let m = Metrics::new();
+        let m = Metrics::default();
         m.tasks.get_or_create(&vec![("outcome", "ok".into())]).inc();
         m.refusals
             .get_or_create(&vec![("reason", "busy".into())])
             .inc();
         m.fuel.inc_by(7);
         m.latency.observe(0.01);
-        let text = m.encode();
+        m.adverts_seen.inc();
+        let text = m.encode(None);
         for want in [
             "biop2p_tasks_total{outcome=\"ok\"} 1",
             "biop2p_refusals_total{reason=\"busy\"} 1",
             "biop2p_fuel_used_total 7",
             "biop2p_job_latency_seconds_count 1",
             "biop2p_peers 0",
+            "biop2p_adverts_seen_total 1",
         ] {
             assert!(text.contains(want), "{want} missing from\n{text}");
         }

@@ -18,7 +18,12 @@
 //! | `GET /api/status` | the snapshot (`peer_id`, `state`, `tasks_done`, ...) |
 //! | `GET /api/events` | the snapshot on every change (SSE) |
 //! | `POST /api/pause`, `/api/resume` | with `Authorization: Bearer TOKEN` |
+//! | `GET /api/policy` | the policy in force, as JSON |
 //! | `POST /api/policy` | a `[policy]` table as JSON, with the token |
+//!
+//! The bound address is written to `DATA_DIR/http.addr` (beside the token),
+//! so `biop2p pause`, `resume` and `policy` on the same machine find the
+//! page even when it was bound to port 0.
 
 mod metrics;
 pub mod token;
@@ -53,6 +58,9 @@ const MAX_BODY: usize = 4096;
 /// policy's clock, peers.json).
 const REFRESH: Duration = Duration::from_millis(500);
 
+/// The file in the data dir that holds the address the page is bound to.
+pub const ADDR_FILE: &str = "http.addr";
+
 /// Errors of starting the HTTP side.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -65,8 +73,9 @@ pub enum HttpError {
         #[source]
         source: std::io::Error,
     },
-    /// The token file could not be read or written.
-    #[error("cannot read or write the control token {path}")]
+    /// The token file (or the address file beside it) could not be read
+    /// or written.
+    #[error("cannot read or write {path}")]
     Token {
         /// `DATA_DIR/http.token`.
         path: PathBuf,
@@ -118,6 +127,7 @@ struct AppState {
     token: Arc<String>,
     streams: Arc<Semaphore>,
     refresh: Arc<Notify>,
+    workers: usize,
 }
 
 /// Binds the listener, loads the token and starts the observer and the
@@ -140,7 +150,15 @@ pub async fn start(
         addr: opts.listen,
         source,
     })?;
-    let metrics = Arc::new(Metrics::new());
+    let addr_file = opts.data_dir.join(ADDR_FILE);
+    crate::fsutil::write_atomic(&addr_file, format!("{addr}\n").as_bytes()).map_err(|source| {
+        HttpError::Token {
+            path: addr_file.clone(),
+            source,
+        }
+    })?;
+    let metrics = Arc::new(Metrics::new(opts.control.adverts_seen()));
+    let workers = opts.facts.workers;
     let view = view::View::new(opts.facts, crate::node::host::unix_now_ms());
     let (snap_tx, snap_rx) = watch::channel(Arc::new(String::from("{}")));
     let (out_tx, out_rx) = mpsc::channel(4096);
@@ -162,6 +180,7 @@ pub async fn start(
         token: Arc::new(token.clone()),
         streams: Arc::new(Semaphore::new(MAX_STREAMS)),
         refresh,
+        workers,
     };
     let app = Router::new()
         .route("/", get(page))
@@ -170,7 +189,7 @@ pub async fn start(
         .route("/api/events", get(events_sse))
         .route("/api/pause", post(pause))
         .route("/api/resume", post(resume))
-        .route("/api/policy", post(set_policy))
+        .route("/api/policy", get(policy).post(set_policy))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state);
     let server = tokio::spawn(async move {
@@ -202,13 +221,16 @@ async fn observe(
 ) {
     let mut tick = tokio::time::interval(REFRESH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let publish =
-        |view: &view::View| match serde_json::to_string(&view.snapshot(&control, &metrics)) {
-            Ok(s) => {
-                snap.send_replace(Arc::new(s));
-            }
-            Err(e) => tracing::error!(error = %e, "cannot encode the status"),
-        };
+    let publish = |view: &view::View| match serde_json::to_string(&view.snapshot(
+        &control,
+        &metrics,
+        crate::node::host::unix_now_ms(),
+    )) {
+        Ok(s) => {
+            snap.send_replace(Arc::new(s));
+        }
+        Err(e) => tracing::error!(error = %e, "cannot encode the status"),
+    };
     loop {
         tokio::select! {
             ev = events.recv() => {
@@ -270,7 +292,7 @@ async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.metrics.encode(),
+        s.metrics.encode(s.control.network_metrics()),
     )
 }
 
@@ -333,7 +355,19 @@ fn set_paused(s: AppState, headers: HeaderMap, paused: bool) -> Response {
     }
     s.control.set_paused(paused);
     s.refresh.notify_one();
-    Json(serde_json::json!({ "paused": paused })).into_response()
+    // The state from the control itself: the snapshot is republished by
+    // the observer a moment later.
+    let state = view::state_of(
+        s.control.paused(),
+        s.control.stopped().is_some(),
+        s.control.running(),
+        s.workers,
+    );
+    Json(serde_json::json!({ "paused": paused, "state": state })).into_response()
+}
+
+async fn policy(State(s): State<AppState>) -> Response {
+    Json(s.control.config()).into_response()
 }
 
 async fn set_policy(

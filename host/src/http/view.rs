@@ -21,6 +21,11 @@ const SUBMITTERS_MAX: usize = 256;
 const EARNING_POINTS: usize = 512;
 /// Refusals looked at when explaining why work is not coming.
 const RECENT_REFUSALS: usize = 100;
+/// Modules whose task times are remembered for completion estimates.
+const ESTIMATED_MODULES: usize = 256;
+/// Weight of the newest task in a module's moving average: recent tasks
+/// matter more (the load changes), one odd task does not swing it.
+const EWMA_WEIGHT: f64 = 0.3;
 
 /// One task on the page.
 #[derive(Debug, Clone, Serialize)]
@@ -47,6 +52,11 @@ pub struct TaskView {
     pub accepted_at_ms: Option<u64>,
     /// When it finished (Unix ms).
     pub finished_at_ms: Option<u64>,
+    /// When it is expected to finish (Unix ms), while unfinished: accepted
+    /// time plus the moving average of accepted → finished for its module
+    /// on this host (of all modules when this one has no history yet);
+    /// `None` before any task finished.
+    pub eta_ms: Option<u64>,
 }
 
 /// One submitter this host serves.
@@ -108,6 +118,13 @@ pub struct Snapshot {
     pub policy: roles::PolicyConfig,
     /// Fuel and task ms lent today.
     pub today: (u64, u64),
+    /// The host's clock when this snapshot was made (Unix ms), so the page
+    /// turns `eta_ms` into "seconds left" on the host's clock, not its own.
+    pub now_ms: u64,
+    /// When every unfinished task is expected to be done (Unix ms; the
+    /// latest `eta_ms`); `None` when nothing is unfinished or nothing can be
+    /// estimated yet.
+    pub all_done_eta_ms: Option<u64>,
 }
 
 /// Static facts given at start.
@@ -122,6 +139,18 @@ pub struct HostFacts {
     pub max_fuel: u64,
     /// See `max_fuel`.
     pub max_memory_bytes: u64,
+}
+
+/// `serving`, `paused` or `busy` (every slot taken, or the policy stops new
+/// work).
+pub fn state_of(paused: bool, stopped: bool, running: u64, workers: usize) -> &'static str {
+    if paused {
+        "paused"
+    } else if stopped || running as usize >= workers {
+        "busy"
+    } else {
+        "serving"
+    }
 }
 
 /// The observer's state.
@@ -141,6 +170,10 @@ pub struct View {
     refusals: BTreeMap<String, u64>,
     recent_refusals: VecDeque<(String, String)>,
     swarm: Vec<PeerEntry>,
+    /// Moving average of accepted → finished, in ms, per module hash.
+    latency_by_module: HashMap<String, f64>,
+    /// The same over every module.
+    latency_all: Option<f64>,
 }
 
 impl View {
@@ -162,7 +195,46 @@ impl View {
             refusals: BTreeMap::new(),
             recent_refusals: VecDeque::new(),
             swarm: Vec::new(),
+            latency_by_module: HashMap::new(),
+            latency_all: None,
         }
+    }
+
+    /// Takes one finished task's accepted → finished time into the
+    /// estimates.
+    fn learn_latency(&mut self, module_hash: &str, ms: f64) {
+        let mix = |old: Option<f64>| match old {
+            Some(o) => o + EWMA_WEIGHT * (ms - o),
+            None => ms,
+        };
+        self.latency_all = Some(mix(self.latency_all));
+        if module_hash.is_empty() {
+            return;
+        }
+        if !self.latency_by_module.contains_key(module_hash)
+            && self.latency_by_module.len() >= ESTIMATED_MODULES
+        {
+            // Bounded: forget an arbitrary module; it re-learns in one task.
+            let k = self.latency_by_module.keys().next().cloned();
+            if let Some(k) = k {
+                self.latency_by_module.remove(&k);
+            }
+        }
+        let old = self.latency_by_module.get(module_hash).copied();
+        self.latency_by_module
+            .insert(module_hash.to_string(), mix(old));
+    }
+
+    /// When an unfinished task is expected to finish (see
+    /// [`TaskView::eta_ms`]).
+    fn eta(&self, t: &TaskView) -> Option<u64> {
+        let accepted = t.accepted_at_ms?;
+        let ms = self
+            .latency_by_module
+            .get(&t.module_hash)
+            .copied()
+            .or(self.latency_all)?;
+        Some(accepted + ms.round() as u64)
     }
 
     fn submitter(&mut self, peer: &str, now_ms: u64) -> &mut SubmitterView {
@@ -224,6 +296,7 @@ impl View {
                         price: 0,
                         accepted_at_ms: Some(now_ms),
                         finished_at_ms: None,
+                        eta_ms: None,
                     };
                     self.running.insert(job_id.clone(), (t, Instant::now()));
                 }
@@ -251,6 +324,7 @@ impl View {
                             price: 0,
                             accepted_at_ms: None,
                             finished_at_ms: None,
+                            eta_ms: None,
                         },
                         None,
                     ),
@@ -259,6 +333,7 @@ impl View {
                     let latency = since.elapsed().as_secs_f64();
                     m.latency.observe(latency);
                     m.queue_wait.observe((latency - wall_ms / 1000.0).max(0.0));
+                    self.learn_latency(&t.module_hash, latency * 1000.0);
                 }
                 t.state = "done";
                 t.outcome = Some(status.clone());
@@ -382,7 +457,7 @@ impl View {
     }
 
     /// The page's state now.
-    pub fn snapshot(&self, control: &Control, m: &Metrics) -> Snapshot {
+    pub fn snapshot(&self, control: &Control, m: &Metrics, now_ms: u64) -> Snapshot {
         let stop = control.stopped();
         let paused = control.paused();
         let peers = control.connected_peers();
@@ -390,15 +465,17 @@ impl View {
         m.peers.set(peers as i64);
         m.running.set(running_now as i64);
         m.paused.set(i64::from(paused));
-        let state = if paused {
-            "paused"
-        } else if stop.is_some() || running_now as usize >= self.facts.workers {
-            "busy"
-        } else {
-            "serving"
-        };
-        let mut running: Vec<TaskView> = self.running.values().map(|(t, _)| t.clone()).collect();
+        let state = state_of(paused, stop.is_some(), running_now, self.facts.workers);
+        let mut running: Vec<TaskView> = self
+            .running
+            .values()
+            .map(|(t, _)| TaskView {
+                eta_ms: self.eta(t),
+                ..t.clone()
+            })
+            .collect();
         running.sort_by_key(|t| t.accepted_at_ms);
+        let all_done_eta_ms = running.iter().filter_map(|t| t.eta_ms).max();
         let mut submitters: Vec<_> = self.submitters.values().cloned().collect();
         submitters.sort_by_key(|s| std::cmp::Reverse(s.last_seen_ms));
         Snapshot {
@@ -423,6 +500,68 @@ impl View {
             why_no_work: self.why_no_work(stop.as_ref(), peers),
             policy: control.config(),
             today: control.today(),
+            now_ms,
+            all_done_eta_ms,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> HostFacts {
+        HostFacts {
+            role: "caste".into(),
+            price_per_mfuel: 1,
+            workers: 2,
+            max_fuel: 1,
+            max_memory_bytes: 1,
+        }
+    }
+
+    fn task(module: &str, accepted: u64) -> TaskView {
+        TaskView {
+            job_id: "j".into(),
+            submitter: "s".into(),
+            module_hash: module.into(),
+            state: "running",
+            outcome: None,
+            fuel_used: 0,
+            peak_memory_bytes: 0,
+            wall_ms: 0.0,
+            price: 0,
+            accepted_at_ms: Some(accepted),
+            finished_at_ms: None,
+            eta_ms: None,
+        }
+    }
+
+    #[test]
+    fn estimates_follow_each_modules_recent_times() {
+        let mut v = View::new(facts(), 0);
+        assert_eq!(v.eta(&task("a", 1000)), None, "nothing to go by yet");
+        v.learn_latency("a", 100.0);
+        assert_eq!(v.eta(&task("a", 1000)), Some(1100));
+        // A module without history borrows the average of all.
+        assert_eq!(v.eta(&task("b", 1000)), Some(1100));
+        v.learn_latency("b", 1000.0);
+        assert_eq!(v.eta(&task("b", 0)), Some(1000));
+        // The newest time moves the average by its weight, not all the way.
+        v.learn_latency("a", 200.0);
+        assert_eq!(v.eta(&task("a", 0)), Some(130));
+        // The table is bounded.
+        for i in 0..(ESTIMATED_MODULES + 10) {
+            v.learn_latency(&format!("m{i}"), 5.0);
+        }
+        assert!(v.latency_by_module.len() <= ESTIMATED_MODULES);
+    }
+
+    #[test]
+    fn state_names_the_reason_new_work_stops() {
+        assert_eq!(state_of(true, true, 0, 2), "paused");
+        assert_eq!(state_of(false, true, 0, 2), "busy");
+        assert_eq!(state_of(false, false, 2, 2), "busy");
+        assert_eq!(state_of(false, false, 1, 2), "serving");
     }
 }

@@ -45,6 +45,35 @@ pub enum NodeKind {
 /// codec limit while amortising a stream's set-up over many bytes.
 pub const BLOB_CHUNK: u32 = 1 << 20;
 
+/// Where a chunk answered for `offset` of a blob of `total` bytes goes in
+/// the blob, or why it cannot: the answer must name the same total and
+/// carry exactly the bytes the request asked (a whole chunk, or the rest of
+/// the blob). A peer's answer is checked here before any byte is copied,
+/// so the fetcher and its fuzz target run the very same check.
+pub fn chunk_place(
+    total: u64,
+    offset: u64,
+    answered_total: u64,
+    answered_len: usize,
+) -> Result<std::ops::Range<usize>, String> {
+    let Some(rest) = total.checked_sub(offset) else {
+        return Err(format!("offset {offset} is past the blob's {total} bytes"));
+    };
+    let want = rest.min(u64::from(BLOB_CHUNK));
+    if answered_total != total {
+        return Err(format!(
+            "the answer says the blob is {answered_total} bytes, the job says {total}"
+        ));
+    }
+    if answered_len as u64 != want {
+        return Err(format!(
+            "the chunk at {offset} has {answered_len} bytes, {want} were asked"
+        ));
+    }
+    let at = offset as usize;
+    Ok(at..at + answered_len)
+}
+
 /// Job messages: a request carries a signed job and up to the inline-blob
 /// limit; a response carries up to the output limit. Both plus envelope.
 pub fn job_limits(max_inline: usize, max_output: u64) -> Limits {

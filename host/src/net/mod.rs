@@ -8,7 +8,7 @@ mod swarm;
 
 pub use behaviour::{
     BLOB_CHUNK, BLOB_PROTOCOL, Behaviour, BehaviourEvent, JOB_PROTOCOL, KAD_PROTOCOL, NodeKind,
-    advert_topic,
+    advert_topic, chunk_place,
 };
 pub use codec::Inbound;
 pub use job_stream::JOB_STREAM_PROTOCOL;

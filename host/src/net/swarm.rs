@@ -30,12 +30,15 @@ pub enum NetError {
     BadAddr(String),
 }
 
-/// Builds the swarm of a node.
+/// Builds the swarm of a node. Every byte its transports carry is counted
+/// in `bandwidth` (`libp2p_bandwidth_bytes_total{protocols,direction}`),
+/// which costs an atomic add per read or write.
 pub async fn build_swarm(
     id: &Identity,
     net: &NetworkConfig,
     job_limits: super::codec::Limits,
     kind: NodeKind,
+    bandwidth: &mut prometheus_client::registry::Registry,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let t = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
     let net2 = net.clone();
@@ -62,6 +65,7 @@ pub async fn build_swarm(
             )
         })
         .map_err(|e| t(&e))?
+        .with_bandwidth_metrics(bandwidth)
         .with_behaviour(move |key| {
             Behaviour::new(key, &net2, job_limits, kind)
                 .map_err(Box::<dyn std::error::Error + Send + Sync>::from)

@@ -178,7 +178,15 @@ impl Client {
         max_output: u64,
     ) -> Result<Self, ClientError> {
         let limits = crate::net::behaviour::job_limits(max_inline, max_output);
-        let mut swarm = build_swarm(&id, net, limits, NodeKind::Submitter).await?;
+        // A client does not expose its byte counts (one swarm recipe for all).
+        let mut swarm = build_swarm(
+            &id,
+            net,
+            limits,
+            NodeKind::Submitter,
+            &mut prometheus_client::registry::Registry::default(),
+        )
+        .await?;
         let mut discovery = Discovery::new(id.peer_id, net);
         discovery.start(&mut swarm, net)?;
         let control = swarm.behaviour().stream.new_control();

@@ -8,8 +8,11 @@
 //! reads often are atomics.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 
 use roles::{PolicyConfig, ResourcePolicy, Stop};
 
@@ -27,6 +30,11 @@ struct Inner {
     changed: AtomicBool,
     connected_peers: AtomicU64,
     running: AtomicU64,
+    /// Verified adverts taken in from other hosts (first or fresher).
+    adverts_seen: Counter,
+    /// The transport's byte counters (libp2p's bandwidth metrics), set
+    /// once when the swarm is built.
+    network: OnceLock<Registry>,
 }
 
 impl Control {
@@ -42,6 +50,8 @@ impl Control {
                 changed: AtomicBool::new(false),
                 connected_peers: AtomicU64::new(0),
                 running: AtomicU64::new(0),
+                adverts_seen: Counter::default(),
+                network: OnceLock::new(),
             }),
         }
     }
@@ -134,6 +144,30 @@ impl Control {
     /// Peers with a connection to this host (as of the last tick).
     pub fn connected_peers(&self) -> u64 {
         self.inner.connected_peers.load(Ordering::Relaxed)
+    }
+
+    /// Verified adverts taken in so far; the counter itself, so `/metrics`
+    /// reads the live value (clones share it).
+    pub fn adverts_seen(&self) -> Counter {
+        self.inner.adverts_seen.clone()
+    }
+
+    /// Called by the host loop for each verified advert it takes in.
+    pub(crate) fn on_advert(&self) {
+        self.inner.adverts_seen.inc();
+    }
+
+    /// The transport's byte counters (`libp2p_bandwidth_bytes_total`), once
+    /// the swarm is built.
+    pub fn network_metrics(&self) -> Option<&Registry> {
+        self.inner.network.get()
+    }
+
+    /// Set once by the host after building its swarm.
+    pub(crate) fn set_network_metrics(&self, registry: Registry) {
+        if self.inner.network.set(registry).is_err() {
+            tracing::warn!("network metrics set twice; keeping the first");
+        }
     }
 
     /// Tasks in a sandbox now (as of the last tick).

@@ -29,6 +29,10 @@ pub enum Faulty {
     /// verify and look plausible: only replication or a robust aggregator
     /// stops it.
     Poison,
+    /// Honest outputs, but every receipt claims twice the fuel used (plus
+    /// a thousand) and prices the claim (`--faulty overbilling`): it must
+    /// be paid the quorum's count, never its claim.
+    OverBilling,
 }
 
 impl FromStr for Faulty {
@@ -39,10 +43,11 @@ impl FromStr for Faulty {
             "" | "colluding" | "always" => Ok(Faulty::Colluding),
             "honest" => Ok(Faulty::Honest),
             "poison" => Ok(Faulty::Poison),
+            "overbilling" => Ok(Faulty::OverBilling),
             _ => match s.strip_prefix("sleeper=").map(str::parse) {
                 Some(Ok(n)) => Ok(Faulty::Sleeper { honest_jobs: n }),
                 _ => Err(format!(
-                    "unknown --faulty mode {s:?}: want colluding, sleeper=N or poison"
+                    "unknown --faulty mode {s:?}: want colluding, sleeper=N, overbilling or poison"
                 )),
             },
         }
@@ -66,7 +71,7 @@ impl FaultState {
     pub fn lies_now(&mut self) -> bool {
         self.answered += 1;
         match self.mode {
-            Faulty::Honest | Faulty::Poison => false,
+            Faulty::Honest | Faulty::Poison | Faulty::OverBilling => false,
             Faulty::Colluding => true,
             Faulty::Sleeper { honest_jobs } => self.answered > honest_jobs,
         }
@@ -77,6 +82,11 @@ impl FaultState {
     /// Whether trained digits models get poisoned.
     pub fn poisons(&self) -> bool {
         self.mode == Faulty::Poison
+    }
+
+    /// Whether receipts claim more fuel than was used.
+    pub fn overbills(&self) -> bool {
+        self.mode == Faulty::OverBilling
     }
 }
 

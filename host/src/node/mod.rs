@@ -12,6 +12,7 @@ pub mod faulty;
 mod fetch_auth;
 pub mod host;
 mod job_streams;
+pub mod ledger;
 pub mod peers;
 pub mod placement;
 mod receipts;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Hash, JobId, SignedJob, SignedReceipt};
+use super::{Hash, JobId, SettledEntry, SignedJob, SignedReceipt};
 
 /// Blob bytes sent along with a job, to save a round trip for small ones.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +35,14 @@ pub enum JobRequest {
         job_id: JobId,
         /// Hold the answer until the job is done.
         wait: bool,
+    },
+    /// The submitter accepts a result it verified: the host's receipt with
+    /// the submitter's signed acceptance, one settled ledger entry. Sent
+    /// again after any doubt (a lost answer, a restart): applying it twice
+    /// changes nothing.
+    Settle {
+        /// The receipt and its acceptance.
+        entry: SettledEntry,
     },
 }
 
@@ -72,6 +80,10 @@ pub enum RefuseReason {
     /// key signed it): outputs go only to whoever paid for them, so a lazy
     /// host cannot copy another replica's answer.
     NotYours,
+    /// The submitter's unaccepted work on this host plus the job's most
+    /// possible cost is over the credit this host gives it (newcomers get
+    /// little; the limit grows with settled history). Settle, then retry.
+    CreditLimit,
 }
 
 impl RefuseReason {
@@ -88,6 +100,7 @@ impl RefuseReason {
             RefuseReason::Malformed => "malformed",
             RefuseReason::BlobUnavailable => "blob_unavailable",
             RefuseReason::NotYours => "not_yours",
+            RefuseReason::CreditLimit => "credit_limit",
         }
     }
 }
@@ -145,6 +158,13 @@ pub enum JobResponse {
     Unknown {
         /// The id asked about.
         job_id: JobId,
+    },
+    /// A `Settle` is recorded (and durable).
+    Settled {
+        /// The job settled.
+        job_id: JobId,
+        /// False when it was settled before: a replay changed nothing.
+        new: bool,
     },
 }
 

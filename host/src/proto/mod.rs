@@ -6,11 +6,13 @@
 //! covers exactly what the host will run and what the submitter will check;
 //! nobody re-encodes a struct and hopes for the same bytes.
 
+mod acceptance;
 mod advert;
 mod job;
 mod messages;
 mod receipt;
 
+pub use acceptance::{AcceptanceBody, SettledEntry, SignedAcceptance, receipt_hash};
 pub use advert::{
     Advert, MAX_ADVERT_ADDRS, MAX_ADVERT_BYTES, MAX_ADVERT_TTL_MS, SignedAdvert, region_of,
 };

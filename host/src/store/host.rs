@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{StoreError, decode, encode};
-use crate::proto::{Hash, JobId, JobResponse, SignedJob};
+use crate::proto::{Hash, JobId, JobResponse, SettledEntry, SignedJob};
 
 /// Where a stored job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +34,18 @@ pub struct JobRecord {
     pub expires_at: u64,
 }
 
+/// One settled ledger entry as stored (on both sides): the facts the
+/// ledger posts and the signed evidence they come from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LedgerRecord {
+    /// What the ledger posts.
+    pub entry: security::settlement::Entry,
+    /// The receipt and the acceptance: anyone can check both signatures.
+    pub evidence: SettledEntry,
+    /// Submitter side: the host confirmed it (else it is sent again).
+    pub delivered: bool,
+}
+
 /// The host's database: one sled tree, keys prefixed by kind, so that a
 /// job, its nonce and its result are written together in atomic batches
 /// (sled's multi-tree transactions stalled under concurrent flushes).
@@ -56,6 +68,12 @@ pub const RESULT_RETENTION_SECS: u64 = 7 * 24 * 3600;
 const JOB: u8 = b'j';
 const NONCE: u8 = b'n';
 const RESULT: u8 = b'r';
+/// An unaccepted claim: job → (submitter key, price), written with the
+/// result, removed when the job is settled.
+const CLAIM: u8 = b'c';
+/// A settled entry: job → [`LedgerRecord`]. Kept for good: it is the
+/// ledger (one per paid job).
+const LEDGER: u8 = b'L';
 
 fn key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = vec![kind];
@@ -157,15 +175,74 @@ impl HostStore {
 
     /// Stores a job's final response (Done or Failed) and marks the job
     /// finished, in one atomic batch.
+    /// The result's receipt is also an unaccepted claim on the submitter
+    /// (unless the job is settled already: a re-run after a crash), in the
+    /// same batch, so credit admission counts it after any restart.
     pub fn finish(&self, id: &JobId, response: &JobResponse) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
         b.insert(key(RESULT, &[id]), encode(response));
         if let Some(mut rec) = self.job(id)? {
+            let price = match response {
+                JobResponse::Done { receipt, .. } | JobResponse::Failed { receipt, .. } => {
+                    postcard::from_bytes::<crate::proto::ReceiptBody>(&receipt.body)
+                        .ok()
+                        .map(|r| r.price)
+                }
+                _ => None,
+            };
+            let submitter = postcard::from_bytes::<crate::proto::JobSpec>(&rec.job.spec)
+                .ok()
+                .map(|s| s.submitter);
+            if let (Some(price), Some(sub)) = (price, submitter)
+                && !self.tree.contains_key(key(LEDGER, &[id]))?
+            {
+                b.insert(key(CLAIM, &[id]), encode(&(sub, price)));
+            }
             rec.state = StoredState::Finished;
             b.insert(key(JOB, &[id]), encode(&rec));
         }
         self.tree.apply_batch(b)?;
         Ok(())
+    }
+
+    /// A job's unaccepted claim: (submitter key, price).
+    pub fn claim(&self, id: &JobId) -> Result<Option<([u8; 32], u64)>, StoreError> {
+        self.tree
+            .get(key(CLAIM, &[id]))?
+            .map(|b| decode(&b))
+            .transpose()
+    }
+
+    /// Every unaccepted claim: (job, submitter key, price).
+    pub fn claims(&self) -> Result<Vec<(JobId, [u8; 32], u64)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix([CLAIM]) {
+            let (k, v) = kv?;
+            let (sub, price): ([u8; 32], u64) = decode(&v)?;
+            if let Ok(id) = <JobId>::try_from(&k[1..]) {
+                out.push((id, sub, price));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a settled entry and closes the job's claim, in one atomic
+    /// batch. Call [`Self::flush`] before confirming it.
+    pub fn settle(&self, id: &JobId, rec: &LedgerRecord) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        b.insert(key(LEDGER, &[id]), encode(rec));
+        b.remove(key(CLAIM, &[id]));
+        self.tree.apply_batch(b)?;
+        Ok(())
+    }
+
+    /// Every settled entry.
+    pub fn ledger(&self) -> Result<Vec<LedgerRecord>, StoreError> {
+        let mut out = Vec::new();
+        for v in self.tree.scan_prefix([LEDGER]).values() {
+            out.push(decode(&v?)?);
+        }
+        Ok(out)
     }
 
     /// A finished job's response.

@@ -6,7 +6,7 @@ mod host;
 mod submitter;
 
 pub use blobs::BlobStore;
-pub use host::{HostStore, JobRecord, StoredState};
+pub use host::{HostStore, JobRecord, LedgerRecord, StoredState};
 pub use submitter::{SubmitRecord, SubmitterStore};
 
 /// Errors of the stores.

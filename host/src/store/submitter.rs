@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{StoreError, decode, encode};
+use super::{LedgerRecord, StoreError, decode, encode};
 use crate::proto::{JobId, JobResponse, SignedJob};
 
 /// A job this submitter sent.
@@ -34,6 +34,9 @@ pub struct SubmitterStore {
     /// The coordinator's state (reputation), the peer-id map and the
     /// evidence log: see [`SubmitterStore::put_trust`].
     trust: sled::Tree,
+    /// Settled entries by job ([`LedgerRecord`]), each stored before its
+    /// acceptance is sent, so none is lost or paid twice.
+    ledger: sled::Tree,
 }
 
 /// Keys of the trust tree. Values are JSON: the security crate's types use
@@ -52,6 +55,7 @@ impl SubmitterStore {
         Ok(SubmitterStore {
             jobs: db.open_tree("jobs")?,
             trust: db.open_tree("trust")?,
+            ledger: db.open_tree("ledger")?,
             db,
         })
     }
@@ -142,6 +146,42 @@ impl SubmitterStore {
         let mut out = Vec::new();
         for v in self.trust.scan_prefix([EVIDENCE]).values() {
             out.push(v?.to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Stores settled entries (not yet delivered) and flushes them: after
+    /// this the submitter owes them, whatever happens to it or the host.
+    /// An entry already stored for the job is kept (idempotent by job).
+    pub async fn put_settlements(&self, recs: &[LedgerRecord]) -> Result<(), StoreError> {
+        for r in recs {
+            let _ = self
+                .ledger
+                .compare_and_swap(r.entry.job_id, None::<&[u8]>, Some(encode(r)))?;
+        }
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// The host confirmed a settled entry.
+    pub fn mark_delivered(&self, job: &JobId) -> Result<(), StoreError> {
+        if let Some(mut r) = self.settlement(job)? {
+            r.delivered = true;
+            self.ledger.insert(job, encode(&r))?;
+        }
+        Ok(())
+    }
+
+    /// The settled entry of a job.
+    pub fn settlement(&self, job: &JobId) -> Result<Option<LedgerRecord>, StoreError> {
+        self.ledger.get(job)?.map(|b| decode(&b)).transpose()
+    }
+
+    /// Every settled entry.
+    pub fn ledger(&self) -> Result<Vec<LedgerRecord>, StoreError> {
+        let mut out = Vec::new();
+        for v in self.ledger.iter().values() {
+            out.push(decode(&v?)?);
         }
         Ok(out)
     }

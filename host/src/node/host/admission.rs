@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::NodeConfig;
 use crate::proto::{self, InlineBlob, JobSpec, RefuseReason};
+use security::settlement::{self, CreditPolicy, Entry, Ledger, Party};
 
 /// A refusal: the stable reason and a message that names the bad value.
 pub type Refusal = (RefuseReason, String);
@@ -149,6 +150,100 @@ fn check_data(spec: &JobSpec, max_blob_bytes: u64) -> Result<(), Refusal> {
         ));
     }
     Ok(())
+}
+
+/// Checks the job fits the submitter's credit: its unaccepted work here
+/// plus the job's most possible cost (fuel cap × this host's price) within
+/// the limit its settled history earns ([`CreditPolicy`]).
+pub fn check_credit(
+    policy: &CreditPolicy,
+    ledger: &Ledger,
+    spec: &JobSpec,
+    price_per_mfuel: u64,
+) -> Result<(), Refusal> {
+    let cost = settlement::max_cost(spec.fuel, price_per_mfuel);
+    policy
+        .check(ledger, &Party(spec.submitter), cost)
+        .map_err(|r| {
+            (
+                RefuseReason::CreditLimit,
+                format!(
+                    "{} unaccepted on this host plus this job's most possible cost {} is over your credit of {}; settle earlier jobs first",
+                    r.unaccepted, r.cost, r.limit
+                ),
+            )
+        })
+}
+
+/// Why a `Settle` was not applied.
+#[derive(Debug)]
+pub enum SettleCheck {
+    /// Refused with this reason (the job, when known).
+    Refused(Option<proto::JobId>, Refusal),
+    /// A receipt of ours for a job we no longer (or never) stored.
+    Unknown(proto::JobId),
+}
+
+/// Checks a settled entry sent to this host (`own_key`): both signatures
+/// and their bindings, that the receipt is ours, that the acceptance is
+/// signed by the key that signed the job (looked up with `job`), and that
+/// the price follows the rule from the receipt's own rate. Returns the
+/// ledger entry to apply.
+pub fn check_settlement(
+    own_key: &[u8; 32],
+    e: &proto::SettledEntry,
+    job: impl FnOnce(&proto::JobId) -> Option<crate::store::JobRecord>,
+) -> Result<Entry, SettleCheck> {
+    let (r, a) = e.check().map_err(|err| {
+        let reason = match err {
+            proto::ProtoError::BadSignature(_) | proto::ProtoError::BadKey(_) => {
+                RefuseReason::BadSignature
+            }
+            _ => RefuseReason::Malformed,
+        };
+        SettleCheck::Refused(None, (reason, err.to_string()))
+    })?;
+    let refused = |reason, msg: &str| SettleCheck::Refused(Some(r.job_id), (reason, msg.into()));
+    if &r.host_key != own_key {
+        return Err(refused(
+            RefuseReason::NotYours,
+            "the receipt is another host's",
+        ));
+    }
+    let rec = job(&r.job_id).ok_or(SettleCheck::Unknown(r.job_id))?;
+    let spec = rec
+        .job
+        .verify()
+        .map_err(|_| refused(RefuseReason::Malformed, "the stored job does not verify"))?;
+    if a.submitter != spec.submitter {
+        return Err(refused(
+            RefuseReason::NotYours,
+            "the acceptance is not signed by the job's submitter",
+        ));
+    }
+    let due = settlement::amount(
+        r.fuel_used,
+        r.price,
+        a.agreed_fuel,
+        spec.max_price_per_mfuel,
+    );
+    if a.price != due {
+        return Err(refused(
+            RefuseReason::Malformed,
+            &format!(
+                "the acceptance says {} for {} fuel; the price rule gives {due}",
+                a.price, a.agreed_fuel
+            ),
+        ));
+    }
+    Ok(Entry {
+        job_id: r.job_id,
+        receipt_hash: a.receipt_hash,
+        counterparty: Party(spec.submitter),
+        claimed_fuel: r.fuel_used,
+        agreed_fuel: a.agreed_fuel,
+        amount: a.price,
+    })
 }
 
 /// The oldest expiry a job may still have and be admitted at `now`: nonces

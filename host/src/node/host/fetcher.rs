@@ -290,18 +290,13 @@ fn take_chunk(
             format!("submitter does not have {}", proto::hex(&hash)),
         )),
         Ok(BlobResponse::Chunk { total: t, data }) => {
-            let want = (total - offset).min(BLOB_CHUNK as u64);
-            if t != total || data.len() as u64 != want {
-                return Err((
+            let at = crate::net::chunk_place(total, offset, t, data.len()).map_err(|e| {
+                (
                     RefuseReason::BlobMismatch,
-                    format!(
-                        "blob {} is {t} bytes, the job says {total}",
-                        proto::hex(&hash)
-                    ),
-                ));
-            }
-            let at = offset as usize;
-            b.buf[at..at + data.len()].copy_from_slice(&data);
+                    format!("blob {}: {e}", proto::hex(&hash)),
+                )
+            })?;
+            b.buf[at].copy_from_slice(&data);
             b.received += data.len() as u64;
             Ok(b.received == total && b.in_flight == 0)
         }

@@ -6,12 +6,13 @@
 use tokio::sync::mpsc;
 
 use super::Reply;
-use crate::proto::JobId;
+use crate::proto::JobResponse;
 use crate::store::HostStore;
 
-/// What waits for the next flush: an acknowledgement to send once it is
-/// durable, or only the flush itself (a result nobody waits for).
-pub(super) type FlushWaiter = Option<(JobId, Reply)>;
+/// What waits for the next flush: an answer to send once what it confirms
+/// is durable (`Accepted`, `Settled`), or only the flush itself (a result
+/// nobody waits for).
+pub(super) type FlushWaiter = Option<(Reply, JobResponse)>;
 
 /// Flushes the store for every batch of writes queued while the previous
 /// flush ran, then hands the acknowledgements that waited on it back to the
@@ -24,7 +25,7 @@ pub(super) type FlushWaiter = Option<(JobId, Reply)>;
 pub(super) async fn flusher(
     store: HostStore,
     mut rx: mpsc::UnboundedReceiver<FlushWaiter>,
-    durable: mpsc::Sender<(JobId, Reply)>,
+    durable: mpsc::Sender<(Reply, JobResponse)>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut acks: Vec<_> = first.into_iter().collect();

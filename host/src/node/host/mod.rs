@@ -60,7 +60,8 @@ use crate::proto::{
     self, BlobResponse, InlineBlob, JobId, JobRequest, JobResponse, RefuseReason, SignedJob,
 };
 use crate::sandbox::WorkerPool;
-use crate::store::{BlobStore, HostStore, JobRecord, StoredState, unix_now};
+use crate::store::{BlobStore, HostStore, JobRecord, LedgerRecord, StoredState, unix_now};
+use security::settlement::{Applied, CreditPolicy, Ledger, Party, Side};
 /// How a host is started.
 #[derive(Debug, Clone)]
 pub struct HostOptions {
@@ -225,7 +226,15 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         cfg.security.max_inline_bytes,
         cfg.resources.max_output_bytes,
     );
-    let mut swarm = build_swarm(&id, &cfg.network, job_limits, NodeKind::Host).await?;
+    let mut bandwidth = prometheus_client::registry::Registry::default();
+    let mut swarm = build_swarm(
+        &id,
+        &cfg.network,
+        job_limits,
+        NodeKind::Host,
+        &mut bandwidth,
+    )
+    .await?;
 
     let mut listen = opts.listen.clone();
     if listen.is_empty() {
@@ -315,6 +324,9 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
     let (flush_tx, flush_rx) = mpsc::unbounded_channel();
     let flusher = tokio::spawn(journal::flusher(store.clone(), flush_rx, durable_tx));
     let control = super::control::Control::new(cfg.policy.clone());
+    control.set_network_metrics(bandwidth);
+    let ledger = load_ledger(&store)?;
+    let credit = cfg.market.credit();
     let mut host = Host {
         control: control.clone(),
         quotas: Quotas::new(QuotaLimits::from_config(&cfg)),
@@ -351,6 +363,8 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         inflight: HashMap::new(),
         results: Results::default(),
         discovery,
+        ledger,
+        credit,
     };
     host.emit(HostEvent::Listening {
         peer_id: id.peer_id.to_string(),
@@ -424,6 +438,10 @@ struct Host {
     results: Results,
     discovery: Discovery,
     advertiser: Advertiser,
+    /// Settled entries and unaccepted claims, mirrored from the store
+    /// (loaded at start): what credit admission reads.
+    ledger: Ledger,
+    credit: CreditPolicy,
 }
 
 impl Host {
@@ -468,7 +486,7 @@ impl Host {
         mut self,
         mut swarm: Swarm<Behaviour>,
         mut shutdown: oneshot::Receiver<()>,
-        mut durable_rx: mpsc::Receiver<(JobId, Reply)>,
+        mut durable_rx: mpsc::Receiver<(Reply, JobResponse)>,
         mut stream_rx: mpsc::Receiver<StreamRequest>,
     ) {
         let mut gc = tokio::time::interval(Duration::from_secs(600));
@@ -482,9 +500,7 @@ impl Host {
                 _ = &mut shutdown => break,
                 Some(done) = self.scheduler.next_done() => self.on_done(&mut swarm, done),
                 Some(out) = self.fetcher.next_verified() => self.on_fetched(&mut swarm, out),
-                Some((job_id, ch)) = durable_rx.recv() => {
-                    ch.send(&mut swarm, JobResponse::Accepted { job_id });
-                }
+                Some((ch, resp)) = durable_rx.recv() => ch.send(&mut swarm, resp),
                 _ = tick.tick() => self.on_tick(&mut swarm),
                 ev = swarm.select_next_some() => self.on_swarm_event(&mut swarm, ev),
                 Some(r) = stream_rx.recv() => {
@@ -558,7 +574,11 @@ impl Host {
                 self.discovery.on_identify(swarm, e)
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => {
-                match self.discovery.on_gossip(swarm, e) {
+                let learned = self.discovery.on_gossip(swarm, e);
+                if matches!(learned, Some(Learned::New(_) | Learned::Refreshed(_))) {
+                    self.control.on_advert();
+                }
+                match learned {
                     Some(Learned::New(peer)) => {
                         let now = Instant::now();
                         if let Some(a) = self.discovery.table.get(&peer, now) {
@@ -712,6 +732,81 @@ impl Host {
                 }
                 self.on_fetch(swarm, channel, job_id, wait)
             }
+            Inbound::Ok(JobRequest::Settle { entry }) => {
+                if let Err(r) = self.quotas.admit_fetch(&peer, Instant::now()) {
+                    return self.refuse(swarm, channel, peer, None, r);
+                }
+                self.on_settle(swarm, peer, channel, entry)
+            }
+        }
+    }
+
+    /// A submitter accepts a result: check the entry (both signatures, our
+    /// receipt, its job, the price rule), apply it once, store it and
+    /// confirm once durable. Forged, foreign or inconsistent entries are
+    /// refused and change nothing; a replay is confirmed and changes
+    /// nothing.
+    fn on_settle(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        peer: PeerId,
+        channel: Reply,
+        evidence: proto::SettledEntry,
+    ) {
+        let store = &self.store;
+        let checked = admission::check_settlement(&self.id.public_key(), &evidence, |j| {
+            store.job(j).ok().flatten()
+        });
+        match checked {
+            Err(admission::SettleCheck::Refused(job_id, r)) => {
+                self.refuse(swarm, channel, peer, job_id, r)
+            }
+            Err(admission::SettleCheck::Unknown(job_id)) => {
+                channel.send(swarm, JobResponse::Unknown { job_id })
+            }
+            Ok(entry) => {
+                let job_id = entry.job_id;
+                match self.ledger.apply(entry.clone()) {
+                    Applied::Duplicate => {
+                        channel.send(swarm, JobResponse::Settled { job_id, new: false })
+                    }
+                    Applied::Conflict(_) => self.refuse(
+                        swarm,
+                        channel,
+                        peer,
+                        Some(job_id),
+                        (
+                            RefuseReason::Replayed,
+                            "this job was settled with another acceptance".into(),
+                        ),
+                    ),
+                    Applied::New => {
+                        let rec = LedgerRecord {
+                            entry,
+                            evidence,
+                            delivered: true,
+                        };
+                        if let Err(e) = self.store.settle(&job_id, &rec) {
+                            tracing::error!(error = %e, "cannot store a settled entry");
+                            // Keep memory in step with the disk: rebuild.
+                            if let Ok(l) = load_ledger(&self.store) {
+                                self.ledger = l;
+                            }
+                            return self.refuse(
+                                swarm,
+                                channel,
+                                peer,
+                                Some(job_id),
+                                (RefuseReason::Busy, "host cannot store the ledger".into()),
+                            );
+                        }
+                        tracing::info!(job = %proto::hex(&job_id), %peer, price = rec.entry.amount, "settled");
+                        let _ = self
+                            .flush_tx
+                            .send(Some((channel, JobResponse::Settled { job_id, new: true })));
+                    }
+                }
+            }
         }
     }
 
@@ -756,6 +851,14 @@ impl Host {
                     "this job's nonce was already used".into(),
                 ),
             );
+        }
+        if let Err(r) = admission::check_credit(
+            &self.credit,
+            &self.ledger,
+            &spec,
+            self.cfg.market.price_per_mfuel,
+        ) {
+            return self.refuse(swarm, channel, peer, Some(job_id), r);
         }
         if let Err(r) = admission::check_inline(self.cfg.security.max_inline_bytes, &spec, &inline)
         {
@@ -940,7 +1043,9 @@ impl Host {
             // the submitter a failed request, never a false success).
             self.results.wait(job_id, f.channel);
         } else {
-            let _ = self.flush_tx.send(Some((job_id, f.channel)));
+            let _ = self
+                .flush_tx
+                .send(Some((f.channel, JobResponse::Accepted { job_id })));
         }
         self.control.on_task_accepted(job_id, f.spec.memory_bytes);
         self.scheduler.dispatch(job_id, &f.spec, f.input);
@@ -953,6 +1058,11 @@ impl Host {
             self.quotas.release_job(&peer, held);
         }
         self.control.on_task_done(&job_id, d.fuel_used, d.wall_us);
+        // The receipt is unaccepted work on the submitter's credit until it
+        // is settled (the store wrote the claim with the result).
+        if let Ok(Some((sub, price))) = self.store.claim(&job_id) {
+            self.ledger.claim(job_id, Party(sub), price);
+        }
         if let (Some(class), Some(t)) = (d.class, self.advertiser.caste.as_mut()) {
             t.on_task_done(&roles::CasteConfig::default(), class);
         }
@@ -987,6 +1097,18 @@ impl Host {
             ch.send(swarm, resp);
         }
     }
+}
+
+/// The host's ledger as stored: settled entries, then open claims.
+fn load_ledger(store: &HostStore) -> Result<Ledger, crate::store::StoreError> {
+    let mut l = Ledger::new(Side::Host);
+    for r in store.ledger()? {
+        l.apply(r.entry);
+    }
+    for (job, sub, price) in store.claims()? {
+        l.claim(job, Party(sub), price);
+    }
+    Ok(l)
 }
 
 /// Milliseconds since the Unix epoch (the clock the edge passes to the

@@ -46,6 +46,8 @@ struct Lie {
     append: bool,
     /// Poison a trained digits model.
     poison: bool,
+    /// Claim more fuel than was used.
+    overbill: bool,
 }
 
 /// What a job's task needs to sign and store its result.
@@ -144,6 +146,7 @@ impl Scheduler {
         let lie = Lie {
             append: self.faulty.lies_now(),
             poison: self.faulty.poisons(),
+            overbill: self.faulty.overbills(),
         };
         let data: Option<Vec<TaskData>> = spec
             .data
@@ -262,6 +265,10 @@ impl Signer {
             // Test-only: a federated-learning poisoner.
             *out = p;
             r.counters.output_hash = *blake3::hash(out).as_bytes();
+        }
+        if lie.overbill {
+            // Test-only: a host that claims more fuel than it burnt.
+            r.counters.fuel_used = r.counters.fuel_used.saturating_mul(2) + 1000;
         }
         let price = (u128::from(r.counters.fuel_used) * u128::from(self.price_per_mfuel))
             .div_ceil(1_000_000) as u64;

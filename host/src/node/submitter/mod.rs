@@ -41,10 +41,14 @@ use super::host::unix_now_ms;
 use super::placement::inline_blobs;
 use super::receipts::verify_response;
 use super::trails::Trails;
-use crate::proto::{self, Hash, JobId, JobRequest, JobResponse, SignedJob, SignedReceipt};
+use crate::proto::{
+    self, AcceptanceBody, Hash, JobId, JobRequest, JobResponse, SettledEntry, SignedAcceptance,
+    SignedJob, SignedReceipt,
+};
 use crate::sandbox::{DataSource, Sandbox, Task, TaskData, TaskLimits, WasmModule};
-use crate::store::{StoreError, SubmitRecord, SubmitterStore, unix_now};
+use crate::store::{LedgerRecord, StoreError, SubmitRecord, SubmitterStore, unix_now};
 use evidence::{LieReport, ReportError};
+use security::settlement::{self, Claim, Entry, Party, Pay};
 
 /// Blobs up to this size travel inside the job request.
 const INLINE_LIMIT: usize = 512 << 10;
@@ -92,6 +96,11 @@ pub struct SubmitterConfig {
     /// Fewer distinct observed prefixes than this: the coordinator may put
     /// replicas of one task in one prefix (distinct peers only), and says so.
     pub min_prefixes: usize,
+    /// Send acceptances (and so pay) as soon as results are verified. Off,
+    /// they are stored and owed but only sent by
+    /// [`Submitter::deliver_settlements`] (tests hold them to crash a host
+    /// between its receipt and the acceptance).
+    pub settle: bool,
 }
 
 impl Default for SubmitterConfig {
@@ -106,6 +115,7 @@ impl Default for SubmitterConfig {
             local_canaries: 8,
             sandbox_dir: None,
             min_prefixes: 4,
+            settle: true,
         }
     }
 }
@@ -358,6 +368,14 @@ pub struct Submitter {
     task_keys: HashMap<TaskId, PayloadKey>,
     /// Outputs of re-runs done for a received report, by accused job.
     verify_cache: HashMap<u64, Digest>,
+    /// Settled entries decided and not yet stored (stored, then sent, at
+    /// the next persist).
+    outbox: Vec<(PeerId, LedgerRecord)>,
+    /// `Settle` requests in flight, by request.
+    settling: HashMap<RequestId, JobId>,
+    /// Known answers of canaries served (output, fuel), by payload: a
+    /// canary is paid like any job, against its known answer.
+    canary_answers: HashMap<PayloadKey, (Digest, u64)>,
 }
 
 impl Submitter {
@@ -428,6 +446,9 @@ impl Submitter {
             task_keys: HashMap::new(),
             verify_cache: HashMap::new(),
             data_blobs: HashMap::new(),
+            outbox: Vec::new(),
+            settling: HashMap::new(),
+            canary_answers: HashMap::new(),
         })
     }
 
@@ -576,7 +597,8 @@ impl Submitter {
         let mut open: HashMap<TaskId, (usize, PayloadKey)> = HashMap::new();
         let mut outcomes: Vec<TaskOutcome> = Vec::with_capacity(total);
         let mut notes_seen = self.quarantined_now.len();
-        while outcomes.len() < total || !self.sent.is_empty() {
+        self.resend_undelivered();
+        while outcomes.len() < total || !self.sent.is_empty() || !self.settling.is_empty() {
             // Feed tasks while there is room.
             while open.len() < self.config.max_open
                 && let Some((index, t)) = queue.pop_front()
@@ -625,7 +647,8 @@ impl Submitter {
             if self.dirty {
                 self.persist().await?;
             }
-            if outcomes.len() >= total && self.sent.is_empty() {
+            self.settle_outbox().await?;
+            if outcomes.len() >= total && self.sent.is_empty() && self.settling.is_empty() {
                 break;
             }
             if !self.pending_events.is_empty() {
@@ -669,6 +692,9 @@ impl Submitter {
     }
 
     fn on_response(&mut self, rid: RequestId, r: Result<JobResponse, ClientError>) {
+        if let Some(job) = self.settling.remove(&rid) {
+            return self.on_settled(job, r);
+        }
         let Some(s) = self.sent.remove(&rid) else {
             return;
         };
@@ -688,16 +714,21 @@ impl Submitter {
                             peak_memory_bytes: v.receipt.peak_memory_bytes,
                             wall_ms: v.receipt.wall_us / 1000,
                         };
-                        self.answers.insert(
-                            s.coord_job,
-                            Answer {
-                                key: s.key,
-                                peer: s.peer,
-                                job: s.job,
-                                digest,
-                                response: resp,
-                            },
-                        );
+                        let answer = Answer {
+                            key: s.key,
+                            peer: s.peer,
+                            job: s.job,
+                            digest,
+                            response: resp,
+                        };
+                        if !self.task_keys.values().any(|k| *k == s.key)
+                            && let Some(&(known, fuel)) = self.canary_answers.get(&s.key)
+                        {
+                            // A canary: paid by the same rule as any job,
+                            // against its known answer and fuel count.
+                            self.settle_answer(&answer, &known, fuel);
+                        }
+                        self.answers.insert(s.coord_job, answer);
                         self.answer_order.push_back(s.coord_job);
                         while self.answer_order.len() > MAX_ANSWERS {
                             if let Some(old) = self.answer_order.pop_front() {
@@ -763,10 +794,11 @@ impl Submitter {
                 Action::Accept {
                     task,
                     output,
+                    fuel,
                     reason,
                     ..
                 } => {
-                    if let Some(st) = self.accepted(task, output, reason) {
+                    if let Some(st) = self.accepted(task, output, fuel, reason) {
                         decided.push(Decided::Accepted(task, st));
                     }
                 }
@@ -885,6 +917,7 @@ impl Submitter {
         &mut self,
         task: TaskId,
         output: Digest,
+        fuel: u64,
         reason: AcceptReason,
     ) -> Option<TaskStatus> {
         // The task's answers: those of its payload (replicas of identical
@@ -932,7 +965,11 @@ impl Submitter {
             self.serve_canaries();
         }
         for j in same {
-            self.answers.remove(&j);
+            if let Some(a) = self.answers.remove(&j) {
+                // Every replica with the accepted answer is paid the
+                // agreed fuel; the others nothing.
+                self.settle_answer(&a, &output, fuel);
+            }
         }
         let record = SubmitRecord {
             job: winner.job.clone(),
@@ -978,6 +1015,10 @@ impl Submitter {
                 fuel: k.fuel,
                 peak_memory_bytes: k.peak,
             };
+            if self.canary_answers.len() >= MAX_KNOWN {
+                self.canary_answers.clear();
+            }
+            self.canary_answers.insert(k.key, (k.output, k.fuel));
             self.pending_events.push_back(Event::CanaryAvailable(c));
         }
         let _ = now;
@@ -1065,6 +1106,115 @@ impl Submitter {
             report: Some(report.to_text()),
         });
         self.dirty = true;
+    }
+
+    /// Decides what one verified answer is paid once `accepted` and the
+    /// agreed `fuel` are known; a paid one gets a signed acceptance, queued
+    /// to be stored and sent. An over-claim is logged as evidence.
+    fn settle_answer(&mut self, a: &Answer, accepted: &Digest, fuel: u64) {
+        let Some((rec, over_claim)) = settlement_record(
+            &self.client.identity().signing,
+            &a.job,
+            &a.response,
+            &a.digest,
+            accepted,
+            fuel,
+        ) else {
+            return;
+        };
+        if let Some(extra) = over_claim {
+            self.log.push(EvidenceEntry {
+                at_ms: unix_now_ms(),
+                peer_id: a.peer.to_string(),
+                kind: "over_claim".into(),
+                detail: format!(
+                    "receipt claims {} fuel, the quorum counted {} ({extra} over); paid the count",
+                    rec.entry.claimed_fuel, rec.entry.agreed_fuel
+                ),
+                job_id: Some(proto::hex(&rec.entry.job_id)),
+                report: None,
+            });
+            self.dirty = true;
+        }
+        self.outbox.push((a.peer, rec));
+    }
+
+    /// Stores the decided settlements (flushed: from now on they are owed,
+    /// whatever crashes) and then sends them.
+    async fn settle_outbox(&mut self) -> Result<(), SubmitterError> {
+        if self.outbox.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.outbox);
+        let recs: Vec<LedgerRecord> = out.iter().map(|(_, r)| r.clone()).collect();
+        self.store.put_settlements(&recs).await?;
+        if self.config.settle {
+            for (peer, rec) in out {
+                self.send_settle(peer, rec);
+            }
+        }
+        Ok(())
+    }
+
+    fn send_settle(&mut self, peer: PeerId, rec: LedgerRecord) {
+        if !self.client.is_connected(&peer)
+            || self.settling.values().any(|j| *j == rec.entry.job_id)
+        {
+            return;
+        }
+        let job = rec.entry.job_id;
+        let rid = self.client.send(
+            &peer,
+            JobRequest::Settle {
+                entry: rec.evidence,
+            },
+        );
+        self.settling.insert(rid, job);
+    }
+
+    fn on_settled(&mut self, job: JobId, r: Result<JobResponse, ClientError>) {
+        match r {
+            Ok(JobResponse::Settled { job_id, new }) if job_id == job => {
+                tracing::debug!(job = %proto::hex(&job), new, "settled");
+                if let Err(e) = self.store.mark_delivered(&job) {
+                    tracing::warn!(error = %e, "cannot mark a settlement delivered");
+                }
+            }
+            // Kept undelivered: sent again later (idempotent on the host).
+            Ok(other) => {
+                tracing::info!(job = %proto::hex(&job), answer = ?std::mem::discriminant(&other), "settlement not confirmed")
+            }
+            Err(e) => {
+                tracing::info!(job = %proto::hex(&job), error = %e, "settlement not delivered")
+            }
+        }
+    }
+
+    /// Sends every stored settlement its host has not confirmed yet, to
+    /// hosts that are connected (a crash of either side, a lost answer).
+    fn resend_undelivered(&mut self) {
+        let Ok(all) = self.store.ledger() else {
+            return;
+        };
+        for rec in all.into_iter().filter(|r| !r.delivered) {
+            let Some(peer) = peer_of_key(&rec.entry.counterparty.0) else {
+                continue;
+            };
+            self.send_settle(peer, rec);
+        }
+    }
+
+    /// Sends every undelivered settlement to its (connected) host and waits
+    /// for the answers, each bounded by the client's request timeout.
+    /// Returns how many are still undelivered.
+    pub async fn deliver_settlements(&mut self) -> Result<usize, SubmitterError> {
+        self.settle_outbox().await?;
+        self.resend_undelivered();
+        while !self.settling.is_empty() {
+            let (rid, r) = self.client.next_response().await;
+            self.on_response(rid, r);
+        }
+        Ok(self.store.ledger()?.iter().filter(|r| !r.delivered).count())
     }
 
     /// Saves the reputation, the peer map and new evidence (one flush).
@@ -1284,6 +1434,157 @@ pub fn stored_trust(
         .filter_map(|b| serde_json::from_slice(b).ok())
         .collect();
     Ok((host_rows(&rep, &ids, &labels), evidence))
+}
+
+/// The settled entry one verified answer earns once `accepted` (the
+/// compared answer's digest) and the agreed `fuel` are decided, with its
+/// signed acceptance, and the over-claim if the receipt claims more fuel;
+/// `None` for an answer that is not paid (another output) or has no
+/// receipt.
+pub fn settlement_record(
+    key: &ed25519_dalek::SigningKey,
+    job: &SignedJob,
+    response: &JobResponse,
+    digest: &Digest,
+    accepted: &Digest,
+    fuel: u64,
+) -> Option<(LedgerRecord, Option<u64>)> {
+    let receipt = match response {
+        JobResponse::Done { receipt, .. } | JobResponse::Failed { receipt, .. } => receipt,
+        _ => return None,
+    };
+    let (Ok(body), Ok(spec)) = (receipt.verify(), job.verify()) else {
+        return None;
+    };
+    let claim = Claim {
+        output: digest.0,
+        fuel: body.fuel_used,
+        price: body.price,
+        ceiling_per_mfuel: spec.max_price_per_mfuel,
+    };
+    let Pay::Paid {
+        agreed_fuel,
+        amount,
+        over_claim,
+    } = settlement::pay(&accepted.0, fuel, &claim)
+    else {
+        return None;
+    };
+    let receipt_hash = proto::receipt_hash(receipt);
+    let acceptance = SignedAcceptance::sign(
+        &AcceptanceBody {
+            version: proto::VERSION,
+            submitter: spec.submitter,
+            host_key: body.host_key,
+            job_id: body.job_id,
+            receipt_hash,
+            claimed_fuel: body.fuel_used,
+            agreed_fuel,
+            price: amount,
+            issued_at_ms: unix_now_ms(),
+        },
+        key,
+    );
+    let rec = LedgerRecord {
+        entry: Entry {
+            job_id: body.job_id,
+            receipt_hash,
+            counterparty: Party(body.host_key),
+            claimed_fuel: body.fuel_used,
+            agreed_fuel,
+            amount,
+        },
+        evidence: SettledEntry {
+            receipt: receipt.clone(),
+            acceptance,
+        },
+        delivered: false,
+    };
+    Some((rec, over_claim))
+}
+
+/// Settles a fixed-majority run (`submit --replicas`, the demo): every
+/// answer with the majority's output hash is paid the lowest fuel the
+/// majority claims (fuel is deterministic, so honest replicas claim the
+/// same and an inflated claim only loses), the others nothing. Entries are
+/// stored (flushed) before they are sent; each host's confirmation marks
+/// its entry delivered. Returns how many hosts confirmed.
+pub async fn settle_majority(
+    client: &mut Client,
+    store: &SubmitterStore,
+    answers: &[(PeerId, SignedJob, JobResponse)],
+    accepted_output: &Hash,
+) -> Result<usize, SubmitterError> {
+    let claims: Vec<(Hash, u64)> = answers
+        .iter()
+        .filter_map(|(_, _, r)| match r {
+            JobResponse::Done { receipt, .. } | JobResponse::Failed { receipt, .. } => {
+                receipt.verify().ok().map(|b| (b.output_hash, b.fuel_used))
+            }
+            _ => None,
+        })
+        .collect();
+    let Some(fuel) = claims
+        .iter()
+        .filter(|(h, _)| h == accepted_output)
+        .map(|(_, f)| *f)
+        .min()
+    else {
+        return Ok(0);
+    };
+    let mut recs = Vec::new();
+    for (peer, job, resp) in answers {
+        let digest = match resp {
+            JobResponse::Done { receipt, .. } | JobResponse::Failed { receipt, .. } => {
+                match receipt.verify() {
+                    Ok(b) => Digest(b.output_hash),
+                    Err(_) => continue,
+                }
+            }
+            _ => continue,
+        };
+        if let Some((rec, _)) = settlement_record(
+            &client.identity().signing,
+            job,
+            resp,
+            &digest,
+            &Digest(*accepted_output),
+            fuel,
+        ) {
+            recs.push((*peer, rec));
+        }
+    }
+    let all: Vec<LedgerRecord> = recs.iter().map(|(_, r)| r.clone()).collect();
+    store.put_settlements(&all).await?;
+    let mut confirmed = 0;
+    for (peer, rec) in recs {
+        let job = rec.entry.job_id;
+        match client
+            .request(
+                &peer,
+                JobRequest::Settle {
+                    entry: rec.evidence,
+                },
+            )
+            .await
+        {
+            Ok(JobResponse::Settled { job_id, .. }) if job_id == job => {
+                store.mark_delivered(&job)?;
+                confirmed += 1;
+            }
+            Ok(_) => tracing::info!(%peer, "settlement not confirmed"),
+            Err(e) => tracing::info!(%peer, error = %e, "settlement not delivered"),
+        }
+    }
+    Ok(confirmed)
+}
+
+/// The libp2p peer id of an ed25519 key.
+pub fn peer_of_key(key: &[u8; 32]) -> Option<PeerId> {
+    let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(key).ok()?;
+    Some(PeerId::from_public_key(&libp2p::identity::PublicKey::from(
+        pk,
+    )))
 }
 
 fn local_task(p: &Payload) -> Task {

@@ -1,0 +1,126 @@
+//! `biop2p ledger`: balances per counterparty and the settled entries with
+//! their evidence. On a host (a data dir with a `db`) it shows earnings;
+//! on a submitter (a state dir with a `submitter` database), spending.
+//!
+//! The database is opened directly, so a host's ledger is read while the
+//! host is stopped (sled allows one process at a time).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use biop2p::node::ledger::{self, LedgerView};
+use biop2p::store::{HostStore, SubmitterStore};
+
+use super::common;
+
+/// Show balances per counterparty and the entries behind them.
+#[derive(clap::Args)]
+pub struct Args {
+    /// One JSON line per counterparty: `peer_id`, `balance` (positive:
+    /// owed to us), `entries` (with their evidence), `unaccepted`.
+    #[arg(long, conflicts_with = "csv")]
+    json: bool,
+    /// A header row and one row per counterparty: peer_id, balance,
+    /// entries (their count), unaccepted.
+    #[arg(long)]
+    csv: bool,
+    /// A host's data dir, or a submitter's state dir (whichever database
+    /// it holds); default: the submitter's state dir if it has one, else
+    /// the host's data dir.
+    #[arg(long, env = "BIOP2P_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+pub fn execute(a: Args) -> Result<ExitCode> {
+    let view = open(a.data_dir)?;
+    if a.json {
+        for c in &view.counterparties {
+            common::print_line(&serde_json::to_string(c)?)?;
+        }
+    } else if a.csv {
+        common::print_line("peer_id,balance,entries,unaccepted")?;
+        for c in &view.counterparties {
+            common::print_line(&format!(
+                "{},{},{},{}",
+                c.peer_id,
+                c.balance,
+                c.entries.len(),
+                c.unaccepted
+            ))?;
+        }
+    } else {
+        print_table(&view)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open(flag: Option<PathBuf>) -> Result<LedgerView> {
+    let dirs = match flag {
+        Some(d) => vec![d],
+        None => vec![common::state_dir(None)?, common::data_dir(None)?],
+    };
+    for d in &dirs {
+        if d.join("submitter").exists() {
+            let store = SubmitterStore::open(&d.join("submitter")).with_context(|| {
+                format!("cannot open the submitter database in {}", d.display())
+            })?;
+            return Ok(ledger::submitter_view(&store)?);
+        }
+        if d.join("db").exists() {
+            let store = HostStore::open(&d.join("db")).with_context(|| {
+                format!(
+                    "cannot open the host database in {} (is the host running? stop it first)",
+                    d.display()
+                )
+            })?;
+            return Ok(ledger::host_view(&store)?);
+        }
+    }
+    bail!(
+        "no ledger in {}: pass --data-dir (a host's data dir or a submitter's state dir)",
+        dirs.iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" or ")
+    )
+}
+
+fn print_table(v: &LedgerView) -> Result<()> {
+    let what = if v.side == "host" { "earned" } else { "spent" };
+    if v.counterparties.is_empty() {
+        return common::print_line(&format!("{} ledger: no entries yet", v.side));
+    }
+    common::print_line(&format!(
+        "{:<53} {:>12} {:>8} {:>11}",
+        "counterparty", "balance", "entries", "unaccepted"
+    ))?;
+    for c in &v.counterparties {
+        common::print_line(&format!(
+            "{:<53} {:>12} {:>8} {:>11}",
+            c.peer_id,
+            c.balance,
+            c.entries.len(),
+            c.unaccepted
+        ))?;
+        for e in &c.entries {
+            common::print_line(&format!(
+                "    job {}  receipt {}  {} for {} fuel{}",
+                &e.job_id[..12],
+                &e.receipt_hash[..12],
+                e.amount,
+                e.agreed_fuel,
+                e.over_claim.map_or(String::new(), |x| format!(
+                    "  (claimed {x} fuel more: evidence)"
+                ))
+            ))?;
+        }
+    }
+    common::print_line(&format!(
+        "{} {}: {}; every debit has its credit: {}",
+        v.side,
+        what,
+        v.net.abs(),
+        if v.trial_balance == 0 { "yes" } else { "NO" }
+    ))
+}

@@ -1,0 +1,389 @@
+//! Settlement, live: real hosts on loopback (real libp2p, wasmtime, sled,
+//! signatures). An over-billing host is paid the quorum's count, a liar
+//! nothing, the credit limit refuses and then admits after settlement,
+//! forged and replayed acceptances change nothing, and `kill -9` of the
+//! host between its receipt and the acceptance loses and double-counts
+//! nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use biop2p::config::NodeConfig;
+use biop2p::identity::Identity;
+use biop2p::node::client::JobParams;
+use biop2p::node::faulty::Faulty;
+use biop2p::node::ledger::{host_view, submitter_view};
+use biop2p::node::submitter::{
+    Submitter, SubmitterConfig, TaskInput, TaskStatus, settlement_record,
+};
+use biop2p::node::{Client, Node};
+use biop2p::proto::{self, JobRequest, JobResponse, RefuseReason, SignedAcceptance, SignedJob};
+use biop2p::store::{HostStore, LedgerRecord, SubmitterStore};
+use biop2p::{BiologicalRole, workloads};
+use libp2p::PeerId;
+use security::Digest;
+
+use crate::durability::{Killer, start_host_with};
+use crate::network::{client, run_job, start_host};
+
+/// The settled entry the submitter makes for an answer it accepts as is
+/// (one host: its own fuel count is the agreed one).
+fn accept_as_is(c: &Client, job: &SignedJob, resp: &JobResponse) -> LedgerRecord {
+    let JobResponse::Done { receipt, .. } = resp else {
+        panic!("not done: {resp:?}")
+    };
+    let body = receipt.verify().unwrap();
+    let d = Digest(body.output_hash);
+    settlement_record(&c.identity().signing, job, resp, &d, &d, body.fuel_used)
+        .expect("a right answer is paid")
+        .0
+}
+
+async fn settle(c: &mut Client, peer: &PeerId, rec: &LedgerRecord) -> JobResponse {
+    c.request(
+        peer,
+        JobRequest::Settle {
+            entry: rec.evidence.clone(),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn refused(r: &JobResponse) -> Option<RefuseReason> {
+    match r {
+        JobResponse::Refused { reason, .. } => Some(*reason),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credit_limit_refuses_then_admits_after_settlement_and_forgeries_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = NodeConfig::default();
+    config.market.price_per_mfuel = 1000;
+    config.market.credit_newcomer = 2000;
+    config.market.credit_growth_percent = 100;
+    let host = start_host(dir.path(), config).await;
+    let peer = host.peer_id;
+    let mut c = client().await;
+    c.connect(&host.addr("tcp").unwrap()).await.unwrap();
+
+    // Job 1 costs at most 1000 (10⁶ fuel at 1000 per Mfuel): it fits.
+    let p1 = JobParams {
+        fuel: 1_000_000,
+        ..JobParams::default()
+    };
+    let (job1, r1) = run_job(&mut c, &peer, workloads::ECHO, b"credit 1\n", &p1).await;
+    let rec1 = accept_as_is(&c, &job1, &r1);
+    let price1 = rec1.entry.amount;
+    assert!(price1 > 0 && price1 < 1000, "job 1 cost {price1}");
+
+    // Job 2's most possible cost plus job 1's unaccepted price is one over
+    // the newcomer's limit: refused, and nothing was run.
+    let p2 = JobParams {
+        fuel: (2000 - price1 + 1) * 1000,
+        ..JobParams::default()
+    };
+    let (_, r2) = run_job(&mut c, &peer, workloads::ECHO, b"credit 2\n", &p2).await;
+    assert_eq!(refused(&r2), Some(RefuseReason::CreditLimit), "{r2:?}");
+    assert_eq!(RefuseReason::CreditLimit.as_str(), "credit_limit");
+
+    // Forgeries change nothing: a tampered signature, an acceptance signed
+    // by a key that is not the job's submitter, a price off the rule.
+    let mut bad_sig = rec1.clone();
+    bad_sig.evidence.acceptance.signature[0] ^= 1;
+    assert_eq!(
+        refused(&settle(&mut c, &peer, &bad_sig).await),
+        Some(RefuseReason::BadSignature)
+    );
+    let stranger = Identity::from_seed([77; 32]);
+    let mut body = rec1.evidence.acceptance.verify().unwrap();
+    body.submitter = stranger.public_key();
+    let mut foreign = rec1.clone();
+    foreign.evidence.acceptance = SignedAcceptance::sign(&body, &stranger.signing);
+    assert_eq!(
+        refused(&settle(&mut c, &peer, &foreign).await),
+        Some(RefuseReason::NotYours)
+    );
+    let mut body = rec1.evidence.acceptance.verify().unwrap();
+    body.price += 1;
+    let mut off_rule = rec1.clone();
+    off_rule.evidence.acceptance = SignedAcceptance::sign(&body, &c.identity().signing);
+    assert_eq!(
+        refused(&settle(&mut c, &peer, &off_rule).await),
+        Some(RefuseReason::Malformed)
+    );
+    // Still over the limit: none of those settled anything.
+    let (_, r2) = run_job(&mut c, &peer, workloads::ECHO, b"credit 2\n", &p2).await;
+    assert_eq!(refused(&r2), Some(RefuseReason::CreditLimit), "{r2:?}");
+
+    // The real acceptance settles job 1; sent again, it changes nothing.
+    let job1_id = job1.id();
+    assert!(matches!(
+        settle(&mut c, &peer, &rec1).await,
+        JobResponse::Settled { job_id, new: true } if job_id == job1_id
+    ));
+    assert!(matches!(
+        settle(&mut c, &peer, &rec1).await,
+        JobResponse::Settled { new: false, .. }
+    ));
+
+    // Settled: no unaccepted work, and the limit grew. Job 2 runs now.
+    let (job2, r2) = run_job(&mut c, &peer, workloads::ECHO, b"credit 2\n", &p2).await;
+    assert!(matches!(r2, JobResponse::Done { .. }), "{r2:?}");
+    let price2 = accept_as_is(&c, &job2, &r2).entry.amount;
+
+    host.shutdown().await;
+    let store = HostStore::open(&dir.path().join("db")).unwrap();
+    let v = host_view(&store).unwrap();
+    assert_eq!(v.counterparties.len(), 1);
+    let me = &v.counterparties[0];
+    assert_eq!(me.peer_id, c.identity().peer_id.to_string());
+    assert_eq!(me.entries.len(), 1, "one entry, however often it was sent");
+    assert_eq!(me.entries[0].job_id, proto::hex(&job1_id));
+    assert_eq!(me.balance, price1 as i64, "owed exactly job 1's price");
+    assert_eq!(me.unaccepted, price2, "job 2 is unaccepted work");
+    assert_eq!(v.trial_balance, 0);
+}
+
+#[test]
+fn kill_9_of_the_host_between_receipt_and_acceptance_loses_and_double_counts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub_dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (child, addr, _out) = start_host_with(dir.path(), "/ip4/127.0.0.1/tcp/0", &[]);
+    let mut host = Killer(child);
+    let mut c = rt.block_on(client());
+    let peer = rt.block_on(c.connect(&addr.parse().unwrap())).unwrap();
+    let (job, resp) = rt.block_on(run_job(
+        &mut c,
+        &peer,
+        workloads::ECHO,
+        b"survive\n",
+        &JobParams::default(),
+    ));
+    // The submitter stores what it owes (flushed), then the host dies
+    // before the acceptance reaches it.
+    let rec = accept_as_is(&c, &job, &resp);
+    let sub = SubmitterStore::open(&sub_dir.path().join("submitter")).unwrap();
+    rt.block_on(sub.put_settlements(std::slice::from_ref(&rec)))
+        .unwrap();
+    host.0.kill().unwrap(); // SIGKILL
+    host.0.wait().unwrap();
+    drop(sub);
+
+    let deliver = |expect_new: Option<bool>| {
+        let (child, addr, _out) = start_host_with(dir.path(), "/ip4/127.0.0.1/tcp/0", &[]);
+        let killer = Killer(child);
+        let mut c2 = rt
+            .block_on(Client::new(
+                Identity::from_seed(rand::random()),
+                &biop2p::config::NetworkConfig::direct(),
+                16 << 20,
+            ))
+            .unwrap();
+        // The submitter's key sends it: anyone may carry a settled entry
+        // (it proves itself), so even another client's connection works.
+        let p = rt.block_on(c2.connect(&addr.parse().unwrap())).unwrap();
+        assert_eq!(p, peer);
+        // Whatever the crash lost, the job is durable and finishes again.
+        let fetched = rt
+            .block_on(c2.request(
+                &p,
+                JobRequest::Fetch {
+                    job_id: job.id(),
+                    wait: true,
+                },
+            ))
+            .unwrap();
+        assert_eq!(refused(&fetched), Some(RefuseReason::NotYours));
+        let r = rt.block_on(settle(&mut c2, &p, &rec));
+        match (expect_new, &r) {
+            (Some(n), JobResponse::Settled { new, .. }) => assert_eq!(*new, n, "{r:?}"),
+            _ => panic!("{r:?}"),
+        }
+        killer
+    };
+    // After the restart the acceptance (kept by the submitter) settles;
+    // sent again after another kill -9, it changes nothing.
+    let mut h = deliver(Some(true));
+    h.0.kill().unwrap();
+    h.0.wait().unwrap();
+    let mut h = deliver(Some(false));
+    h.0.kill().unwrap();
+    h.0.wait().unwrap();
+
+    let store = HostStore::open(&dir.path().join("db")).unwrap();
+    let v = host_view(&store).unwrap();
+    assert_eq!(v.counterparties.len(), 1, "{v:?}");
+    let cp = &v.counterparties[0];
+    assert_eq!(cp.entries.len(), 1, "settled once");
+    assert_eq!(cp.balance, rec.entry.amount as i64);
+    assert_eq!(cp.unaccepted, 0, "the job's claim is closed, re-run or not");
+    assert_eq!(v.trial_balance, 0);
+    let sub = SubmitterStore::open(&sub_dir.path().join("submitter")).unwrap();
+    let s = submitter_view(&sub).unwrap();
+    assert_eq!(s.net + v.net, 0, "both sides hold the same entry");
+}
+
+/// One swarm at a time (see trust.rs).
+static ONE_SWARM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overbilling_host_is_paid_the_quorums_count_and_a_liar_nothing() {
+    let _one = ONE_SWARM.lock().await;
+    let root = tempfile::tempdir().unwrap();
+    let swarm = format!("ledger-{:x}", rand::random::<u64>());
+    let mut modes = vec![Faulty::Honest; 5];
+    modes.extend([Faulty::OverBilling, Faulty::Colluding]);
+    let mut nodes: Vec<Node> = Vec::new();
+    for (i, mode) in modes.iter().enumerate() {
+        let mut config = NodeConfig::default();
+        config.network.mdns = false;
+        config.network.swarm = swarm.clone();
+        config.network.advert_interval_secs = 1;
+        config.resources.cpu_allocation = 0.1;
+        let mut b = Node::builder()
+            .with_config(config)
+            .with_initial_role(BiologicalRole::Caste)
+            .with_data_dir(root.path().join(format!("host{i}")))
+            .with_listen(["/ip4/127.0.0.1/tcp/0".parse().unwrap()])
+            .faulty_mode(*mode);
+        if let Some(first) = nodes.first() {
+            b = b.with_bootstrap(&first.addrs()[0]);
+        }
+        let node = b.build().await.unwrap();
+        node.start().await.unwrap();
+        nodes.push(node);
+    }
+    let overbiller = nodes[5].peer_id();
+    let liar = nodes[6].peer_id();
+
+    let mut net = biop2p::config::NetworkConfig::direct();
+    net.swarm = swarm.clone();
+    net.bootstrap = vec![nodes[0].addrs()[0].to_string()];
+    let state = root.path().join("submitter");
+    let mut client = Client::new(Identity::load_or_create(&state).unwrap(), &net, 16 << 20)
+        .await
+        .unwrap();
+    let found = client
+        .discover(
+            nodes.len(),
+            |_| true,
+            Duration::from_millis(300),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(found.len(), nodes.len());
+    let mut hosts = Vec::new();
+    for (p, ad) in &found {
+        client.connect_host(*p, ad).await.unwrap();
+        hosts.push((*p, ad.fuel_per_sec));
+    }
+    let store = Arc::new(SubmitterStore::open(&state.join("submitter")).unwrap());
+    let mut s = Submitter::new(
+        client,
+        store.clone(),
+        SubmitterConfig {
+            deadline: Duration::from_secs(60),
+            sandbox_dir: Some(state.join("sandbox")),
+            ..SubmitterConfig::default()
+        },
+    )
+    .unwrap();
+    s.join(hosts).unwrap();
+
+    let module = Arc::new(workloads::get("echo").unwrap().bytes.to_vec());
+    let mut over_paid = None;
+    // Until an over-billed answer was in an accepted quorum (the
+    // coordinator places at random; each batch makes it near certain).
+    for batch in 0..8 {
+        let tasks: Vec<TaskInput> = (0..3)
+            .map(|i| TaskInput {
+                module: module.clone(),
+                input: Arc::new(format!("ledger {batch} {i}\n").into_bytes()),
+                params: JobParams::default(),
+            })
+            .collect();
+        let out = s.run(tasks, |_| {}).await.unwrap();
+        assert!(
+            out.iter()
+                .all(|o| matches!(o.status, TaskStatus::Accepted { .. }))
+        );
+        let v = submitter_view(&store).unwrap();
+        if let Some(cp) = v
+            .counterparties
+            .iter()
+            .find(|c| c.peer_id == overbiller.to_string())
+        {
+            over_paid = Some(cp.clone());
+            break;
+        }
+    }
+    let over = over_paid.expect("the over-billing host answered in an accepted quorum");
+    for e in &over.entries {
+        let extra = e.over_claim.expect("every receipt of it over-claims");
+        assert_eq!(e.claimed_fuel, 2 * e.agreed_fuel + 1000, "{e:?}");
+        assert_eq!(extra, e.agreed_fuel + 1000);
+    }
+    let sub = submitter_view(&store).unwrap();
+    assert_eq!(
+        sub.balance_with(&liar.to_string()),
+        0,
+        "the liar is owed nothing"
+    );
+    assert!(
+        sub.counterparties
+            .iter()
+            .all(|c| c.entries.iter().all(|e| e.delivered))
+    );
+    let (_, evidence) = s.stored_trust().unwrap();
+    assert!(
+        evidence
+            .iter()
+            .any(|e| e.kind == "over_claim" && e.peer_id == overbiller.to_string()),
+        "the over-claim is evidence"
+    );
+    drop(s);
+    for n in &nodes {
+        n.stop().await;
+    }
+
+    // Each host's own store: the over-biller was paid the honest count
+    // (the same as an honest host for the same job would be), the liar
+    // nothing though it did work; every party's balances sum to zero.
+    let mut sum = i128::from(sub.net);
+    for (i, n) in nodes.iter().enumerate() {
+        let hs = HostStore::open(&root.path().join(format!("host{i}")).join("db")).unwrap();
+        let v = host_view(&hs).unwrap();
+        assert_eq!(v.trial_balance, 0);
+        sum += i128::from(v.net);
+        if n.peer_id() == liar {
+            assert_eq!(v.net, 0, "the liar earned nothing");
+            assert!(
+                v.counterparties.iter().all(|c| c.entries.is_empty()),
+                "no entry for a wrong answer"
+            );
+        }
+        if n.peer_id() == overbiller {
+            let e = &v.counterparties[0].entries;
+            assert!(!e.is_empty());
+            assert!(e.iter().all(|e| e.agreed_fuel < e.claimed_fuel));
+        }
+        for c in &v.counterparties {
+            for e in &c.entries {
+                assert_eq!(
+                    sub.counterparties
+                        .iter()
+                        .find(|x| x.peer_id == n.peer_id().to_string())
+                        .and_then(|x| x.entries.iter().find(|y| y.job_id == e.job_id))
+                        .map(|y| y.amount),
+                    Some(e.amount),
+                    "the host's entry is the submitter's"
+                );
+            }
+        }
+    }
+    assert_eq!(sum, 0, "every party's balances sum to zero");
+}
