@@ -24,6 +24,12 @@ const WORKLOADS: &[(&str, &str, &str, &str)] = &[
         "wl_mlp.wasm",
         "-Ctarget-feature=+simd128",
     ),
+    (
+        "wl-digits",
+        "wasm32-wasip2",
+        "wl_digits.wasm",
+        "-Ctarget-feature=+simd128",
+    ),
     ("wl-echo-p1", "wasm32-wasip1", "wl-echo-p1.wasm", ""),
 ];
 

@@ -13,7 +13,12 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// survives the process being killed (it is in the page cache) but not a
 /// power loss, for data nothing has been promised about yet.
 pub fn write_atomic_with(path: &Path, data: &[u8], sync: bool) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per write, not only per process: two threads storing the same
+    // blob at once (two jobs of one host fetching the same data) must not
+    // share a temporary file, or one rename finds it gone.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     {
         let mut f = open_private(&tmp)?;
         f.write_all(data)?;

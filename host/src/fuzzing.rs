@@ -155,6 +155,7 @@ fn spec() -> JobSpec {
         max_price_per_mfuel: 5,
         nonce: [7; 16],
         expires_at: 1_800_000_000,
+        data: Vec::new(),
     }
 }
 
@@ -205,6 +206,7 @@ fn receipt_body() -> ReceiptBody {
         timestamp: 1_700_000_000,
         arch: "x86_64".into(),
         outcome: ReceiptOutcome::Ok,
+        data_hashes: Vec::new(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! (host daemon and submitter client) around them. Decision logic lives in
 //! the pure `roles` and `security` crates.
 
+pub mod ai;
 pub mod config;
 pub mod confine;
 pub mod fsutil;

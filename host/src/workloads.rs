@@ -21,6 +21,9 @@ pub const MATMUL: &[u8] = include_bytes!(env!("BIOP2P_WASM_WL_MATMUL"));
 /// The small neural-network workload component.
 pub const MLP: &[u8] = include_bytes!(env!("BIOP2P_WASM_WL_MLP"));
 
+/// The handwritten-digits MLP component (`train`, `infer`; simd128).
+pub const DIGITS: &[u8] = include_bytes!(env!("BIOP2P_WASM_WL_DIGITS"));
+
 /// A component that sleeps for the seconds in its input (virtual time).
 pub const SLEEP: &[u8] = include_bytes!(env!("BIOP2P_WASM_WL_SLEEP"));
 
@@ -45,6 +48,11 @@ pub const ALL: &[Builtin] = &[
         name: "mlp",
         description: "component: trains and runs a small neural network; input is JSON",
         bytes: MLP,
+    },
+    Builtin {
+        name: "digits",
+        description: "component: 64-64-10 MLP on the 8x8 digits; argv train|infer, data at /data (see workloads/digits)",
+        bytes: DIGITS,
     },
     Builtin {
         name: "sleep",

@@ -71,4 +71,8 @@ pub enum SecurityError {
     /// An attacker fraction outside [0, 1).
     #[error("invalid attacker fraction {0}: must be in [0, 1)")]
     InvalidFraction(f64),
+    /// Model updates that cannot be aggregated: none, of different lengths,
+    /// with a non-finite value or a zero total weight. Nothing is averaged.
+    #[error("cannot aggregate updates: {0}")]
+    BadUpdates(String),
 }

@@ -22,6 +22,7 @@ mod error;
 mod ids;
 mod layers;
 
+pub mod aggregate;
 pub mod byzantine;
 pub mod deception;
 pub mod monitor;

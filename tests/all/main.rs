@@ -1,6 +1,7 @@
 //! The integration tests of biop2p: one binary, one module per area.
 //! Real wasmtime, real files; hostile guests are WAT written here.
 
+mod ai;
 mod batch;
 mod bounds;
 mod cli;

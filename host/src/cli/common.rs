@@ -70,6 +70,70 @@ pub fn read_input(input: Option<&str>, max: u64) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Parses `--data NAME=PATH`: a read-only file the job sees at
+/// `/data/NAME`.
+pub fn parse_data(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("--data wants NAME=PATH, got {s:?}"))?;
+    if !biop2p::proto::valid_data_name(name) {
+        return Err(format!(
+            "data name {name:?} must be 1-64 characters of [A-Za-z0-9._-], not starting with a dot"
+        ));
+    }
+    if path.is_empty() {
+        return Err(format!("--data {name}= names no file"));
+    }
+    Ok((name.to_string(), PathBuf::from(path)))
+}
+
+/// One `--data` file, read and hashed.
+#[derive(Debug, Clone)]
+pub struct DataFile {
+    /// Its reference in the signed job.
+    pub r: biop2p::proto::DataRef,
+    /// Its bytes.
+    pub bytes: std::sync::Arc<Vec<u8>>,
+}
+
+/// Reads the `--data` files (each at most `max` bytes; names used once).
+pub fn read_data(data: &[(String, PathBuf)], max: u64) -> Result<Vec<DataFile>> {
+    let mut out: Vec<DataFile> = Vec::with_capacity(data.len());
+    if data.len() > biop2p::proto::MAX_DATA_BLOBS {
+        bail!(
+            "{} --data files; a job has at most {}",
+            data.len(),
+            biop2p::proto::MAX_DATA_BLOBS
+        );
+    }
+    for (name, path) in data {
+        if out.iter().any(|d| &d.r.name == name) {
+            bail!("--data {name}= is given twice");
+        }
+        let mut buf = Vec::new();
+        std::fs::File::open(path)
+            .with_context(|| format!("cannot open --data {name}={}", path.display()))?
+            .take(max + 1)
+            .read_to_end(&mut buf)
+            .with_context(|| format!("cannot read --data {name}={}", path.display()))?;
+        if buf.len() as u64 > max {
+            bail!(
+                "--data {name}={} is larger than {max} bytes",
+                path.display()
+            );
+        }
+        out.push(DataFile {
+            r: biop2p::proto::DataRef {
+                name: name.clone(),
+                hash: *blake3::hash(&buf).as_bytes(),
+                size: buf.len() as u64,
+            },
+            bytes: std::sync::Arc::new(buf),
+        });
+    }
+    Ok(out)
+}
+
 /// Parses a byte size: `1048576`, `64KiB`, `256MiB`, `1GiB` (also `K`, `M`,
 /// `G`, `KB`, `MB`, `GB`, all powers of 1024).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use base64::Engine as _;
-use biop2p::sandbox::{Task, TaskLimits, TaskResult};
+use biop2p::sandbox::{DataSource, Task, TaskData, TaskLimits, TaskResult};
 
 use super::common;
 
@@ -38,6 +38,9 @@ pub struct Args {
     /// (slower on float-heavy code).
     #[arg(long)]
     portable: bool,
+    /// A read-only file for the guest at `/data/NAME` (repeatable).
+    #[arg(long = "data", value_name = "NAME=PATH", value_parser = common::parse_data)]
+    data: Vec<(String, PathBuf)>,
     /// Print one JSON line instead of raw output.
     #[arg(long)]
     json: bool,
@@ -60,6 +63,14 @@ pub fn execute(a: Args) -> Result<ExitCode> {
     task.limits.timeout_ms = a.timeout;
     task.scratch = a.scratch;
     task.portable = a.portable;
+    task.data = common::read_data(&a.data, MAX_INPUT)?
+        .into_iter()
+        .map(|d| TaskData {
+            name: d.r.name,
+            hash: d.r.hash,
+            source: DataSource::Bytes(d.bytes),
+        })
+        .collect();
     let r = sandbox.run(&task);
     if a.json {
         common::print_line(&serde_json::to_string(&json(&r))?)?;
@@ -104,6 +115,7 @@ pub fn json(r: &TaskResult) -> serde_json::Value {
         "output_hash": common::hex(&r.counters.output_hash),
         "module_hash": common::hex(&r.module_hash),
         "input_hash": common::hex(&r.input_hash),
+        "data_hashes": r.data_hashes.iter().map(common::hex).collect::<Vec<_>>(),
         "fuel_used": r.counters.fuel_used,
         "peak_memory_bytes": r.counters.peak_memory_bytes,
         "wall_ms": r.counters.wall_us as f64 / 1000.0,

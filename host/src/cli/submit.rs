@@ -126,6 +126,13 @@ pub struct Args {
     /// Submitter state (key, jobs, results); default $XDG_DATA_HOME/biop2p.
     #[arg(long, env = "BIOP2P_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// A read-only file for the guest at `/data/NAME` (repeatable); signed
+    /// into the job by hash and fetched by the host like the module.
+    #[arg(long = "data", value_name = "NAME=PATH", value_parser = common::parse_data)]
+    data: Vec<(String, PathBuf)>,
+    /// The `--data` files, read.
+    #[arg(skip)]
+    loaded: Vec<common::DataFile>,
     /// Arguments for the guest.
     #[arg(last = true)]
     args: Vec<String>,
@@ -141,7 +148,15 @@ impl Args {
             timeout_ms: self.timeout,
             max_price_per_mfuel: self.max_price,
             portable: self.portable,
+            data: self.loaded.iter().map(|d| d.r.clone()).collect(),
             ..JobParams::default()
+        }
+    }
+
+    /// Offers the `--data` files to the hosts that fetch them.
+    fn offer_data(&self, client: &mut Client) {
+        for d in &self.loaded {
+            client.offer_data(&d.r.name, d.bytes.clone());
         }
     }
 }
@@ -186,6 +201,10 @@ pub fn execute(mut a: Args, matches: Option<&clap::ArgMatches>) -> Result<ExitCo
         .clone()
         .context("no module: give FILE (or `module` in --spec)")?;
     let module = common::load_module(&file)?;
+    if !a.inputs.is_empty() && !a.data.is_empty() {
+        bail!("--data with --inputs is not supported yet: a batch sends no data blobs");
+    }
+    a.loaded = common::read_data(&a.data, 256 << 20)?;
     let state = State::open(a.state_dir.clone())?;
     let rt = tokio::runtime::Runtime::new()?;
     if !a.inputs.is_empty() {
@@ -323,6 +342,7 @@ async fn submit(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Resul
     let inline = placement::inline_blobs(&[&module, &input], INLINE_LIMIT);
     client.offer_blob(Arc::new(module));
     client.offer_blob(Arc::new(input));
+    a.offer_data(&mut client);
     let mut record = SubmitRecord {
         job: job.clone(),
         host_peer: peer.to_string(),
@@ -552,6 +572,7 @@ async fn replicated(
     let inline = placement::inline_blobs(&[&module, &input], INLINE_LIMIT);
     client.offer_blob(Arc::new(module));
     client.offer_blob(Arc::new(input));
+    a.offer_data(&mut client);
     let mut job = jobs[0].clone();
     let plan = Plan {
         refill_from_adverts: a.peer.is_empty(),
@@ -853,6 +874,9 @@ async fn adaptive(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Res
         return replicated(a, 1, state, module, input).await;
     }
     s.join(hosts)?;
+    for d in &a.loaded {
+        s.offer_data(&d.r.name, d.bytes.clone());
+    }
     if let Some(n) = s.diversity_note() {
         pb.suspend(|| eprintln!("{n}"));
     }

@@ -89,6 +89,9 @@ pub struct JobParams {
     pub max_price_per_mfuel: u64,
     /// Seconds until the job expires.
     pub lifetime_secs: u64,
+    /// Read-only data blobs, mounted at `/data/NAME` (offer their bytes
+    /// with [`Client::offer_data`]).
+    pub data: Vec<proto::DataRef>,
 }
 
 impl Default for JobParams {
@@ -102,6 +105,7 @@ impl Default for JobParams {
             portable: false,
             max_price_per_mfuel: 1_000,
             lifetime_secs: 3600,
+            data: Vec::new(),
         }
     }
 }
@@ -404,6 +408,18 @@ impl Client {
         h
     }
 
+    /// Makes `bytes` available as the read-only data blob `name` of jobs;
+    /// returns the reference to put in [`JobParams::data`].
+    pub fn offer_data(&mut self, name: &str, bytes: Arc<Vec<u8>>) -> proto::DataRef {
+        let size = bytes.len() as u64;
+        let hash = self.offer_blob(bytes);
+        proto::DataRef {
+            name: name.to_string(),
+            hash,
+            size,
+        }
+    }
+
     /// Serves `data` under a claimed hash without checking it. Only a test
     /// of a host's verification has a use for this.
     pub fn offer_blob_as(&mut self, hash: Hash, data: Arc<Vec<u8>>) {
@@ -438,6 +454,7 @@ impl Client {
             max_price_per_mfuel: p.max_price_per_mfuel,
             nonce,
             expires_at: crate::store::unix_now() + p.lifetime_secs,
+            data: p.data.clone(),
         };
         SignedJob::sign(&spec, &self.id.signing)
     }

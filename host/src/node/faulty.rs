@@ -22,6 +22,13 @@ pub enum Faulty {
         /// Jobs answered honestly first.
         honest_jobs: u64,
     },
+    /// A federated-learning poisoner (`--faulty poison`): every trained
+    /// digits model it returns is well-formed but harmful (its parameters
+    /// sign-flipped and scaled, see [`crate::ai::digits::poison`]); other
+    /// outputs are honest. Unlike a host that fails, its answers decode,
+    /// verify and look plausible: only replication or a robust aggregator
+    /// stops it.
+    Poison,
     /// Honest outputs, but every receipt claims twice the fuel used (plus
     /// a thousand) and prices the claim (`--faulty overbilling`): it must
     /// be paid the quorum's count, never its claim.
@@ -35,11 +42,12 @@ impl FromStr for Faulty {
         match s {
             "" | "colluding" | "always" => Ok(Faulty::Colluding),
             "honest" => Ok(Faulty::Honest),
+            "poison" => Ok(Faulty::Poison),
             "overbilling" => Ok(Faulty::OverBilling),
             _ => match s.strip_prefix("sleeper=").map(str::parse) {
                 Some(Ok(n)) => Ok(Faulty::Sleeper { honest_jobs: n }),
                 _ => Err(format!(
-                    "unknown --faulty mode {s:?}: want colluding, sleeper=N or overbilling"
+                    "unknown --faulty mode {s:?}: want colluding, sleeper=N, overbilling or poison"
                 )),
             },
         }
@@ -63,7 +71,7 @@ impl FaultState {
     pub fn lies_now(&mut self) -> bool {
         self.answered += 1;
         match self.mode {
-            Faulty::Honest | Faulty::OverBilling => false,
+            Faulty::Honest | Faulty::Poison | Faulty::OverBilling => false,
             Faulty::Colluding => true,
             Faulty::Sleeper { honest_jobs } => self.answered > honest_jobs,
         }
@@ -71,6 +79,11 @@ impl FaultState {
 }
 
 impl FaultState {
+    /// Whether trained digits models get poisoned.
+    pub fn poisons(&self) -> bool {
+        self.mode == Faulty::Poison
+    }
+
     /// Whether receipts claim more fuel than was used.
     pub fn overbills(&self) -> bool {
         self.mode == Faulty::OverBilling

@@ -93,6 +93,13 @@ pub fn verify_response(
     if body.input_hash != spec.input_hash {
         return Err(VerifyError::WrongBinding("input"));
     }
+    if !body
+        .data_hashes
+        .iter()
+        .eq(spec.data.iter().map(|d| &d.hash))
+    {
+        return Err(VerifyError::WrongBinding("data"));
+    }
     match (&output, &failure, &body.outcome) {
         (Some(out), None, ReceiptOutcome::Ok) => {
             if blake3::hash(out).as_bytes() != &body.output_hash {

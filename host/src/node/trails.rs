@@ -259,6 +259,7 @@ mod tests {
             max_price_per_mfuel: 10,
             nonce: [0; 16],
             expires_at: 0,
+            data: Vec::new(),
         }
     }
 

@@ -140,6 +140,7 @@ mod tests {
                 timestamp: 1,
                 arch: "x86_64".into(),
                 outcome: ReceiptOutcome::Ok,
+                data_hashes: Vec::new(),
             },
             host,
         )

@@ -47,6 +47,36 @@ pub struct JobSpec {
     pub nonce: [u8; 16],
     /// Unix seconds after which no host may start the job.
     pub expires_at: u64,
+    /// Read-only data blobs (weights, a dataset shard), mounted at
+    /// `/data/NAME` in the sandbox. Fetched and verified like the module;
+    /// signed here so a host cannot run the job on other data unnoticed.
+    pub data: Vec<DataRef>,
+}
+
+/// One read-only data blob of a job, named by hash like the module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataRef {
+    /// The file name under `/data` (see [`valid_data_name`]).
+    pub name: String,
+    /// blake3 of the bytes.
+    pub hash: Hash,
+    /// Length in bytes (bounds the fetch before it starts).
+    pub size: u64,
+}
+
+/// Most data blobs one job may carry.
+pub const MAX_DATA_BLOBS: usize = 16;
+
+/// Whether `name` may name a file under `/data`: 1 to 64 characters of
+/// `[A-Za-z0-9._-]`, not starting with a dot. No separators, so a name can
+/// never reach outside the data directory.
+pub fn valid_data_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A job with its signature over the exact encoded bytes.
@@ -129,6 +159,11 @@ mod tests {
             max_price_per_mfuel: 7,
             nonce: [9; 16],
             expires_at: 1_800_000_000,
+            data: vec![DataRef {
+                name: "weights".into(),
+                hash: [8; 32],
+                size: 4,
+            }],
         }
     }
 
@@ -155,5 +190,25 @@ mod tests {
         };
         assert!(matches!(wrong.verify(), Err(ProtoError::BadSignature(_))));
         assert_ne!(job.id(), tampered.id());
+    }
+
+    #[test]
+    fn data_names_cannot_leave_the_data_dir() {
+        for ok in ["weights", "train.bin", "shard-0", "a_b"] {
+            assert!(valid_data_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "a/b",
+            "../x",
+            "a\\b",
+            "é",
+            &"x".repeat(65),
+        ] {
+            assert!(!valid_data_name(bad), "{bad:?}");
+        }
     }
 }

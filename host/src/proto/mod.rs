@@ -16,7 +16,7 @@ pub use acceptance::{AcceptanceBody, SettledEntry, SignedAcceptance, receipt_has
 pub use advert::{
     Advert, MAX_ADVERT_ADDRS, MAX_ADVERT_BYTES, MAX_ADVERT_TTL_MS, SignedAdvert, region_of,
 };
-pub use job::{JobId, JobSpec, SignedJob};
+pub use job::{DataRef, JobId, JobSpec, MAX_DATA_BLOBS, SignedJob, valid_data_name};
 pub use messages::{
     BlobRequest, BlobResponse, InlineBlob, JobRequest, JobResponse, JobState, RefuseReason,
 };
@@ -60,8 +60,9 @@ pub enum ProtoError {
     },
 }
 
-/// Current version of signed jobs and receipts.
-pub const VERSION: u8 = 1;
+/// Current version of signed jobs and receipts (2: jobs carry read-only
+/// data blobs and receipts their hashes).
+pub const VERSION: u8 = 2;
 
 /// Lowercase hex of a hash (how ids and hashes are shown to people).
 pub fn hex(h: &Hash) -> String {

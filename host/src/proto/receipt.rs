@@ -49,6 +49,9 @@ pub struct ReceiptBody {
     pub arch: String,
     /// How the task ended.
     pub outcome: ReceiptOutcome,
+    /// blake3 of each read-only data blob the task had mounted, in the
+    /// job's order.
+    pub data_hashes: Vec<Hash>,
 }
 
 impl ReceiptBody {

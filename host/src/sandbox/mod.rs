@@ -7,6 +7,7 @@
 //! all dropped when the task ends (CBADU: clean before and after use).
 
 mod cache;
+mod data;
 mod engine;
 mod error;
 mod guest;
@@ -19,6 +20,7 @@ mod sleep;
 mod wasi;
 
 pub use cache::{CacheSource, CacheStats};
+pub use data::{DataSource, TaskData};
 pub use engine::{EngineConfig, Engines, MAX_WASM_STACK, Metering};
 pub use error::{ErrorKind, SandboxError};
 pub use guest::GuestReport;

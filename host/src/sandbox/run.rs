@@ -16,6 +16,7 @@ use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::bindings::sync::{Command, CommandPre};
 
 use super::cache::{CacheSource, CacheStats, Code, CodeCache, CoreMeter};
+use super::data::{DataRoot, MountError, TaskData};
 use super::engine::{EngineConfig, Engines, MAX_WASM_STACK, Metering};
 use super::guest::bindings::{Workload, WorkloadPre};
 use super::guest::{ComponentMeter, ComponentState, CoreState, GuestReport};
@@ -90,6 +91,9 @@ pub struct Task {
     /// Seed of the guest's random numbers. `None`: derived from the module,
     /// input and args, so the same task is reproducible.
     pub seed: Option<Hash>,
+    /// Read-only files mounted at `/data/NAME` (verified before the guest
+    /// starts).
+    pub data: Vec<TaskData>,
 }
 
 impl Task {
@@ -103,6 +107,7 @@ impl Task {
             scratch: false,
             portable: false,
             seed: None,
+            data: Vec::new(),
         }
     }
 }
@@ -142,6 +147,8 @@ pub struct TaskResult {
     pub report: GuestReport,
     /// Where the compiled code came from.
     pub cache: Option<CacheSource>,
+    /// blake3 of each file mounted under `/data`, in the task's order.
+    pub data_hashes: Vec<Hash>,
 }
 
 /// What a module was prepared as: linking is done once per module. The
@@ -241,6 +248,7 @@ struct Inner {
     runtimes: [Runtime; 2],
     cache: CodeCache<Prepared>,
     scratch: ScratchRoot,
+    data: DataRoot,
     fuel_per_sec: AtomicU64,
     metering: Metering,
     _scratch_tmp: Option<tempfile::TempDir>,
@@ -265,6 +273,8 @@ impl Sandbox {
             }
         };
         let scratch = ScratchRoot::open(&scratch_path).map_err(|e| host(&e))?;
+        let data =
+            DataRoot::open(&scratch_path.with_file_name("data-mounts")).map_err(|e| host(&e))?;
         let runtimes = [
             Runtime::new(engines.native.clone()).map_err(|e| host(&e))?,
             Runtime::new(engines.portable.clone()).map_err(|e| host(&e))?,
@@ -274,6 +284,7 @@ impl Sandbox {
                 runtimes,
                 cache,
                 scratch,
+                data,
                 fuel_per_sec: AtomicU64::new(config.fuel_per_sec.unwrap_or(0)),
                 metering: config.engine.metering,
                 _scratch_tmp: tmp,
@@ -334,6 +345,7 @@ impl Sandbox {
             stderr: Vec::new(),
             report: GuestReport::default(),
             cache: None,
+            data_hashes: task.data.iter().map(|d| d.hash).collect(),
         };
         let rt = &self.inner.runtimes[usize::from(task.portable)];
         let prepared = self.inner.cache.get_or_insert(
@@ -395,6 +407,29 @@ impl Sandbox {
             )));
             return result;
         }
+        let data = if task.data.is_empty() {
+            None
+        } else {
+            match self.inner.data.mount(&hex8(&seed), &task.data) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    result.outcome = Err(SandboxError::HostError(match e {
+                        MountError::Mismatch(m) => m,
+                        MountError::Io(e) => format!("could not prepare /data: {e}"),
+                    }));
+                    return result;
+                }
+            }
+        };
+        if let Some(m) = &data
+            && let Err(e) =
+                builder.preopened_dir(m.host_path(), "/data", wasmtime_wasi::FsPerms::ReadOnly)
+        {
+            result.outcome = Err(SandboxError::HostError(format!(
+                "could not mount /data: {e}"
+            )));
+            return result;
+        }
         let limiter = TaskLimiter::new(task.limits.memory_bytes);
         let start = Instant::now();
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &*prepared {
@@ -452,6 +487,7 @@ impl Sandbox {
             }
         }
         drop(scratch);
+        drop(data);
         let output: &[u8] = outcome.as_deref().unwrap_or(&[]);
         result.counters = ThermalCounters {
             fuel_used: budget.cap - fuel_left,

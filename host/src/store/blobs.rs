@@ -50,6 +50,12 @@ impl BlobStore {
         self.dir.join(hex(h))
     }
 
+    /// The file holding the blob, if it is here (unverified: whoever
+    /// reads it checks the hash, as the sandbox does before mounting it).
+    pub fn file(&self, h: &Hash) -> Option<PathBuf> {
+        self.contains(h).then(|| self.path(h))
+    }
+
     /// Whether the blob is here.
     pub fn contains(&self, h: &Hash) -> bool {
         self.index.lock().expect("blob index").0.contains_key(h)

@@ -82,6 +82,7 @@ pub fn check_spec(cfg: &NodeConfig, spec: &JobSpec, now: u64) -> Result<(), Refu
             "input size is 0 but its hash is not the empty blob's".into(),
         ));
     }
+    check_data(spec, res.max_blob_bytes)?;
     let args: usize = spec.args.iter().map(|a| a.len() + 1).sum();
     if args > MAX_ARGV_BYTES {
         return Err(too_large("argv bytes", args as u64, MAX_ARGV_BYTES as u64));
@@ -94,6 +95,58 @@ pub fn check_spec(cfg: &NodeConfig, spec: &JobSpec, now: u64) -> Result<(), Refu
                 "price ceiling {} per Mfuel is below this host's price {price}",
                 spec.max_price_per_mfuel
             ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a job's read-only data blobs: at most [`proto::MAX_DATA_BLOBS`],
+/// each name a plain file name used once, each blob within the blob limit
+/// and all together within it too (they are held while the job waits, like
+/// its input), and a zero size only with the empty blob's hash.
+fn check_data(spec: &JobSpec, max_blob_bytes: u64) -> Result<(), Refusal> {
+    if spec.data.len() > proto::MAX_DATA_BLOBS {
+        return Err((
+            RefuseReason::TooLarge,
+            format!(
+                "{} data blobs is over the limit of {}",
+                spec.data.len(),
+                proto::MAX_DATA_BLOBS
+            ),
+        ));
+    }
+    let mut total = 0u64;
+    for (i, d) in spec.data.iter().enumerate() {
+        if !proto::valid_data_name(&d.name) {
+            return Err((
+                RefuseReason::Malformed,
+                format!(
+                    "data name {:?} is not 1-64 characters of [A-Za-z0-9._-] not starting with a dot",
+                    d.name
+                ),
+            ));
+        }
+        if spec.data[..i].iter().any(|o| o.name == d.name) {
+            return Err((
+                RefuseReason::Malformed,
+                format!("data name {:?} is used twice", d.name),
+            ));
+        }
+        if d.size == 0 && d.hash != empty_hash() {
+            return Err((
+                RefuseReason::BlobMismatch,
+                format!(
+                    "data blob {:?} has size 0 but not the empty blob's hash",
+                    d.name
+                ),
+            ));
+        }
+        total = total.saturating_add(d.size);
+    }
+    if total > max_blob_bytes {
+        return Err((
+            RefuseReason::TooLarge,
+            format!("data blobs of {total} bytes are over this host's limit of {max_blob_bytes}"),
         ));
     }
     Ok(())
@@ -543,6 +596,7 @@ mod tests {
             portable: false,
             max_price_per_mfuel: cfg.market.price_per_mfuel,
             expires_at: 1_000_000,
+            data: Vec::new(),
         }
     }
 

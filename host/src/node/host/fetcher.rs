@@ -184,7 +184,7 @@ impl Fetcher {
     /// Hashes and stores a complete blob on the blocking pool.
     fn verify(&mut self, job_id: JobId, f: &Fetching, hash: Hash, buf: Vec<u8>) {
         let blobs = self.blobs.clone();
-        let pins = [f.job.spec.module_hash, f.job.spec.input_hash];
+        let pins = job_pins(&f.job.spec);
         let durable = !f.job.wait;
         self.verifying.spawn_blocking(move || {
             if blake3::hash(&buf).as_bytes() != &hash {
@@ -257,6 +257,14 @@ impl Fetcher {
         self.requests.retain(|_, v| v.0 != job_id);
         Outcome::Failed(f.job, refusal)
     }
+}
+
+/// The blobs of a job that eviction must spare while it is admitted: its
+/// module, input and data.
+pub(super) fn job_pins(spec: &JobSpec) -> Vec<Hash> {
+    let mut pins = vec![spec.module_hash, spec.input_hash];
+    pins.extend(spec.data.iter().map(|d| d.hash));
+    pins
 }
 
 /// Copies a chunk into its blob. `Ok(true)` when the blob is complete.

@@ -891,10 +891,12 @@ impl Host {
         // blob being fetched.
         let empty = admission::empty_hash();
         let mut missing = Vec::new();
-        for (h, size) in [
+        let blobs = [
             (spec.module_hash, spec.module_size),
             (spec.input_hash, spec.input_size),
-        ] {
+        ];
+        let data = spec.data.iter().map(|d| (d.hash, d.size));
+        for (h, size) in blobs.into_iter().chain(data) {
             let inlined = inline.iter().any(|b| b.hash == h);
             if h != empty
                 && !inlined
@@ -913,7 +915,7 @@ impl Host {
         if let Err(r) = self.quotas.admit_job(&peer, held) {
             return self.refuse(swarm, channel, peer, Some(job_id), r);
         }
-        let pins = [spec.module_hash, spec.input_hash];
+        let pins = fetcher::job_pins(&spec);
         for b in &inline {
             if let Err(e) = self.blobs.put(&b.hash, &b.data, &pins, !wait) {
                 tracing::error!(error = %e, "cannot store blob");

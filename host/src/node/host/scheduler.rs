@@ -18,7 +18,7 @@ use crate::node::faulty::{FaultState, Faulty};
 use crate::proto::{
     self, Hash, JobId, JobResponse, JobSpec, ReceiptBody, ReceiptOutcome, SignedReceipt,
 };
-use crate::sandbox::{Task, TaskLimits, TaskResult, WasmModule, WorkerPool};
+use crate::sandbox::{DataSource, Task, TaskData, TaskLimits, TaskResult, WasmModule, WorkerPool};
 use crate::store::{BlobStore, HostStore};
 
 /// Compiled modules' bytes kept in memory by hash (the sandbox caches the
@@ -37,6 +37,17 @@ pub(super) struct Done {
     pub peak_memory_bytes: u64,
     /// Its task class (for a Caste host's thresholds).
     pub class: Option<roles::TaskClass>,
+}
+
+/// Test-only: how a faulty host corrupts this answer.
+#[derive(Debug, Clone, Copy)]
+struct Lie {
+    /// Append a byte to the output.
+    append: bool,
+    /// Poison a trained digits model.
+    poison: bool,
+    /// Claim more fuel than was used.
+    overbill: bool,
 }
 
 /// What a job's task needs to sign and store its result.
@@ -132,9 +143,30 @@ impl Scheduler {
             None => self.blobs.get(&spec.input_hash),
         };
         let signer = self.signer.clone();
-        let lie = (self.faulty.lies_now(), self.faulty.overbills());
-        let (module, input) = match (self.module(&spec.module_hash), input) {
-            (Some(m), Ok(Some(i))) => (m, i),
+        let lie = Lie {
+            append: self.faulty.lies_now(),
+            poison: self.faulty.poisons(),
+            overbill: self.faulty.overbills(),
+        };
+        let data: Option<Vec<TaskData>> = spec
+            .data
+            .iter()
+            .map(|d| {
+                // The empty blob is never stored (admission checked its hash).
+                let source = if d.size == 0 {
+                    DataSource::Bytes(Default::default())
+                } else {
+                    DataSource::File(self.blobs.file(&d.hash)?)
+                };
+                Some(TaskData {
+                    name: d.name.clone(),
+                    hash: d.hash,
+                    source,
+                })
+            })
+            .collect();
+        let (module, input, data) = match (self.module(&spec.module_hash), input, data) {
+            (Some(m), Ok(Some(i)), Some(d)) => (m, i, d),
             _ => {
                 tracing::error!(job = %proto::hex(&job_id), "blobs of an accepted job are missing");
                 let r = missing_blob_result(spec);
@@ -154,6 +186,7 @@ impl Scheduler {
             scratch_bytes: TaskLimits::DEFAULT.scratch_bytes,
         };
         task.scratch = spec.scratch;
+        task.data = data;
         task.portable = spec.portable;
         // Derived from module, input and args (not the job id): replicas of
         // one task are distinct jobs and must still agree bit for bit.
@@ -217,13 +250,23 @@ impl Scheduler {
 
 impl Signer {
     /// Signs the receipt of a result and stores the response (off the loop).
-    fn finish(&self, job_id: JobId, mut r: TaskResult, (lie, overbill): (bool, bool)) -> Done {
-        if lie && let Ok(out) = &mut r.outcome {
+    fn finish(&self, job_id: JobId, mut r: TaskResult, lie: Lie) -> Done {
+        if lie.append
+            && let Ok(out) = &mut r.outcome
+        {
             // Test-only: a host that lies about the output, consistently.
             out.push(0x5a);
             r.counters.output_hash = *blake3::hash(out).as_bytes();
         }
-        if overbill {
+        if lie.poison
+            && let Ok(out) = &mut r.outcome
+            && let Some(p) = crate::ai::digits::poison(out)
+        {
+            // Test-only: a federated-learning poisoner.
+            *out = p;
+            r.counters.output_hash = *blake3::hash(out).as_bytes();
+        }
+        if lie.overbill {
             // Test-only: a host that claims more fuel than it burnt.
             r.counters.fuel_used = r.counters.fuel_used.saturating_mul(2) + 1000;
         }
@@ -246,6 +289,7 @@ impl Signer {
                 Ok(_) => ReceiptOutcome::Ok,
                 Err(e) => ReceiptOutcome::Error(e.kind().to_string()),
             },
+            data_hashes: r.data_hashes.clone(),
         };
         let receipt = SignedReceipt::sign(&body, &self.id.signing);
         let status = match &r.outcome {
@@ -295,5 +339,6 @@ fn missing_blob_result(spec: &JobSpec) -> TaskResult {
         stderr: Vec::new(),
         report: Default::default(),
         cache: None,
+        data_hashes: spec.data.iter().map(|d| d.hash).collect(),
     }
 }

@@ -46,7 +46,7 @@ use crate::proto::{
     self, AcceptanceBody, Hash, JobId, JobRequest, JobResponse, SettledEntry, SignedAcceptance,
     SignedJob, SignedReceipt,
 };
-use crate::sandbox::{Sandbox, Task, TaskLimits, WasmModule};
+use crate::sandbox::{DataSource, Sandbox, Task, TaskData, TaskLimits, WasmModule};
 use crate::store::{LedgerRecord, StoreError, SubmitRecord, SubmitterStore, unix_now};
 use evidence::{LieReport, ReportError};
 use security::settlement::{self, Claim, Entry, Party, Pay};
@@ -252,6 +252,8 @@ struct Payload {
     module: Arc<Vec<u8>>,
     input: Arc<Vec<u8>>,
     params: JobParams,
+    /// The bytes of `params.data`, for local runs (canaries).
+    data: Vec<TaskData>,
 }
 
 type PayloadKey = (Digest, Digest);
@@ -324,6 +326,11 @@ fn payload_key(module: &[u8], input: &[u8], p: &JobParams) -> PayloadKey {
     }
     h.update(&p.memory_bytes.to_be_bytes());
     h.update(&[u8::from(p.portable), u8::from(p.scratch)]);
+    for d in &p.data {
+        h.update(&(d.name.len() as u64).to_be_bytes());
+        h.update(d.name.as_bytes());
+        h.update(&d.hash);
+    }
     (m, Digest(*h.finalize().as_bytes()))
 }
 
@@ -339,6 +346,8 @@ pub struct Submitter {
     labels: HashMap<security::PeerId, String>,
     joined: HashSet<PeerId>,
     payloads: HashMap<PayloadKey, Payload>,
+    /// Data blobs offered with [`Submitter::offer_data`], by hash.
+    data_blobs: HashMap<proto::Hash, Arc<Vec<u8>>>,
     payload_order: VecDeque<PayloadKey>,
     sent: HashMap<RequestId, Sent>,
     answers: HashMap<u64, Answer>,
@@ -437,6 +446,7 @@ impl Submitter {
             distinct_note: None,
             task_keys: HashMap::new(),
             verify_cache: HashMap::new(),
+            data_blobs: HashMap::new(),
             outbox: Vec::new(),
             settling: HashMap::new(),
             canary_answers: HashMap::new(),
@@ -448,6 +458,31 @@ impl Submitter {
         self.trails = Trails::load(&path);
         self.trails_path = Some(path);
         self
+    }
+
+    /// Offers `bytes` as the read-only data blob `name` of this
+    /// submitter's jobs (to hosts, and to its own canary runs); put the
+    /// returned reference in [`JobParams::data`].
+    pub fn offer_data(&mut self, name: &str, bytes: Arc<Vec<u8>>) -> proto::DataRef {
+        let r = self.client.offer_data(name, bytes.clone());
+        self.data_blobs.insert(r.hash, bytes);
+        r
+    }
+
+    /// The files of `params.data` for a local run (empty where a blob was
+    /// not offered: that run then fails, and proves nothing).
+    fn task_data(&self, params: &JobParams) -> Vec<TaskData> {
+        params
+            .data
+            .iter()
+            .map(|d| TaskData {
+                name: d.name.clone(),
+                hash: d.hash,
+                source: DataSource::Bytes(
+                    self.data_blobs.get(&d.hash).cloned().unwrap_or_default(),
+                ),
+            })
+            .collect()
     }
 
     /// The client (to connect, discover, offer blobs).
@@ -576,6 +611,7 @@ impl Submitter {
                         module: t.module.clone(),
                         input: t.input.clone(),
                         params: t.params.clone(),
+                        data: self.task_data(&t.params),
                     },
                 );
                 let tid = TaskId(rand::random());
@@ -1242,10 +1278,18 @@ impl Submitter {
             portable: checked.spec.portable,
             ..JobParams::default()
         };
+        if !checked.spec.data.is_empty() {
+            // A report carries the module and input, not the data blobs:
+            // without them a re-run would contradict an honest host.
+            return Ok(ReportVerdict::Ignored(ReportError::Unverifiable(
+                "the job has data blobs the report does not carry".into(),
+            )));
+        }
         let payload = Payload {
             module: Arc::new(report.module.clone()),
             input: Arc::new(report.input.clone()),
             params,
+            data: Vec::new(),
         };
         let task = local_task(&payload);
         let r = tokio::task::spawn_blocking(move || sandbox.run(&task))
@@ -1555,5 +1599,6 @@ fn local_task(p: &Payload) -> Task {
     };
     task.scratch = p.params.scratch;
     task.portable = p.params.portable;
+    task.data = p.data.clone();
     task
 }
