@@ -363,6 +363,18 @@ async fn the_page_shows_tasks_live_and_its_controls_work() {
     assert_eq!(status["state"], "serving");
     assert_eq!(status["peer_id"], peer.to_string());
     assert_eq!(status["tasks_done"], 1);
+    // Its receipt is claimed, not earned, until its submitter accepts it
+    // (this raw client never does); the page says so from the ledger.
+    let mut status = status;
+    for _ in 0..50 {
+        if status["ledger_unaccepted"] == body.price {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = get_json(&format!("{base}/api/status"));
+    }
+    assert_eq!(status["ledger_unaccepted"], body.price, "{status}");
+    assert_eq!(status["ledger_earned"], 0);
 
     // Pause from the page: a job is refused busy; resume restores.
     let t = token.clone();

@@ -362,6 +362,13 @@ fn print_event(ev: &HostEvent, json: bool) -> Result<()> {
         HostEvent::Forgotten { peer_id } => {
             format!("forgot host {peer_id}: its adverts stopped")
         }
+        HostEvent::Ledger {
+            earned,
+            entries,
+            unaccepted,
+        } => format!(
+            "ledger: earned {earned} in {entries} settled entries; {unaccepted} not accepted yet"
+        ),
     };
     common::print_line(&line)
 }

@@ -102,9 +102,16 @@ pub struct Snapshot {
     pub running: Vec<TaskView>,
     /// Finished, newest first.
     pub recent: Vec<TaskView>,
-    /// Sum of receipt prices since start.
+    /// Sum of receipt prices since start (claimed; paid once accepted).
     pub earnings_total: u64,
-    /// Cumulative earnings over time: (Unix ms, total).
+    /// Value settled in the ledger (receipts submitters accepted), all
+    /// time; `None` until the host reported its ledger.
+    pub ledger_earned: Option<u64>,
+    /// Settled entries in the ledger.
+    pub ledger_entries: u64,
+    /// Value of receipts not accepted yet.
+    pub ledger_unaccepted: u64,
+    /// Settled earnings over time: (Unix ms, ledger total).
     pub earnings: Vec<(u64, u64)>,
     /// Hosts known from adverts.
     pub swarm: Vec<PeerEntry>,
@@ -166,6 +173,7 @@ pub struct View {
     recent: VecDeque<TaskView>,
     earnings_total: u64,
     earnings: Vec<(u64, u64)>,
+    ledger: Option<(u64, u64, u64)>,
     submitters: HashMap<String, SubmitterView>,
     refusals: BTreeMap<String, u64>,
     recent_refusals: VecDeque<(String, String)>,
@@ -190,7 +198,8 @@ impl View {
             running: HashMap::new(),
             recent: VecDeque::new(),
             earnings_total: 0,
-            earnings: vec![(now_ms, 0)],
+            earnings: Vec::new(),
+            ledger: None,
             submitters: HashMap::new(),
             refusals: BTreeMap::new(),
             recent_refusals: VecDeque::new(),
@@ -349,7 +358,16 @@ impl View {
                 m.fuel.inc_by(*fuel_used);
                 m.earned.inc_by(*price);
                 self.earnings_total += price;
-                self.earnings.push((now_ms, self.earnings_total));
+                self.recent.push_front(t);
+                self.recent.truncate(RECENT);
+            }
+            HostEvent::Ledger {
+                earned,
+                entries,
+                unaccepted,
+            } => {
+                self.ledger = Some((*earned, *entries, *unaccepted));
+                self.earnings.push((now_ms, *earned));
                 if self.earnings.len() > EARNING_POINTS {
                     // Keep the first point and every other of the rest.
                     let first = self.earnings[0];
@@ -361,8 +379,6 @@ impl View {
                     }
                     self.earnings = thinned;
                 }
-                self.recent.push_front(t);
-                self.recent.truncate(RECENT);
             }
             HostEvent::Refused {
                 peer,
@@ -493,6 +509,9 @@ impl View {
             running,
             recent: self.recent.iter().cloned().collect(),
             earnings_total: self.earnings_total,
+            ledger_earned: self.ledger.map(|l| l.0),
+            ledger_entries: self.ledger.map_or(0, |l| l.1),
+            ledger_unaccepted: self.ledger.map_or(0, |l| l.2),
             earnings: self.earnings.clone(),
             swarm: self.swarm.clone(),
             submitters,

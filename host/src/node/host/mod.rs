@@ -142,6 +142,16 @@ pub enum HostEvent {
         /// Its peer id.
         peer_id: String,
     },
+    /// The host's ledger: at start, then at most once a tick when it
+    /// changed (a new claim or a newly settled entry).
+    Ledger {
+        /// Value settled with submitters (receipts they accepted).
+        earned: u64,
+        /// Settled entries.
+        entries: u64,
+        /// Value of receipts not accepted yet.
+        unaccepted: u64,
+    },
 }
 
 /// A running host.
@@ -364,6 +374,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         results: Results::default(),
         discovery,
         ledger,
+        ledger_changed: false,
         credit,
     };
     host.emit(HostEvent::Listening {
@@ -371,6 +382,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         addrs: addrs.iter().map(|a| a.to_string()).collect(),
         fuel_per_sec,
     });
+    host.emit_ledger();
     host.recover()?;
     let task = tokio::spawn(host.run(swarm, shutdown_rx, durable_rx, stream_rx));
     Ok(HostHandle {
@@ -441,6 +453,8 @@ struct Host {
     /// Settled entries and unaccepted claims, mirrored from the store
     /// (loaded at start): what credit admission reads.
     ledger: Ledger,
+    /// The ledger changed since it was last reported.
+    ledger_changed: bool,
     credit: CreditPolicy,
 }
 
@@ -564,6 +578,21 @@ impl Host {
         }
     }
 
+    /// Tells the page (and `--json`) what the ledger holds now.
+    fn emit_ledger(&mut self) {
+        let (mut earned, mut entries, mut unaccepted) = (0u64, 0u64, 0u64);
+        for (_, st) in self.ledger.accounts() {
+            earned = earned.saturating_add(st.settled);
+            entries += st.entries;
+            unaccepted = unaccepted.saturating_add(st.unaccepted);
+        }
+        self.emit(HostEvent::Ledger {
+            earned,
+            entries,
+            unaccepted,
+        });
+    }
+
     fn on_swarm_event(&mut self, swarm: &mut Swarm<Behaviour>, ev: SwarmEvent<BehaviourEvent>) {
         match ev {
             SwarmEvent::Behaviour(BehaviourEvent::Job(e)) => self.on_job_event(swarm, e),
@@ -625,6 +654,9 @@ impl Host {
     /// `biop2p peers` each second.
     fn on_tick(&mut self, swarm: &mut Swarm<Behaviour>) {
         let now = Instant::now();
+        if std::mem::take(&mut self.ledger_changed) {
+            self.emit_ledger();
+        }
         for out in self.fetcher.expire(now) {
             self.on_fetched(swarm, out);
         }
@@ -801,6 +833,7 @@ impl Host {
                             );
                         }
                         tracing::info!(job = %proto::hex(&job_id), %peer, price = rec.entry.amount, "settled");
+                        self.ledger_changed = true;
                         let _ = self
                             .flush_tx
                             .send(Some((channel, JobResponse::Settled { job_id, new: true })));
@@ -1062,6 +1095,7 @@ impl Host {
         // is settled (the store wrote the claim with the result).
         if let Ok(Some((sub, price))) = self.store.claim(&job_id) {
             self.ledger.claim(job_id, Party(sub), price);
+            self.ledger_changed = true;
         }
         if let (Some(class), Some(t)) = (d.class, self.advertiser.caste.as_mut()) {
             t.on_task_done(&roles::CasteConfig::default(), class);
