@@ -10,21 +10,22 @@ use std::time::Duration;
 
 use biop2p::config::NodeConfig;
 use biop2p::identity::Identity;
+use biop2p::node::Client;
 use biop2p::node::client::JobParams;
 use biop2p::node::faulty::Faulty;
 use biop2p::node::ledger::{host_view, submitter_view};
 use biop2p::node::submitter::{
     Submitter, SubmitterConfig, TaskInput, TaskStatus, settlement_record,
 };
-use biop2p::node::{Client, Node};
 use biop2p::proto::{self, JobRequest, JobResponse, RefuseReason, SignedAcceptance, SignedJob};
 use biop2p::store::{HostStore, LedgerRecord, SubmitterStore};
-use biop2p::{BiologicalRole, workloads};
+use biop2p::workloads;
 use libp2p::PeerId;
 use security::Digest;
 
 use crate::durability::{Killer, start_host_with};
 use crate::network::{client, run_job, start_host};
+use crate::trust::{ONE_SWARM, start_hosts};
 
 /// The settled entry the submitter makes for an answer it accepts as is
 /// (one host: its own fuel count is the agreed one).
@@ -227,9 +228,6 @@ fn kill_9_of_the_host_between_receipt_and_acceptance_loses_and_double_counts_not
     assert_eq!(s.net + v.net, 0, "both sides hold the same entry");
 }
 
-/// One swarm at a time (see trust.rs).
-static ONE_SWARM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overbilling_host_is_paid_the_quorums_count_and_a_liar_nothing() {
     let _one = ONE_SWARM.lock().await;
@@ -237,26 +235,7 @@ async fn an_overbilling_host_is_paid_the_quorums_count_and_a_liar_nothing() {
     let swarm = format!("ledger-{:x}", rand::random::<u64>());
     let mut modes = vec![Faulty::Honest; 5];
     modes.extend([Faulty::OverBilling, Faulty::Colluding]);
-    let mut nodes: Vec<Node> = Vec::new();
-    for (i, mode) in modes.iter().enumerate() {
-        let mut config = NodeConfig::default();
-        config.network.mdns = false;
-        config.network.swarm = swarm.clone();
-        config.network.advert_interval_secs = 1;
-        config.resources.cpu_allocation = 0.1;
-        let mut b = Node::builder()
-            .with_config(config)
-            .with_initial_role(BiologicalRole::Caste)
-            .with_data_dir(root.path().join(format!("host{i}")))
-            .with_listen(["/ip4/127.0.0.1/tcp/0".parse().unwrap()])
-            .faulty_mode(*mode);
-        if let Some(first) = nodes.first() {
-            b = b.with_bootstrap(&first.addrs()[0]);
-        }
-        let node = b.build().await.unwrap();
-        node.start().await.unwrap();
-        nodes.push(node);
-    }
+    let nodes = start_hosts(root.path(), &swarm, &modes).await;
     let overbiller = nodes[5].peer_id();
     let liar = nodes[6].peer_id();
 

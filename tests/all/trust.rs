@@ -22,11 +22,15 @@ use libp2p::PeerId;
 /// One swarm test at a time: each in-process host reserves its own sandbox
 /// pool, and several swarms at once exhaust the address space of one test
 /// process.
-static ONE_SWARM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_SWARM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Starts `modes.len()` hosts on loopback in one swarm (the first is the
 /// bootstrap of the others).
-async fn start_hosts(root: &std::path::Path, swarm: &str, modes: &[Faulty]) -> Vec<Node> {
+pub(crate) async fn start_hosts(
+    root: &std::path::Path,
+    swarm: &str,
+    modes: &[Faulty],
+) -> Vec<Node> {
     let mut nodes: Vec<Node> = Vec::new();
     for (i, mode) in modes.iter().enumerate() {
         let mut config = NodeConfig::default();

@@ -59,6 +59,26 @@ pub struct TaskView {
     pub eta_ms: Option<u64>,
 }
 
+impl TaskView {
+    /// A task accepted and not finished, with no counters yet.
+    fn running(job_id: &str, submitter: &str, module_hash: &str, accepted: Option<u64>) -> Self {
+        TaskView {
+            job_id: job_id.to_string(),
+            submitter: submitter.to_string(),
+            module_hash: module_hash.to_string(),
+            state: "running",
+            outcome: None,
+            fuel_used: 0,
+            peak_memory_bytes: 0,
+            wall_ms: 0.0,
+            price: 0,
+            accepted_at_ms: accepted,
+            finished_at_ms: None,
+            eta_ms: None,
+        }
+    }
+}
+
 /// One submitter this host serves.
 #[derive(Debug, Clone, Serialize)]
 pub struct SubmitterView {
@@ -293,20 +313,7 @@ impl View {
                 s.accepted += 1;
                 s.admission = "admitted".into();
                 if self.running.len() < RUNNING_MAX {
-                    let t = TaskView {
-                        job_id: job_id.clone(),
-                        submitter: submitter.clone(),
-                        module_hash: module_hash.clone(),
-                        state: "running",
-                        outcome: None,
-                        fuel_used: 0,
-                        peak_memory_bytes: 0,
-                        wall_ms: 0.0,
-                        price: 0,
-                        accepted_at_ms: Some(now_ms),
-                        finished_at_ms: None,
-                        eta_ms: None,
-                    };
+                    let t = TaskView::running(job_id, submitter, module_hash, Some(now_ms));
                     self.running.insert(job_id.clone(), (t, Instant::now()));
                 }
             }
@@ -320,23 +327,8 @@ impl View {
             } => {
                 let (mut t, since) = match self.running.remove(job_id) {
                     Some((t, since)) => (t, Some(since)),
-                    None => (
-                        TaskView {
-                            job_id: job_id.clone(),
-                            submitter: String::new(),
-                            module_hash: String::new(),
-                            state: "done",
-                            outcome: None,
-                            fuel_used: 0,
-                            peak_memory_bytes: 0,
-                            wall_ms: 0.0,
-                            price: 0,
-                            accepted_at_ms: None,
-                            finished_at_ms: None,
-                            eta_ms: None,
-                        },
-                        None,
-                    ),
+                    // Accepted before a restart (or past the page's bound).
+                    None => (TaskView::running(job_id, "", "", None), None),
                 };
                 if let Some(since) = since {
                     let latency = since.elapsed().as_secs_f64();
@@ -540,20 +532,7 @@ mod tests {
     }
 
     fn task(module: &str, accepted: u64) -> TaskView {
-        TaskView {
-            job_id: "j".into(),
-            submitter: "s".into(),
-            module_hash: module.into(),
-            state: "running",
-            outcome: None,
-            fuel_used: 0,
-            peak_memory_bytes: 0,
-            wall_ms: 0.0,
-            price: 0,
-            accepted_at_ms: Some(accepted),
-            finished_at_ms: None,
-            eta_ms: None,
-        }
+        TaskView::running("j", "s", module, Some(accepted))
     }
 
     #[test]

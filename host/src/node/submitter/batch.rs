@@ -220,6 +220,28 @@ pub enum BatchEvent<'a> {
     Note(&'a str),
 }
 
+/// What both modes do first: check the names, make the output dir, and
+/// name the batch (its id keys the resume state) with an empty summary.
+fn begin(
+    plan: &BatchPlan,
+    items: &[Item],
+    adaptive: bool,
+) -> Result<([u8; 32], BatchSummary), BatchError> {
+    check_names(items)?;
+    let bid = plan.batch_id(items, adaptive);
+    let sum = BatchSummary {
+        batch_id: proto::hex(&bid),
+        mode: if adaptive { "adaptive" } else { "direct" }.into(),
+        total: items.len() as u64,
+        ..BatchSummary::default()
+    };
+    std::fs::create_dir_all(&plan.out_dir).map_err(|source| BatchError::Write {
+        path: plan.out_dir.clone(),
+        source,
+    })?;
+    Ok((bid, sum))
+}
+
 /// Checks names: plain file names, no two alike.
 pub fn check_names(items: &[Item]) -> Result<(), BatchError> {
     if items.len() > u32::MAX as usize {
@@ -399,22 +421,11 @@ pub async fn run_direct(
     items: &[Item],
     mut on: impl FnMut(BatchEvent<'_>),
 ) -> Result<BatchSummary, BatchError> {
-    check_names(items)?;
     if hosts.is_empty() {
         return Err(BatchError::NoHosts);
     }
     let started = Instant::now();
-    let bid = plan.batch_id(items, false);
-    let mut sum = BatchSummary {
-        batch_id: proto::hex(&bid),
-        mode: "direct".into(),
-        total: items.len() as u64,
-        ..BatchSummary::default()
-    };
-    std::fs::create_dir_all(&plan.out_dir).map_err(|source| BatchError::Write {
-        path: plan.out_dir.clone(),
-        source,
-    })?;
+    let (bid, mut sum) = begin(plan, items, false)?;
     let replicas = plan.replicas.max(1);
     let need = replicas / 2 + 1;
     let mut pending: VecDeque<u32> = VecDeque::new();
@@ -822,19 +833,8 @@ pub async fn run_adaptive(
     items: &[Item],
     mut on: impl FnMut(BatchEvent<'_>),
 ) -> Result<BatchSummary, BatchError> {
-    check_names(items)?;
     let started = Instant::now();
-    let bid = plan.batch_id(items, true);
-    let mut sum = BatchSummary {
-        batch_id: proto::hex(&bid),
-        mode: "adaptive".into(),
-        total: items.len() as u64,
-        ..BatchSummary::default()
-    };
-    std::fs::create_dir_all(&plan.out_dir).map_err(|source| BatchError::Write {
-        path: plan.out_dir.clone(),
-        source,
-    })?;
+    let (bid, mut sum) = begin(plan, items, true)?;
     let mut pending = Vec::new();
     for i in 0..items.len() as u32 {
         match store.batch_entry(&bid, i)? {
