@@ -148,6 +148,66 @@ fn a_batch_with_a_faulty_host_is_all_correct_and_counts_its_retries() {
     // Every job sent ran once on some host, no more: 2 per input plus
     // the retries.
     assert_eq!(s["jobs_sent"].as_u64().unwrap(), 400 + retried, "{s}");
+    // Paid: the two agreeing answers of each input, confirmed by their
+    // hosts; the liar's answers were never in a majority.
+    assert_eq!(s["settled"], 400, "{s}");
+    let Hosts {
+        _kill,
+        _dirs,
+        addrs,
+        ..
+    } = hosts;
+    drop(_kill); // sled's lock: a host's ledger is read with it stopped
+    let spent = ledger(&tmp.path().join("state"));
+    assert_eq!(spent.len(), 2, "paid two hosts: {spent:?}");
+    let mut earned = Vec::new();
+    for (i, (d, addr)) in _dirs.iter().zip(&addrs).enumerate() {
+        let peer = addr.rsplit("/p2p/").next().unwrap().to_string();
+        let rows = ledger(d.path());
+        if i == 2 {
+            // The liar: its work is unaccepted, nothing settled or earned.
+            assert!(
+                rows.iter().all(|r| r.1 == 0 && r.2 == 0),
+                "the liar earned: {rows:?}"
+            );
+            continue;
+        }
+        assert_eq!(rows.len(), 1, "{peer}: one submitter: {rows:?}");
+        for (_, balance, entries) in rows {
+            // Its entries and balance mirror the submitter's for it.
+            let mine = spent.iter().find(|x| x.0 == peer);
+            assert_eq!(
+                mine.map(|x| (-x.1, x.2)),
+                Some((balance, entries)),
+                "{peer}: the host and the submitter disagree: {spent:?}"
+            );
+            earned.push((peer.clone(), balance, entries));
+        }
+    }
+    let total: u64 = earned.iter().map(|x| x.2).sum();
+    assert_eq!(total, 400, "{earned:?}");
+}
+
+/// `biop2p ledger --json` of a stopped host's data dir or a submitter's
+/// state dir: (counterparty, balance, entries) per line.
+pub fn ledger(dir: &Path) -> Vec<(String, i64, u64)> {
+    let o = biop2p()
+        .args(["ledger", "--json", "--data-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["peer_id"].as_str().unwrap().to_string(),
+                v["balance"].as_i64().unwrap(),
+                v["entries"].as_array().unwrap().len() as u64,
+            )
+        })
+        .collect()
 }
 
 /// Waits for `n` job lines on the submitter's stdout, then kills it.

@@ -366,3 +366,55 @@ async fn an_overbilling_host_is_paid_the_quorums_count_and_a_liar_nothing() {
     }
     assert_eq!(sum, 0, "every party's balances sum to zero");
 }
+
+/// A detached job is paid when `biop2p result` collects and verifies it:
+/// the host's ledger and the submitter's hold the same one entry.
+#[test]
+fn a_detached_job_is_accepted_by_the_result_that_collects_it() {
+    let host_dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (host, addr, _events) =
+        crate::durability::start_host(host_dir.path(), "/ip4/127.0.0.1/tcp/0");
+    let host = Killer(host);
+    let input = state.path().join("in.txt");
+    std::fs::write(&input, b"paid later").unwrap();
+    let run = |args: &[&str]| {
+        let o = crate::cli::biop2p()
+            .args(args)
+            .arg("--state-dir")
+            .arg(state.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o.stdout
+    };
+    let out = run(&[
+        "submit",
+        "builtin:echo",
+        "--detach",
+        "--json",
+        "--peer",
+        &addr,
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let job = v["job_id"].as_str().unwrap().to_string();
+    // Submitted, not yet collected: nothing is accepted.
+    assert!(
+        crate::batch::ledger(state.path()).is_empty(),
+        "accepted before it was collected"
+    );
+    let out = run(&["result", &job, "--json", "--no-mdns"]);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["status"], "done", "{v}");
+    drop(host); // sled's lock: the host's ledger is read with it stopped
+    let peer = addr.rsplit("/p2p/").next().unwrap();
+    let spent = crate::batch::ledger(state.path());
+    let earned = crate::batch::ledger(host_dir.path());
+    assert_eq!(spent.len(), 1, "{spent:?}");
+    assert_eq!(spent[0].0, peer);
+    assert_eq!(spent[0].2, 1, "one entry: {spent:?}");
+    assert_eq!(earned.len(), 1, "{earned:?}");
+    assert_eq!((earned[0].1, earned[0].2), (-spent[0].1, 1), "{earned:?}");
+}

@@ -10,7 +10,7 @@ use biop2p::node::Client;
 use biop2p::proto::{self, JobRequest};
 
 use super::common;
-use super::submit::{State, finish, print_result, record_response};
+use super::submit::{State, accept_single, finish, print_result, record_response};
 
 /// Ask what became of a job.
 #[derive(clap::Args)]
@@ -108,7 +108,7 @@ fn run(a: Args, wait: bool) -> Result<ExitCode> {
         let resp = client
             .request(&peer, JobRequest::Fetch { job_id, wait })
             .await?;
-        if wait {
+        let code = if wait {
             finish(
                 &state,
                 &mut record,
@@ -124,7 +124,11 @@ fn run(a: Args, wait: bool) -> Result<ExitCode> {
             // Record what the host says, print only the status.
             record_response(&state, &mut record, &job_id, &spec, &peer, resp).await?;
             print_status(&record, a.json)
-        }
+        };
+        // Collected and verified now: pay for it (a detached job's only
+        // chance; nothing happens while it is still pending).
+        accept_single(&mut client, &state, &peer, &record).await;
+        code
     })
 }
 

@@ -353,7 +353,6 @@ async fn submit(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Resul
     };
     state.store.put(&job_id, &record).await?;
     pb.set_message(format!("uploading job {}", &proto::hex(&job_id)[..12]));
-    let sent = job.clone();
     let resp = client
         .request(
             &peer,
@@ -383,21 +382,34 @@ async fn submit(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Resul
     )
     .await;
     pb.finish_and_clear();
-    // A verified receipt (one host, nothing to compare with): accept it.
+    accept_single(&mut client, &state, &peer, &record).await;
+    code
+}
+
+/// Accepts a single host's verified result (nothing to compare it with):
+/// signs and stores the acceptance, then sends it. Does nothing until the
+/// record holds a final, verified response (a detached job is accepted by
+/// the `result` that collects it). One that is not delivered stays owed
+/// and is sent again by the next batch or adaptive run reaching the host.
+pub async fn accept_single(
+    client: &mut Client,
+    state: &State,
+    peer: &PeerId,
+    record: &SubmitRecord,
+) {
     if let Some(r @ (JobResponse::Done { receipt, .. } | JobResponse::Failed { receipt, .. })) =
         &record.response
         && let Ok(body) = receipt.verify()
         && let Err(e) = biop2p::node::submitter::settle_majority(
-            &mut client,
+            client,
             &state.store,
-            &[(peer, sent, r.clone())],
+            &[(*peer, record.job.clone(), r.clone())],
             &body.output_hash,
         )
         .await
     {
         eprintln!("note: the acceptance was not delivered ({e:#}); it is kept and owed");
     }
-    code
 }
 
 /// Checks a host's answer and records it: `queued`/`running` while it is

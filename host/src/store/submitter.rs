@@ -194,12 +194,20 @@ impl SubmitterStore {
     /// this the submitter owes them, whatever happens to it or the host.
     /// An entry already stored for the job is kept (idempotent by job).
     pub async fn put_settlements(&self, recs: &[LedgerRecord]) -> Result<(), StoreError> {
+        self.stage_settlements(recs)?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// [`Self::put_settlements`] without the flush, for a caller that
+    /// flushes once for many writes (a batch's pass) before it sends any
+    /// of them. A job settled already keeps its first entry.
+    pub fn stage_settlements(&self, recs: &[LedgerRecord]) -> Result<(), StoreError> {
         for r in recs {
             let _ = self
                 .ledger
                 .compare_and_swap(r.entry.job_id, None::<&[u8]>, Some(encode(r)))?;
         }
-        self.db.flush_async().await?;
         Ok(())
     }
 

@@ -32,12 +32,13 @@ use base64::Engine as _;
 use libp2p::PeerId;
 use serde::Serialize;
 
-use super::{Submitter, SubmitterError, TaskInput, TaskStatus};
+use super::{Submitter, SubmitterError, TaskInput, TaskStatus, verified_settlement_record};
 use crate::node::client::{Client, ClientError, JobParams, RequestId};
 use crate::node::placement::inline_blobs;
 use crate::node::receipts::verify_response;
 use crate::proto::{self, Hash, JobRequest, JobResponse, SignedJob, SignedReceipt};
-use crate::store::{BatchDone, BatchEntry, BatchJob, StoreError, SubmitterStore};
+use crate::store::{BatchDone, BatchEntry, BatchJob, LedgerRecord, StoreError, SubmitterStore};
+use security::Digest;
 
 /// Blobs up to this size travel inside the job request.
 const INLINE_LIMIT: usize = 512 << 10;
@@ -190,6 +191,10 @@ pub struct BatchSummary {
     pub collected: u64,
     /// Jobs sent in this run.
     pub jobs_sent: u64,
+    /// Acceptances hosts confirmed in this run (direct mode: one per
+    /// answer in an input's majority; earlier runs' undelivered ones are
+    /// sent again first).
+    pub settled: u64,
     /// Fuel of every receipt (this run and earlier ones).
     pub fuel: u64,
     /// Price of every receipt (this run and earlier ones).
@@ -370,6 +375,11 @@ fn sums(receipts: &[&SignedReceipt]) -> (u64, u64) {
 struct Ans {
     digest: Hash,
     response: JobResponse,
+    /// Who answered, the job it answered and its checked receipt: what an
+    /// acceptance of this answer needs, without checking it again.
+    peer: PeerId,
+    spec: proto::JobSpec,
+    receipt: proto::ReceiptBody,
 }
 
 /// An input being worked on.
@@ -462,6 +472,22 @@ pub async fn run_direct(
     let per_host = plan.per_host.max(1);
     // Hosts that lost the module fetch it from here.
     client.offer_blob(plan.module.clone());
+    let key = client.identity().signing.clone();
+    let mut owed = Owed {
+        key: &key,
+        decided: Vec::new(),
+        sent: HashMap::new(),
+    };
+    // Acceptances an earlier run stored and its hosts never confirmed (a
+    // crash, a lost answer): owed, so sent first.
+    for rec in store.ledger()?.into_iter().filter(|r| !r.delivered) {
+        if let Some(peer) = super::peer_of_key(&rec.entry.counterparty.0)
+            && host_set.contains(&peer)
+        {
+            owed.decided.push((peer, rec));
+        }
+    }
+    owed.send(client);
     loop {
         let mut sends: Vec<Send> = Vec::new();
         // Open inputs while there is room; jobs recorded before a restart
@@ -568,15 +594,17 @@ pub async fn run_direct(
         ready.extend(blocked);
         for i in decided {
             finish(
-                i, &mut open, store, &bid, plan, items, need, &mut sum, &mut on,
+                i, &mut open, store, &bid, plan, items, need, &mut sum, &mut on, &mut owed,
             )?;
         }
         // Durable before sent: one flush for the whole pass.
-        if !dirty.is_empty() {
+        if !dirty.is_empty() || !owed.decided.is_empty() {
             dirty.dedup();
             store.put_batch_entries(&bid, dirty.iter().map(|i| (*i, &open[i].entry)))?;
+            owed.stage(store)?;
             store.flush().await?;
         }
+        owed.send(client);
         let mut uploaded = 0;
         for Send {
             peer,
@@ -617,7 +645,7 @@ pub async fn run_direct(
             let stuck: Vec<u32> = open.keys().copied().collect();
             for i in stuck {
                 finish(
-                    i, &mut open, store, &bid, plan, items, need, &mut sum, &mut on,
+                    i, &mut open, store, &bid, plan, items, need, &mut sum, &mut on, &mut owed,
                 )?;
             }
             continue;
@@ -632,6 +660,7 @@ pub async fn run_direct(
                 next = futures::FutureExt::now_or_never(client.next_response());
             }
             let Some(f) = flights.remove(&rid) else {
+                owed.answered(store, &mut sum, &rid, &r)?;
                 continue;
             };
             *load.get_mut(&f.peer).expect("a host") -= 1;
@@ -653,6 +682,9 @@ pub async fn run_direct(
                                 o.answers.push(Ans {
                                     digest: digest_of(&resp, &v.receipt.output_hash),
                                     response: resp,
+                                    peer: f.peer,
+                                    spec: f.spec.clone(),
+                                    receipt: v.receipt,
                                 });
                                 None
                             }
@@ -709,11 +741,18 @@ pub async fn run_direct(
             match next {
                 Next::Finish => finish(
                     f.index, &mut open, store, &bid, plan, items, need, &mut sum, &mut on,
+                    &mut owed,
                 )?,
                 Next::Place => ready.push_back(f.index),
                 Next::Wait => {}
             }
         }
+    }
+    // The inputs are decided; wait for the hosts' confirmations (each
+    // bounded by the client's request timeout).
+    while !owed.sent.is_empty() {
+        let (rid, r) = client.next_response().await;
+        owed.answered(store, &mut sum, &rid, &r)?;
     }
     store.flush().await?;
     let secs = started.elapsed().as_secs_f64();
@@ -748,6 +787,100 @@ fn count_done(sum: &mut BatchSummary, d: &BatchDone, resumed: bool) {
     }
 }
 
+/// Acceptances a direct batch owes its hosts: decided with each input,
+/// stored with the pass's flush, then sent; each host's confirmation marks
+/// its entry delivered.
+struct Owed<'k> {
+    key: &'k ed25519_dalek::SigningKey,
+    /// Decided and not yet stored.
+    decided: Vec<(PeerId, LedgerRecord)>,
+    /// Sent and not yet answered, by request.
+    sent: HashMap<RequestId, proto::JobId>,
+}
+
+impl Owed<'_> {
+    /// Pays every answer in the majority `accepted` the lowest fuel the
+    /// majority claims (fuel is deterministic: honest replicas claim the
+    /// same, an inflated claim only loses); other answers earn nothing.
+    fn accept(&mut self, answers: &[Ans], accepted: &Hash) {
+        let Some(fuel) = answers
+            .iter()
+            .filter(|a| a.digest == *accepted)
+            .map(|a| a.receipt.fuel_used)
+            .min()
+        else {
+            return;
+        };
+        for a in answers {
+            let Some(signed) = receipt_of(&a.response) else {
+                continue;
+            };
+            if let Some((rec, _)) = verified_settlement_record(
+                self.key,
+                &a.spec,
+                signed,
+                &a.receipt,
+                &Digest(a.digest),
+                &Digest(*accepted),
+                fuel,
+            ) {
+                self.decided.push((a.peer, rec));
+            }
+        }
+    }
+
+    /// Stores the decided entries (the caller flushes before [`Self::send`]).
+    fn stage(&self, store: &SubmitterStore) -> Result<(), BatchError> {
+        if !self.decided.is_empty() {
+            let recs: Vec<LedgerRecord> = self.decided.iter().map(|(_, r)| r.clone()).collect();
+            store.stage_settlements(&recs)?;
+        }
+        Ok(())
+    }
+
+    /// Sends the stored entries.
+    fn send(&mut self, client: &mut Client) {
+        for (peer, rec) in self.decided.drain(..) {
+            let job = rec.entry.job_id;
+            let rid = client.send(
+                &peer,
+                JobRequest::Settle {
+                    entry: rec.evidence,
+                },
+            );
+            self.sent.insert(rid, job);
+        }
+    }
+
+    /// Takes a host's answer to a settlement; false if `rid` is not one.
+    fn answered(
+        &mut self,
+        store: &SubmitterStore,
+        sum: &mut BatchSummary,
+        rid: &RequestId,
+        r: &Result<JobResponse, ClientError>,
+    ) -> Result<bool, BatchError> {
+        let Some(job) = self.sent.remove(rid) else {
+            return Ok(false);
+        };
+        match r {
+            Ok(JobResponse::Settled { job_id, .. }) if *job_id == job => {
+                store.mark_delivered(&job)?;
+                sum.settled += 1;
+            }
+            // Kept undelivered: owed, and sent again by the next batch or
+            // adaptive submit that reaches this host.
+            Ok(other) => {
+                tracing::info!(job = %proto::hex(&job), answer = ?std::mem::discriminant(other), "settlement not confirmed")
+            }
+            Err(e) => {
+                tracing::info!(job = %proto::hex(&job), error = %e, "settlement not delivered")
+            }
+        }
+        Ok(true)
+    }
+}
+
 /// Decides an input: writes its files, records it, reports it.
 #[allow(clippy::too_many_arguments)]
 fn finish(
@@ -760,10 +893,14 @@ fn finish(
     need: usize,
     sum: &mut BatchSummary,
     on: &mut impl FnMut(BatchEvent<'_>),
+    owed: &mut Owed<'_>,
 ) -> Result<(), BatchError> {
     let Some(mut o) = open.remove(&index) else {
         return Ok(());
     };
+    if let Some((h, _)) = best_of(&o.answers).filter(|(_, n)| *n >= need) {
+        owed.accept(&o.answers, &h);
+    }
     let name = &items[index as usize].name;
     let best = best_of(&o.answers).filter(|(_, n)| *n >= need);
     let receipts: Vec<&SignedReceipt> = o

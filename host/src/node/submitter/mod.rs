@@ -1457,6 +1457,21 @@ pub fn settlement_record(
     let (Ok(body), Ok(spec)) = (receipt.verify(), job.verify()) else {
         return None;
     };
+    verified_settlement_record(key, &spec, receipt, &body, digest, accepted, fuel)
+}
+
+/// [`settlement_record`] for an answer whose receipt (`body`, decoded from
+/// `receipt`) and job (`spec`) were verified already: a batch checks each
+/// answer once, not once more to pay it.
+pub fn verified_settlement_record(
+    key: &ed25519_dalek::SigningKey,
+    spec: &proto::JobSpec,
+    receipt: &SignedReceipt,
+    body: &proto::ReceiptBody,
+    digest: &Digest,
+    accepted: &Digest,
+    fuel: u64,
+) -> Option<(LedgerRecord, Option<u64>)> {
     let claim = Claim {
         output: digest.0,
         fuel: body.fuel_used,
