@@ -418,3 +418,88 @@ fn a_detached_job_is_accepted_by_the_result_that_collects_it() {
     assert_eq!(earned.len(), 1, "{earned:?}");
     assert_eq!((earned[0].1, earned[0].2), (-spent[0].1, 1), "{earned:?}");
 }
+
+/// Netting over the wire: `biop2p ledger --reconcile` exchanges signed
+/// statements with a running host. Equal ledgers agree; an entry only the
+/// submitter holds makes them disagree (exit 1), the disagreement is kept
+/// as evidence, and nothing is merged into the host's ledger.
+#[test]
+fn statements_agree_then_a_one_sided_entry_is_evidence_not_merged() {
+    let host_dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (host, addr, _events) =
+        crate::durability::start_host(host_dir.path(), "/ip4/127.0.0.1/tcp/0");
+    let _host = Killer(host);
+    let input = state.path().join("in.txt");
+    std::fs::write(&input, b"net me").unwrap();
+    let cli = |args: &[&str]| {
+        crate::cli::biop2p()
+            .args(args)
+            .arg("--state-dir")
+            .arg(state.path())
+            .output()
+            .unwrap()
+    };
+    let o = cli(&[
+        "submit",
+        "builtin:echo",
+        "--json",
+        "--peer",
+        &addr,
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let reconcile = || {
+        let o = crate::cli::biop2p()
+            .args(["ledger", "--json", "--reconcile", &addr, "--data-dir"])
+            .arg(state.path())
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+        (o.status.success(), v)
+    };
+    let (ok, v) = reconcile();
+    assert!(ok, "{v}");
+    assert_eq!(v["agrees"], true, "{v}");
+    assert_eq!(
+        (v["ours_entries"].as_u64(), v["theirs_entries"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    assert_eq!(v["ours_total"], v["theirs_total"], "{v}");
+
+    // The submitter's ledger gains an entry the host never saw (a lost
+    // disk, a bug, a lie), recorded as delivered so nothing re-sends it.
+    {
+        let store = SubmitterStore::open(&state.path().join("submitter")).unwrap();
+        let mut extra = store.ledger().unwrap().remove(0);
+        extra.entry.job_id = [0xee; 32];
+        extra.entry.amount += 5;
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(store.put_settlements(std::slice::from_ref(&extra)))
+            .unwrap();
+        store.mark_delivered(&[0xee; 32]).unwrap();
+        rt.block_on(store.flush()).unwrap();
+    }
+    let (ok, v) = reconcile();
+    assert!(!ok, "a disagreement exits non-zero: {v}");
+    assert_eq!(v["agrees"], false, "{v}");
+    assert_eq!(v["ours_entries"], 2, "{v}");
+    // The host's own signed statement: still its one entry.
+    assert_eq!(v["theirs_entries"], 1, "merged into the host: {v}");
+    let store = SubmitterStore::open(&state.path().join("submitter")).unwrap();
+    let evidence: Vec<serde_json::Value> = store
+        .evidence()
+        .unwrap()
+        .iter()
+        .map(|e| serde_json::from_slice(e).unwrap())
+        .collect();
+    let e = evidence
+        .iter()
+        .find(|e| e["kind"] == "statement_mismatch")
+        .unwrap_or_else(|| panic!("no evidence kept: {evidence:?}"));
+    assert_eq!(e["peer_id"], addr.rsplit("/p2p/").next().unwrap());
+    assert!(e["report"].as_str().is_some_and(|r| !r.is_empty()), "{e}");
+}

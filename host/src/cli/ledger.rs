@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use biop2p::config::NetworkConfig;
+use biop2p::node::Client;
 use biop2p::node::ledger::{self, LedgerView};
+use biop2p::node::submitter;
 use biop2p::store::{HostStore, SubmitterStore};
 
 use super::common;
@@ -30,9 +33,19 @@ pub struct Args {
     /// the host's data dir.
     #[arg(long, env = "BIOP2P_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Net with a running host (repeatable; a multiaddr ending in
+    /// /p2p/PEER_ID): send the acceptances it has not confirmed, exchange
+    /// signed balance statements, and print whether the two ledgers agree
+    /// (exit 1 if any does not; a disagreement is kept as evidence in
+    /// `biop2p trust`). From a submitter's state dir.
+    #[arg(long, value_name = "ADDR", conflicts_with = "csv")]
+    reconcile: Vec<libp2p::Multiaddr>,
 }
 
 pub fn execute(a: Args) -> Result<ExitCode> {
+    if !a.reconcile.is_empty() {
+        return reconcile(a);
+    }
     let view = open(a.data_dir)?;
     if a.json {
         for c in &view.counterparties {
@@ -53,6 +66,43 @@ pub fn execute(a: Args) -> Result<ExitCode> {
         print_table(&view)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn reconcile(a: Args) -> Result<ExitCode> {
+    let state = super::submit::State::open(a.data_dir)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let mut client = Client::new(state.id.clone(), &NetworkConfig::direct(), 1 << 20).await?;
+        let mut all_agree = true;
+        for addr in &a.reconcile {
+            let peer = client
+                .connect(addr)
+                .await
+                .with_context(|| format!("cannot reach {addr}"))?;
+            let r = submitter::reconcile(&mut client, &state.store, &peer).await?;
+            all_agree &= r.agrees;
+            if a.json {
+                common::print_line(&serde_json::to_string(&r)?)?;
+            } else {
+                common::print_line(&format!(
+                    "{}: {} (ours {} entries worth {}, theirs {} worth {}; {} acceptance(s) re-sent, {} confirmed)",
+                    r.peer_id,
+                    if r.agrees { "agrees" } else { "DISAGREES: kept as evidence" },
+                    r.ours_entries,
+                    r.ours_total,
+                    r.theirs_entries,
+                    r.theirs_total,
+                    r.resent,
+                    r.confirmed
+                ))?;
+            }
+        }
+        Ok(if all_agree {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
 }
 
 fn open(flag: Option<PathBuf>) -> Result<LedgerView> {

@@ -443,7 +443,9 @@ pub async fn record_response(
             "the host does not know job {} (it was never durably accepted)",
             proto::hex(job_id)
         ),
-        JobResponse::Settled { .. } => bail!("the host answered a job request with a settlement"),
+        JobResponse::Settled { .. } | JobResponse::Statement { .. } => {
+            bail!("the host answered a job request with a settlement")
+        }
     };
     state.store.put(job_id, record).await?;
     Ok(())

@@ -83,12 +83,17 @@ pub fn host_view(store: &HostStore) -> Result<LedgerView, StoreError> {
 
 /// The ledger a submitter keeps.
 pub fn submitter_view(store: &SubmitterStore) -> Result<LedgerView, StoreError> {
-    let mut l = Ledger::new(Side::Submitter);
     let recs = store.ledger()?;
-    for r in &recs {
+    Ok(view(&submitter_ledger(&recs), &recs))
+}
+
+/// A submitter's stored entries posted through the pure ledger.
+pub fn submitter_ledger(recs: &[LedgerRecord]) -> Ledger {
+    let mut l = Ledger::new(Side::Submitter);
+    for r in recs {
         l.apply(r.entry.clone());
     }
-    Ok(view(&l, &recs))
+    l
 }
 
 fn clamp(x: i128) -> i64 {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Hash, JobId, SettledEntry, SignedJob, SignedReceipt};
+use super::{Hash, JobId, SettledEntry, SignedJob, SignedReceipt, SignedStatement};
 
 /// Blob bytes sent along with a job, to save a round trip for small ones.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,6 +43,13 @@ pub enum JobRequest {
     Settle {
         /// The receipt and its acceptance.
         entry: SettledEntry,
+    },
+    /// Netting: the submitter's signed statement of its settled entries
+    /// with this host. The host answers with its own ([`JobResponse::Statement`]);
+    /// each side compares and keeps a disagreement as evidence.
+    Reconcile {
+        /// The submitter's statement (`from` the submitter, `with` the host).
+        statement: SignedStatement,
     },
 }
 
@@ -165,6 +172,14 @@ pub enum JobResponse {
         job_id: JobId,
         /// False when it was settled before: a replay changed nothing.
         new: bool,
+    },
+    /// The host's signed statement of its settled entries with the
+    /// submitter that asked, and whether it matched the submitter's.
+    Statement {
+        /// The host's statement (`from` the host, `with` the submitter).
+        statement: SignedStatement,
+        /// The host found the submitter's statement equal to its own.
+        agrees: bool,
     },
 }
 

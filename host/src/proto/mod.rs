@@ -11,6 +11,7 @@ mod advert;
 mod job;
 mod messages;
 mod receipt;
+mod statement;
 
 pub use acceptance::{AcceptanceBody, SettledEntry, SignedAcceptance, receipt_hash};
 pub use advert::{
@@ -21,6 +22,7 @@ pub use messages::{
     BlobRequest, BlobResponse, InlineBlob, JobRequest, JobResponse, JobState, RefuseReason,
 };
 pub use receipt::{ReceiptBody, ReceiptOutcome, SignedReceipt};
+pub use statement::{SignedStatement, StatementBody};
 
 /// A blake3 hash.
 pub type Hash = [u8; 32];

@@ -145,6 +145,19 @@ impl SubmitterStore {
         let mut batch = sled::Batch::default();
         batch.insert(REPUTATION, reputation);
         batch.insert(PEERS, peers);
+        self.evidence_into(&mut batch, evidence)?;
+        self.trust.apply_batch(batch)?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Adds `evidence` after the log's last entry, dropping the oldest past
+    /// [`MAX_EVIDENCE`].
+    fn evidence_into(
+        &self,
+        batch: &mut sled::Batch,
+        evidence: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
         let first = self.next_evidence()?;
         for (next, e) in (first..).zip(evidence) {
             let mut k = vec![EVIDENCE];
@@ -156,6 +169,14 @@ impl SubmitterStore {
                 batch.remove(old);
             }
         }
+        Ok(())
+    }
+
+    /// Appends to the evidence log alone (flushed), for evidence found
+    /// outside a trust run (a balance statement that disagrees).
+    pub async fn append_evidence(&self, evidence: &[Vec<u8>]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        self.evidence_into(&mut batch, evidence)?;
         self.trust.apply_batch(batch)?;
         self.db.flush_async().await?;
         Ok(())

@@ -770,7 +770,85 @@ impl Host {
                 }
                 self.on_settle(swarm, peer, channel, entry)
             }
+            Inbound::Ok(JobRequest::Reconcile { statement }) => {
+                if let Err(r) = self.quotas.admit_fetch(&peer, Instant::now()) {
+                    return self.refuse(swarm, channel, peer, None, r);
+                }
+                self.on_reconcile(swarm, peer, channel, statement)
+            }
         }
+    }
+
+    /// A submitter's statement of our settled entries with it: answer with
+    /// ours, signed, and log a disagreement as evidence (it is never merged:
+    /// only entries proven by both signatures count). Only the submitter
+    /// itself may ask, about itself.
+    fn on_reconcile(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        peer: PeerId,
+        channel: Reply,
+        statement: proto::SignedStatement,
+    ) {
+        let theirs = match statement.verify() {
+            Ok(b) => b,
+            Err(e) => {
+                return self.refuse(
+                    swarm,
+                    channel,
+                    peer,
+                    None,
+                    (RefuseReason::BadSignature, e.to_string()),
+                );
+            }
+        };
+        if super::submitter::peer_of_key(&theirs.from) != Some(peer)
+            || theirs.with != self.id.public_key()
+        {
+            return self.refuse(
+                swarm,
+                channel,
+                peer,
+                None,
+                (
+                    RefuseReason::NotYours,
+                    "a statement is reconciled only by its signer, with the host it names".into(),
+                ),
+            );
+        }
+        let ours = self.ledger.statement(&Party(theirs.from));
+        let agrees = ours.entries == theirs.entries
+            && ours.total == theirs.total
+            && ours.digest == theirs.digest;
+        if !agrees {
+            tracing::warn!(
+                %peer,
+                ours_entries = ours.entries,
+                ours_total = ours.total,
+                theirs_entries = theirs.entries,
+                theirs_total = theirs.total,
+                "a submitter's balance statement disagrees with our ledger (kept as evidence, not merged)"
+            );
+        }
+        let signed = proto::SignedStatement::sign(
+            &proto::StatementBody {
+                version: proto::VERSION,
+                from: self.id.public_key(),
+                with: theirs.from,
+                entries: ours.entries,
+                total: ours.total,
+                digest: ours.digest,
+                issued_at_ms: unix_now_ms(),
+            },
+            &self.id.signing,
+        );
+        channel.send(
+            swarm,
+            JobResponse::Statement {
+                statement: signed,
+                agrees,
+            },
+        )
     }
 
     /// A submitter accepts a result: check the entry (both signatures, our

@@ -76,6 +76,14 @@ pub enum SubmitterError {
     /// No host to submit to.
     #[error("no host joined: connect to hosts first")]
     NoHosts,
+    /// A host answered something the protocol does not allow there.
+    #[error("host {peer}: {what}")]
+    BadAnswer {
+        /// The host.
+        peer: PeerId,
+        /// What was wrong.
+        what: String,
+    },
 }
 
 /// How the submitter runs.
@@ -203,13 +211,14 @@ pub struct EvidenceEntry {
     pub at_ms: u64,
     /// The host.
     pub peer_id: String,
-    /// What happened: `state` or `lie`.
+    /// What happened: `state`, `lie`, `over_claim` or `statement_mismatch`.
     pub kind: String,
     /// For `state`: `from->to (rule)`; for `lie`: what was wrong.
     pub detail: String,
     /// The job (hex id) behind it, if one.
     pub job_id: Option<String>,
-    /// The signed report (for `lie`), in [`LieReport::to_text`] form.
+    /// The signed report (for `lie`), in [`LieReport::to_text`] form; for
+    /// `statement_mismatch`, the host's signed statement (postcard, base64).
     pub report: Option<String>,
 }
 
@@ -1593,6 +1602,129 @@ pub async fn settle_majority(
         }
     }
     Ok(confirmed)
+}
+
+/// What netting with one host found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reconciliation {
+    /// The host.
+    pub peer_id: String,
+    /// Both statements are equal: the two ledgers hold the same entries.
+    pub agrees: bool,
+    /// Acceptances the host had not confirmed, sent (again) first.
+    pub resent: usize,
+    /// Of those, the ones it confirmed now.
+    pub confirmed: usize,
+    /// Our settled entries with it.
+    pub ours_entries: u64,
+    /// Their total value.
+    pub ours_total: u64,
+    /// The host's entries with us, from its signed statement.
+    pub theirs_entries: u64,
+    /// Their total value.
+    pub theirs_total: u64,
+}
+
+/// Nets with a connected host: sends every acceptance it has not
+/// confirmed, then exchanges signed statements of the settled entries
+/// between us. A disagreement is logged as evidence (`statement_mismatch`,
+/// with the host's signed statement) and nothing is merged: only entries
+/// both signatures prove count.
+pub async fn reconcile(
+    client: &mut Client,
+    store: &SubmitterStore,
+    peer: &PeerId,
+) -> Result<Reconciliation, SubmitterError> {
+    let host_key = security_id(peer).0;
+    let owed: Vec<LedgerRecord> = store
+        .ledger()?
+        .into_iter()
+        .filter(|r| !r.delivered && r.entry.counterparty.0 == host_key)
+        .collect();
+    let resent = owed.len();
+    let mut confirmed = 0;
+    for rec in owed {
+        let job = rec.entry.job_id;
+        if let Ok(JobResponse::Settled { job_id, .. }) = client
+            .request(
+                peer,
+                JobRequest::Settle {
+                    entry: rec.evidence,
+                },
+            )
+            .await
+            && job_id == job
+        {
+            store.mark_delivered(&job)?;
+            confirmed += 1;
+        }
+    }
+    let recs = store.ledger()?;
+    let ours = super::ledger::submitter_ledger(&recs).statement(&Party(host_key));
+    let me = client.identity().public_key();
+    let mine = proto::SignedStatement::sign(
+        &proto::StatementBody {
+            version: proto::VERSION,
+            from: me,
+            with: host_key,
+            entries: ours.entries,
+            total: ours.total,
+            digest: ours.digest,
+            issued_at_ms: unix_now_ms(),
+        },
+        &client.identity().signing,
+    );
+    let resp = client
+        .request(peer, JobRequest::Reconcile { statement: mine })
+        .await?;
+    let JobResponse::Statement { statement, .. } = resp else {
+        return Err(SubmitterError::BadAnswer {
+            peer: *peer,
+            what: format!("answered a statement with {resp:?}"),
+        });
+    };
+    let theirs = match statement.verify() {
+        Ok(b) if b.from == host_key && b.with == me => b,
+        _ => {
+            return Err(SubmitterError::BadAnswer {
+                peer: *peer,
+                what: "answered with a statement it did not sign for us".into(),
+            });
+        }
+    };
+    let agrees = theirs.entries == ours.entries
+        && theirs.total == ours.total
+        && theirs.digest == ours.digest;
+    if !agrees {
+        let e = EvidenceEntry {
+            at_ms: unix_now_ms(),
+            peer_id: peer.to_string(),
+            kind: "statement_mismatch".into(),
+            detail: format!(
+                "we hold {} entries worth {}, the host's signed statement {} worth {}",
+                ours.entries, ours.total, theirs.entries, theirs.total
+            ),
+            job_id: None,
+            // The host's signed statement (postcard, base64): it cannot deny it.
+            report: Some(base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                postcard::to_stdvec(&statement).expect("a statement encodes"),
+            )),
+        };
+        store
+            .append_evidence(&[serde_json::to_vec(&e).expect("entries encode")])
+            .await?;
+    }
+    Ok(Reconciliation {
+        peer_id: peer.to_string(),
+        agrees,
+        resent,
+        confirmed,
+        ours_entries: ours.entries,
+        ours_total: ours.total,
+        theirs_entries: theirs.entries,
+        theirs_total: theirs.total,
+    })
 }
 
 /// The libp2p peer id of an ed25519 key.
