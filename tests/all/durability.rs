@@ -55,10 +55,8 @@ pub fn start_host_with(
         .spawn()
         .expect("start host");
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).expect("listening line");
-    let v: serde_json::Value = serde_json::from_str(&line).expect("JSON event");
-    assert_eq!(v["event"], "listening");
+    // Other events (`http` with `--http`, `confined`) may come first.
+    let v = wait_for_event(&mut out, "listening");
     let addr = v["addrs"][0].as_str().unwrap().to_string();
     (child, addr, out)
 }

@@ -373,8 +373,12 @@ async fn an_overbilling_host_is_paid_the_quorums_count_and_a_liar_nothing() {
 fn a_detached_job_is_accepted_by_the_result_that_collects_it() {
     let host_dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let (host, addr, _events) =
-        crate::durability::start_host(host_dir.path(), "/ip4/127.0.0.1/tcp/0");
+    // With its page, so `biop2p ledger` can ask it while it runs.
+    let (host, addr, _events) = crate::durability::start_host_with(
+        host_dir.path(),
+        "/ip4/127.0.0.1/tcp/0",
+        &["--http", "127.0.0.1:0"],
+    );
     let host = Killer(host);
     let input = state.path().join("in.txt");
     std::fs::write(&input, b"paid later").unwrap();
@@ -408,10 +412,17 @@ fn a_detached_job_is_accepted_by_the_result_that_collects_it() {
     let out = run(&["result", &job, "--json", "--no-mdns"]);
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["status"], "done", "{v}");
-    drop(host); // sled's lock: the host's ledger is read with it stopped
+    // Read while the host runs (through its page), then from its own
+    // database once it is stopped: the same.
+    let running = crate::batch::ledger(host_dir.path());
+    drop(host);
     let peer = addr.rsplit("/p2p/").next().unwrap();
     let spent = crate::batch::ledger(state.path());
     let earned = crate::batch::ledger(host_dir.path());
+    assert_eq!(
+        running, earned,
+        "the running host's ledger is its database's"
+    );
     assert_eq!(spent.len(), 1, "{spent:?}");
     assert_eq!(spent[0].0, peer);
     assert_eq!(spent[0].2, 1, "one entry: {spent:?}");

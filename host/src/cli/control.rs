@@ -87,7 +87,7 @@ fn call(host: &Host, method: &str, path: &str, body: Option<&Value>) -> Result<V
     let auth = format!("Bearer {}", host.token);
     let a = agent();
     let res = match (method, body) {
-        ("GET", _) => a.get(&url).call(),
+        ("GET", _) => a.get(&url).header("Authorization", &auth).call(),
         (_, Some(b)) => a
             .post(&url)
             .header("Authorization", &auth)
@@ -105,6 +105,18 @@ fn call(host: &Host, method: &str, path: &str, body: Option<&Value>) -> Result<V
         bail!("{url}: {status}: {}", text.trim());
     }
     serde_json::from_str(&text).with_context(|| format!("{url}: not JSON: {text}"))
+}
+
+/// GETs `path` from the page of the host using `data_dir` (its token and
+/// address files), with the token.
+pub fn host_get(data_dir: Option<PathBuf>, path: &str) -> Result<Value> {
+    let host = Target {
+        data_dir,
+        http: None,
+        json: true,
+    }
+    .resolve()?;
+    call(&host, "GET", path, None)
 }
 
 /// `biop2p pause` (`paused` true) or `biop2p resume`.

@@ -2,8 +2,9 @@
 //! their evidence. On a host (a data dir with a `db`) it shows earnings;
 //! on a submitter (a state dir with a `submitter` database), spending.
 //!
-//! The database is opened directly, so a host's ledger is read while the
-//! host is stopped (sled allows one process at a time).
+//! The database is opened directly when no process holds it; a running
+//! host's (sled allows one process at a time) is asked for through its page
+//! (`GET /api/ledger` with the token in its data dir).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -118,13 +119,20 @@ fn open(flag: Option<PathBuf>) -> Result<LedgerView> {
             return Ok(ledger::submitter_view(&store)?);
         }
         if d.join("db").exists() {
-            let store = HostStore::open(&d.join("db")).with_context(|| {
-                format!(
-                    "cannot open the host database in {} (is the host running? stop it first)",
-                    d.display()
-                )
-            })?;
-            return Ok(ledger::host_view(&store)?);
+            return match HostStore::open(&d.join("db")) {
+                Ok(store) => Ok(ledger::host_view(&store)?),
+                // Held by the running host (sled allows one process):
+                // ask it, through its page.
+                Err(e) => {
+                    let v = super::control::host_get(Some(d.clone()), "/api/ledger").with_context(|| {
+                        format!(
+                            "cannot open the host database in {} ({e}) nor ask a running host for its ledger",
+                            d.display()
+                        )
+                    })?;
+                    Ok(serde_json::from_value(v).context("the host's ledger does not decode")?)
+                }
+            };
         }
     }
     bail!(

@@ -20,6 +20,7 @@
 //! | `POST /api/pause`, `/api/resume` | with `Authorization: Bearer TOKEN` |
 //! | `GET /api/policy` | the policy in force, as JSON |
 //! | `POST /api/policy` | a `[policy]` table as JSON, with the token |
+//! | `GET /api/ledger` | the host's ledger (`biop2p ledger --json`'s view), with the token |
 //!
 //! The bound address is written to `DATA_DIR/http.addr` (beside the token),
 //! so `biop2p pause`, `resume` and `policy` on the same machine find the
@@ -190,6 +191,7 @@ pub async fn start(
         .route("/api/pause", post(pause))
         .route("/api/resume", post(resume))
         .route("/api/policy", get(policy).post(set_policy))
+        .route("/api/ledger", get(ledger))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state);
     let server = tokio::spawn(async move {
@@ -364,6 +366,24 @@ fn set_paused(s: AppState, headers: HeaderMap, paused: bool) -> Response {
         s.workers,
     );
     Json(serde_json::json!({ "paused": paused, "state": state })).into_response()
+}
+
+/// The host's whole ledger (`biop2p ledger` while the host runs). It names
+/// every submitter and job, so it takes the control token.
+async fn ledger(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(r) = unauthorised(&s, &headers) {
+        return r;
+    }
+    let control = s.control.clone();
+    match tokio::task::spawn_blocking(move || control.ledger_view()).await {
+        Ok(Some(Ok(v))) => Json(v).into_response(),
+        Ok(Some(Err(e))) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("ledger: {e}\n")).into_response()
+        }
+        Ok(None) | Err(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "the host is stopping\n").into_response()
+        }
+    }
 }
 
 async fn policy(State(s): State<AppState>) -> Response {

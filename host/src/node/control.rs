@@ -35,6 +35,10 @@ struct Inner {
     /// The transport's byte counters (libp2p's bandwidth metrics), set
     /// once when the swarm is built.
     network: OnceLock<Registry>,
+    /// The host's store while it runs, for readers off the swarm task (the
+    /// ledger on the page); taken away before the database closes, so it
+    /// never keeps the database open.
+    store: Mutex<Option<crate::store::HostStore>>,
 }
 
 impl Control {
@@ -52,6 +56,7 @@ impl Control {
                 running: AtomicU64::new(0),
                 adverts_seen: Counter::default(),
                 network: OnceLock::new(),
+                store: Mutex::new(None),
             }),
         }
     }
@@ -168,6 +173,26 @@ impl Control {
         if self.inner.network.set(registry).is_err() {
             tracing::warn!("network metrics set twice; keeping the first");
         }
+    }
+
+    /// Set by the host when it starts (`Some`) and before it closes its
+    /// database (`None`).
+    pub(crate) fn set_store(&self, store: Option<crate::store::HostStore>) {
+        *self.inner.store.lock().unwrap_or_else(|p| p.into_inner()) = store;
+    }
+
+    /// The running host's ledger, read from its store (blocking: call it
+    /// off async tasks); `None` when no host runs.
+    pub fn ledger_view(
+        &self,
+    ) -> Option<Result<crate::node::ledger::LedgerView, crate::store::StoreError>> {
+        let store = self
+            .inner
+            .store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        Some(crate::node::ledger::host_view(&store))
     }
 
     /// Tasks in a sandbox now (as of the last tick).

@@ -4,13 +4,13 @@
 //! view is the double-entry model's, not a second sum).
 
 use security::settlement::{Ledger, Party, Side};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::proto;
 use crate::store::{HostStore, LedgerRecord, StoreError, SubmitterStore};
 
 /// One settled entry, with the evidence that proves it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EntryView {
     /// The job (hex).
     pub job_id: String,
@@ -32,7 +32,7 @@ pub struct EntryView {
 }
 
 /// One counterparty.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CounterpartyView {
     /// Its libp2p peer id.
     pub peer_id: String,
@@ -46,10 +46,10 @@ pub struct CounterpartyView {
 }
 
 /// A party's whole ledger.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LedgerView {
     /// `host` or `submitter`.
-    pub side: &'static str,
+    pub side: String,
     /// Per counterparty, by peer id.
     pub counterparties: Vec<CounterpartyView>,
     /// Sum of the balances.
@@ -134,7 +134,8 @@ fn view(l: &Ledger, recs: &[LedgerRecord]) -> LedgerView {
         side: match l.side() {
             Side::Host => "host",
             Side::Submitter => "submitter",
-        },
+        }
+        .into(),
         counterparties,
         net: clamp(l.net_balance()),
         trial_balance: clamp(l.trial_balance()),

@@ -335,6 +335,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
     let flusher = tokio::spawn(journal::flusher(store.clone(), flush_rx, durable_tx));
     let control = super::control::Control::new(cfg.policy.clone());
     control.set_network_metrics(bandwidth);
+    control.set_store(Some(store.clone()));
     let ledger = load_ledger(&store)?;
     let credit = cfg.market.credit();
     let mut host = Host {
@@ -552,6 +553,7 @@ impl Host {
         drop(swarm);
         let Host {
             store,
+            control,
             scheduler,
             flush_tx,
             flusher,
@@ -573,6 +575,7 @@ impl Host {
         if let Some(f) = flusher {
             let _ = f.await;
         }
+        control.set_store(None);
         if let Err(e) = store.close().await {
             tracing::error!(error = %e, "database not closed");
         }
