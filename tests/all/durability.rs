@@ -184,7 +184,11 @@ fn a_job_is_collected_from_its_host_after_the_host_moved_to_another_port() {
     let (seed, seed_addr, _seed_events) =
         start_host_with(seed_dir.path(), "/ip4/127.0.0.1/tcp/0", &net);
     let _seed = Killer(seed);
-    let joined = [&net[..], &["--bootstrap", seed_addr.as_str()]].concat();
+    // Joined by the seed's name, not its address: `/dns4/localhost` is
+    // resolved from /etc/hosts, so this needs no network beyond loopback.
+    let seed_by_name = seed_addr.replace("/ip4/127.0.0.1/", "/dns4/localhost/");
+    assert_ne!(seed_by_name, seed_addr);
+    let joined = [&net[..], &["--bootstrap", seed_by_name.as_str()]].concat();
     let (host, addr, mut events) =
         start_host_with(host_dir.path(), "/ip4/127.0.0.1/tcp/0", &joined);
     let mut host = Killer(host);

@@ -430,6 +430,76 @@ fn a_detached_job_is_accepted_by_the_result_that_collects_it() {
     assert_eq!((earned[0].1, earned[0].2), (-spent[0].1, 1), "{earned:?}");
 }
 
+/// An acceptance a host never confirmed (the submitter stored it, then the
+/// answer was lost) is owed, and the next plain `biop2p submit` to that
+/// host delivers it along with its own: the host books both, once each.
+#[test]
+fn an_unconfirmed_acceptance_is_delivered_by_the_next_single_submit() {
+    let host_dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (host, addr, _events) =
+        crate::durability::start_host(host_dir.path(), "/ip4/127.0.0.1/tcp/0");
+    let host = Killer(host);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // An earlier run with this state dir's key: the job ran, and its
+    // acceptance was stored but never reached the host.
+    let owed = rt.block_on(async {
+        let id = Identity::load_or_create(state.path()).unwrap();
+        let mut c = Client::new(id, &biop2p::config::NetworkConfig::direct(), 16 << 20)
+            .await
+            .unwrap();
+        let peer = c.connect(&addr.parse().unwrap()).await.unwrap();
+        let (job, resp) = run_job(
+            &mut c,
+            &peer,
+            workloads::ECHO,
+            b"owed\n",
+            &JobParams::default(),
+        )
+        .await;
+        accept_as_is(&c, &job, &resp)
+    });
+    {
+        let sub = SubmitterStore::open(&state.path().join("submitter")).unwrap();
+        rt.block_on(sub.put_settlements(std::slice::from_ref(&owed)))
+            .unwrap();
+    }
+    let input = state.path().join("in.txt");
+    std::fs::write(&input, b"paid now").unwrap();
+    let o = crate::cli::biop2p()
+        .args([
+            "submit",
+            "builtin:echo",
+            "--json",
+            "--peer",
+            &addr,
+            "--input",
+        ])
+        .arg(&input)
+        .arg("--state-dir")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    drop(host);
+    let sub = SubmitterStore::open(&state.path().join("submitter")).unwrap();
+    let spent = submitter_view(&sub).unwrap();
+    assert_eq!(spent.counterparties.len(), 1, "{spent:?}");
+    let entries = &spent.counterparties[0].entries;
+    assert_eq!(entries.len(), 2, "the owed one and this one: {entries:?}");
+    assert!(
+        entries.iter().all(|e| e.delivered),
+        "both confirmed by the host: {entries:?}"
+    );
+    let earned = crate::batch::ledger(host_dir.path());
+    assert_eq!(earned.len(), 1, "{earned:?}");
+    assert_eq!(
+        earned[0].2, 2,
+        "the host booked both, once each: {earned:?}"
+    );
+    assert_eq!(earned[0].1, -spent.counterparties[0].balance);
+}
+
 /// Netting over the wire: `biop2p ledger --reconcile` exchanges signed
 /// statements with a running host. Equal ledgers agree; an entry only the
 /// submitter holds makes them disagree (exit 1), the disagreement is kept

@@ -619,15 +619,9 @@ async fn a_replay_is_refused_after_a_restart() {
     };
     let r = c2.request(&peer, fetch.clone()).await.unwrap();
     assert_eq!(refused(&r), RefuseReason::NotYours);
-    // The submitter, back with the same key on a new connection.
-    let mut c = Client::with_limits(
-        c.identity().clone(),
-        &biop2p::config::NetworkConfig::direct(),
-        8 << 20,
-        16 << 20,
-    )
-    .await
-    .unwrap();
+    // The submitter, with the same client as before the restart: its
+    // connection to the first run of the host is dead, and `connect` must
+    // see that rather than trust it (the request would fail on it).
     let peer = c.connect(&host.addr("tcp").unwrap()).await.unwrap();
     let r = c.request(&peer, fetch).await.unwrap();
     let v = verify_response(&r, &job.id(), &job.verify().unwrap(), &peer).unwrap();

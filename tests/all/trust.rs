@@ -334,6 +334,67 @@ async fn replicas_are_own_jobs_outputs_are_the_submitters_and_reports_are_rerun(
         ReportVerdict::Checked { lied, .. } => assert!(lied, "the re-run contradicts the receipt"),
         v => panic!("a genuine report was not checked: {v:?}"),
     }
+    // A bare accusation: a genuine signed report that s2 will not re-run
+    // (a budget of 1), by a reporter s2 has a record of (host 0's own key:
+    // a host may submit too), against an honest host. It is weighed by the
+    // reporter's record: the host's score falls, and however many there
+    // are, its state never becomes suspect or quarantined (no slander).
+    let slanderer = Identity::load_or_create(&root.path().join("host0")).unwrap();
+    assert_eq!(slanderer.peer_id, nodes[0].peer_id(), "host 0's key");
+    let victim = nodes[1].peer_id();
+    let mut net = NetworkConfig::direct();
+    net.swarm = swarm.clone();
+    let mut c = Client::new(slanderer.clone(), &net, 1 << 20).await.unwrap();
+    c.connect(&nodes[1].addrs()[0]).await.unwrap();
+    let (job, answer) = crate::network::run_job(
+        &mut c,
+        &victim,
+        workloads::ECHO,
+        b"an honest answer",
+        &JobParams::default(),
+    )
+    .await;
+    let JobResponse::Done { receipt, .. } = answer else {
+        panic!("the honest host ran it: {answer:?}");
+    };
+    let state_before = states(&s2)[&victim.to_string()].clone();
+    let score = |s: &Submitter| {
+        s.hosts()
+            .into_iter()
+            .find(|h| h.peer_id == victim.to_string())
+            .unwrap()
+            .score
+    };
+    let score_before = score(&s2);
+    for i in 0..30u64 {
+        let bare = LieReport::sign(
+            &slanderer.signing,
+            job.clone(),
+            receipt.clone(),
+            [7; 32],
+            1_000 + i,
+            workloads::ECHO.to_vec(),
+            b"an honest answer".to_vec(),
+        );
+        let v = s2.check_report(&bare, 1).await.unwrap();
+        assert!(matches!(v, ReportVerdict::Weighed { .. }), "{v:?}");
+        // The same report again is stale: weighed once only.
+        assert!(matches!(
+            s2.check_report(&bare, 1).await.unwrap(),
+            ReportVerdict::Ignored(_)
+        ));
+    }
+    let score_after = score(&s2);
+    assert!(
+        score_after < score_before,
+        "weighed: {score_before} -> {score_after}"
+    );
+    let state_after = states(&s2)[&victim.to_string()].clone();
+    assert!(
+        state_after == state_before || (state_before == "trusted" && state_after == "newcomer"),
+        "a bare accusation moves a score, not a state to suspect or quarantined: {state_before} -> {state_after}"
+    );
+
     // The trust state survives the submitter: reopened, the same states.
     let st = states(&s);
     drop(s);

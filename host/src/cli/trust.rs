@@ -124,6 +124,16 @@ async fn check(
                     "re-run here disagrees with the receipt; the host gets no unchecked work here anyway".into()
                 },
             ),
+            ReportVerdict::Weighed {
+                why,
+                score_before,
+                score_after,
+            } => (
+                "weighed",
+                format!(
+                    "{why}; a bare accusation, weighed by the reporter's record here: the host's score {score_before:.3} -> {score_after:.3}, its state unchanged"
+                ),
+            ),
             ReportVerdict::Checked { lied: false, .. } => (
                 "false accusation",
                 "re-run here agrees with the receipt; held against the reporter".into(),

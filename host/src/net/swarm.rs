@@ -1,6 +1,7 @@
 //! Building the swarm: TCP (no Nagle), QUIC and WebSocket, each secured by
 //! Noise and multiplexed by Yamux (QUIC brings its own), so any libp2p
-//! implementation can dial us with the spec'd protocols.
+//! implementation can dial us with the spec'd protocols; DNS names in the
+//! addresses we dial are resolved first.
 
 use std::time::Duration;
 
@@ -64,6 +65,11 @@ pub async fn build_swarm(
                     .multiplex(yamux::Config::default()),
             )
         })
+        .map_err(|e| t(&e))?
+        // `/dns4`, `/dns6` and `/dns` addresses (bootstrap peers by name):
+        // resolved with the system's resolver configuration, which reads
+        // `/etc/hosts` first.
+        .with_dns()
         .map_err(|e| t(&e))?
         .with_bandwidth_metrics(bandwidth)
         .with_behaviour(move |key| {

@@ -224,6 +224,7 @@ impl Client {
             Protocol::P2p(id) => Some(id),
             _ => None,
         });
+        self.pump();
         if let Some(p) = expected
             && self.swarm.is_connected(&p)
         {
@@ -262,6 +263,7 @@ impl Client {
     /// Connects to a host known from its advert, trying its addresses in
     /// turn.
     pub async fn connect_host(&mut self, peer: PeerId, advert: &Advert) -> Result<(), ClientError> {
+        self.pump();
         if self.swarm.is_connected(&peer) {
             return Ok(());
         }
@@ -294,6 +296,7 @@ impl Client {
         seeds: &[Multiaddr],
         timeout: Duration,
     ) -> Result<(), ClientError> {
+        self.pump();
         if self.swarm.is_connected(&peer) {
             return Ok(());
         }
@@ -338,6 +341,21 @@ impl Client {
             last: why,
             secs: timeout.as_secs(),
         })
+    }
+
+    /// Handles the swarm events already waiting, without waiting for more.
+    /// A client that has not polled its swarm for a while (between two
+    /// submits, say) would otherwise still count a connection to a host
+    /// that has since restarted, and fail its next request on the dead
+    /// connection. Bounded, so a flood of events cannot hold the caller.
+    fn pump(&mut self) {
+        use futures::FutureExt as _;
+        for _ in 0..1024 {
+            match self.swarm.select_next_some().now_or_never() {
+                Some(ev) => self.on_event(ev),
+                None => break,
+            }
+        }
     }
 
     /// The address `peer`'s connection came from, as observed here.

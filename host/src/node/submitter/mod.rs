@@ -781,6 +781,10 @@ impl Submitter {
                 }
             }
         };
+        // Every answer is evidence (a passed canary lowers a spot-check
+        // rate without any other action): the reputation has changed, and
+        // is saved with the next flush so a kill -9 cannot undo it.
+        self.dirty = true;
         self.pending_events.push_back(ev);
     }
 
@@ -1261,7 +1265,8 @@ impl Submitter {
     /// `fuel_budget`. Only a re-run that contradicts the accused receipt
     /// is fed to the coordinator as evidence (which may then re-run it
     /// again through [`Action::Verify`]); one that matches it counts
-    /// against the reporter. Forged or unverifiable reports change nothing.
+    /// against the reporter. Forged reports change nothing; a genuine one
+    /// that is not re-run here is only weighed ([`Self::weigh`]).
     pub async fn check_report(
         &mut self,
         report: &LieReport,
@@ -1272,9 +1277,13 @@ impl Submitter {
             Err(e) => return Ok(ReportVerdict::Ignored(e)),
         };
         let Some(sandbox) = self.sandbox.clone() else {
-            return Ok(ReportVerdict::Ignored(ReportError::Unverifiable(
-                "no local sandbox here".into(),
-            )));
+            return self
+                .weigh(
+                    &checked,
+                    report.issued_at_ms,
+                    "no local sandbox here".into(),
+                )
+                .await;
         };
         let params = JobParams {
             args: checked.spec.args.clone(),
@@ -1290,9 +1299,13 @@ impl Submitter {
         if !checked.spec.data.is_empty() {
             // A report carries the module and input, not the data blobs:
             // without them a re-run would contradict an honest host.
-            return Ok(ReportVerdict::Ignored(ReportError::Unverifiable(
-                "the job has data blobs the report does not carry".into(),
-            )));
+            return self
+                .weigh(
+                    &checked,
+                    report.issued_at_ms,
+                    "the job has data blobs the report does not carry".into(),
+                )
+                .await;
         }
         let payload = Payload {
             module: Arc::new(report.module.clone()),
@@ -1307,10 +1320,8 @@ impl Submitter {
         // A re-run that fails here (out of the budget, a trap, a host
         // error) proves nothing against anyone: conservative on purpose.
         if let Err(e) = &r.outcome {
-            return Ok(ReportVerdict::Ignored(ReportError::Unverifiable(format!(
-                "the re-run did not finish here: {}",
-                e.kind().as_str()
-            ))));
+            let why = format!("the re-run did not finish here: {}", e.kind().as_str());
+            return self.weigh(&checked, report.issued_at_ms, why).await;
         }
         let mine = r.counters.output_hash;
         let lied = mine != checked.body.output_hash;
@@ -1360,6 +1371,69 @@ impl Submitter {
         Ok(ReportVerdict::Checked { lied, applied })
     }
 
+    /// A genuine (signed) report this submitter cannot or will not re-run:
+    /// a bare accusation. It is weighed by the reporter's own record here,
+    /// as a signed trust report of one disagreement (the reputation's
+    /// `apply_report`: the reporter's score times `report_weight`, less
+    /// when we have seen the host ourselves). It moves the host's score,
+    /// never its state, so no number of bare accusations quarantines a host
+    /// on their own (no slander); and a reporter with no record here (a
+    /// submitter we never worked with, as most are) weighs nothing.
+    async fn weigh(
+        &mut self,
+        checked: &evidence::Checked,
+        issued_at_ms: u64,
+        why: String,
+    ) -> Result<ReportVerdict, SubmitterError> {
+        let subject = security_id(&checked.subject);
+        let reporter = security_id(&checked.reporter);
+        let rep = self.coord.reputation();
+        let (Some(_), Some(r)) = (rep.peer(&subject), rep.peer(&reporter)) else {
+            return Ok(ReportVerdict::Ignored(ReportError::Unverifiable(format!(
+                "{why}; not re-run, and the reporter has no record here, so its word weighs nothing"
+            ))));
+        };
+        if matches!(r.state, PeerState::Suspect | PeerState::Quarantined) {
+            return Ok(ReportVerdict::Ignored(ReportError::Unverifiable(format!(
+                "{why}; not re-run, and the reporter is {} here",
+                state_name(r.state)
+            ))));
+        }
+        let before = rep.score(&subject);
+        let report = security::TrustReport {
+            reporter,
+            subject,
+            agreements: 0,
+            disagreements: 1,
+            issued_at: issued_at_ms,
+            // The reporter signed its issue time: a replayed report is
+            // stale (sequences must rise per reporter).
+            sequence: issued_at_ms,
+        };
+        let now = unix_now_ms();
+        let r = self.coord.handle(
+            now,
+            Event::TrustReport {
+                report,
+                // `LieReport::check` verified the reporter's signature.
+                signature_valid: true,
+            },
+        );
+        self.drain(now)?;
+        if let Err(e) = r {
+            return Ok(ReportVerdict::Ignored(ReportError::Unverifiable(format!(
+                "{why}; not re-run, and not weighed: {e}"
+            ))));
+        }
+        self.dirty = true;
+        self.persist().await?;
+        Ok(ReportVerdict::Weighed {
+            why,
+            score_before: before,
+            score_after: self.coord.reputation().score(&subject),
+        })
+    }
+
     /// The persisted hosts and evidence log (what `biop2p trust` shows).
     pub fn stored_trust(&self) -> Result<(Vec<HostTrust>, Vec<EvidenceEntry>), SubmitterError> {
         stored_trust(&self.store)
@@ -1376,6 +1450,17 @@ impl Submitter {
 pub enum ReportVerdict {
     /// Not believed, nothing changed.
     Ignored(ReportError),
+    /// Not re-run here (`why`), but signed by a reporter with a record
+    /// here: weighed as a bare accusation, which moved the host's score
+    /// and never its state.
+    Weighed {
+        /// Why it was not re-run.
+        why: String,
+        /// The host's score before.
+        score_before: f64,
+        /// And after.
+        score_after: f64,
+    },
     /// Re-run here.
     Checked {
         /// The re-run contradicts the accused receipt.
@@ -1533,7 +1618,9 @@ pub fn verified_settlement_record(
 /// majority claims (fuel is deterministic, so honest replicas claim the
 /// same and an inflated claim only loses), the others nothing. Entries are
 /// stored (flushed) before they are sent; each host's confirmation marks
-/// its entry delivered. Returns how many hosts confirmed.
+/// its entry delivered, and acceptances these hosts never confirmed from
+/// earlier runs are sent again first. Returns how many of this run's hosts
+/// confirmed.
 pub async fn settle_majority(
     client: &mut Client,
     store: &SubmitterStore,
@@ -1581,8 +1668,25 @@ pub async fn settle_majority(
     }
     let all: Vec<LedgerRecord> = recs.iter().map(|(_, r)| r.clone()).collect();
     store.put_settlements(&all).await?;
+    // Acceptances these hosts never confirmed (an earlier run lost the
+    // answer or was killed) go again first: the host books each once.
+    let ours: HashSet<JobId> = all.iter().map(|r| r.entry.job_id).collect();
+    let hosts: HashSet<PeerId> = answers.iter().map(|(p, _, _)| *p).collect();
+    let mut owed: Vec<(PeerId, LedgerRecord)> = store
+        .ledger()?
+        .into_iter()
+        .filter(|r| !r.delivered && !ours.contains(&r.entry.job_id))
+        .filter_map(|r| {
+            peer_of_key(&r.entry.counterparty.0)
+                .filter(|p| hosts.contains(p))
+                .map(|p| (p, r))
+        })
+        .collect();
+    let earlier = owed.len();
+    owed.extend(recs);
     let mut confirmed = 0;
-    for (peer, rec) in recs {
+    for (i, (peer, rec)) in owed.into_iter().enumerate() {
+        let fresh = i >= earlier;
         let job = rec.entry.job_id;
         match client
             .request(
@@ -1595,7 +1699,7 @@ pub async fn settle_majority(
         {
             Ok(JobResponse::Settled { job_id, .. }) if job_id == job => {
                 store.mark_delivered(&job)?;
-                confirmed += 1;
+                confirmed += usize::from(fresh);
             }
             Ok(_) => tracing::info!(%peer, "settlement not confirmed"),
             Err(e) => tracing::info!(%peer, error = %e, "settlement not delivered"),
