@@ -4,8 +4,9 @@
 //! replica is its own job, outputs go only to their submitter, and forged
 //! or unverifiable trust reports change nothing.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use biop2p::config::NetworkConfig;
 use biop2p::identity::Identity;
@@ -396,4 +397,368 @@ fn the_demo_quarantines_its_liars_with_adaptive_replication() {
     }
     assert!(v["canaries"].as_u64().is_some());
     assert!(v["replicas_per_job"].as_f64().unwrap() >= 1.0);
+}
+
+/// `biop2p trust --json` of a state directory, by peer id.
+fn trust_json(state: &std::path::Path) -> HashMap<String, serde_json::Value> {
+    let o = crate::cli::biop2p()
+        .args(["trust", "--json", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["peer_id"].as_str().unwrap().to_string(), v)
+        })
+        .collect()
+}
+
+/// `n` input files `NAME.txt` in `root/NAME`, each with its own text.
+fn write_inputs(root: &std::path::Path, name: &str, n: usize) -> std::path::PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..n {
+        std::fs::write(dir.join(format!("{i:03}.txt")), format!("{name} {i}\n")).unwrap();
+    }
+    dir
+}
+
+/// `biop2p submit MODULE --inputs DIR -o OUT` (adaptive: no `--replicas`)
+/// against every host in `peers`, with its state in `state`.
+fn batch_cmd(
+    state: &std::path::Path,
+    module: &str,
+    inputs: &std::path::Path,
+    out: &std::path::Path,
+    peers: &[String],
+    swarm: &str,
+    parallel: usize,
+) -> std::process::Command {
+    let mut c = crate::cli::biop2p();
+    c.args(["submit", module, "--json", "--no-mdns", "--swarm", swarm])
+        .args(["--fuel", "5000000000", "--parallel", &parallel.to_string()])
+        .arg("--inputs")
+        .arg(inputs)
+        .arg("-o")
+        .arg(out)
+        .arg("--state-dir")
+        .arg(state)
+        .env("BIOP2P_LOG", "warn")
+        .stdin(std::process::Stdio::null());
+    for p in peers {
+        c.arg("--peer").arg(p);
+    }
+    c
+}
+
+/// Takes every event the hosts emitted so far (without waiting), counting
+/// each host's accepted jobs into `accepted`.
+async fn drain_events(nodes: &[Node], accepted: &mut [usize]) {
+    for (i, n) in nodes.iter().enumerate() {
+        loop {
+            // A fresh cooperative budget for each receive: an exhausted one
+            // would make a queued event look like an empty queue.
+            tokio::task::yield_now().await;
+            match tokio::time::timeout(Duration::ZERO, n.next_event()).await {
+                Ok(Some(biop2p::node::HostEvent::Accepted { .. })) => accepted[i] += 1,
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Waits (at most until `deadline`) for the next job any host accepts,
+/// counting every event taken on the way; returns that host.
+async fn next_accepted(nodes: &[Node], accepted: &mut [usize], deadline: Instant) -> usize {
+    loop {
+        let waits = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Box::pin(async move { (i, n.next_event().await) }));
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ((i, ev), _, _) = tokio::time::timeout(left, futures::future::select_all(waits))
+            .await
+            .expect("no host accepted a job in time");
+        match ev {
+            Some(biop2p::node::HostEvent::Accepted { .. }) => {
+                accepted[i] += 1;
+                return i;
+            }
+            Some(_) => {}
+            None => panic!("host {i} stopped"),
+        }
+    }
+}
+
+/// The hosts whose receipts agree with an item's accepted output, when a
+/// quorum (two or more agreeing replicas) decided it: each of them earned
+/// a verified agreement.
+fn quorum_signers(out: &std::path::Path, name: &str) -> Vec<String> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join(format!("{name}.receipts.json"))).unwrap())
+            .unwrap();
+    let agreeing: Vec<String> = doc["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["agrees"] == true)
+        .map(|r| r["host"].as_str().unwrap().to_string())
+        .collect();
+    if agreeing.len() >= 2 {
+        agreeing
+    } else {
+        Vec::new()
+    }
+}
+
+fn signers(out: &std::path::Path, name: &str) -> Vec<String> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join(format!("{name}.receipts.json"))).unwrap())
+            .unwrap();
+    doc["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["host"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn n(v: &serde_json::Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"))
+}
+
+/// The `biop2p` submitter process, killed with SIGKILL while a batch's jobs
+/// are in flight, forgets nothing its trust state held: the liars it had
+/// quarantined stay quarantined, no agreement goes backwards (neither those
+/// recorded before the batch nor those of the inputs it reported before
+/// the kill), and the resumed batch sends the quarantined hosts no work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_state_survives_kill_9_of_the_submitter_and_quarantined_hosts_get_no_work() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+
+    let _one = ONE_SWARM.lock().await;
+    let root = tempfile::tempdir().unwrap();
+    let swarm = format!("kill9-{:x}", rand::random::<u64>());
+    const HONEST: usize = 5;
+    let mut modes = vec![Faulty::Honest; HONEST];
+    modes.extend([Faulty::Colluding; 2]);
+    let nodes = start_hosts(root.path(), &swarm, &modes).await;
+    let ids: Vec<String> = nodes.iter().map(|n| n.peer_id().to_string()).collect();
+    let liars: HashSet<&String> = ids[HONEST..].iter().collect();
+    let peers: Vec<String> = nodes.iter().map(|n| n.addrs()[0].to_string()).collect();
+    let state = root.path().join("state");
+    let run = |c: std::process::Command| {
+        tokio::task::spawn_blocking(move || {
+            let mut c = c;
+            c.output().unwrap()
+        })
+    };
+
+    // 1. Batches until the liars are quarantined (bounded: four of 100).
+    // All of a batch's inputs are open at once, so the first one is
+    // replicated widely while no host is trusted yet.
+    let mut t1 = HashMap::new();
+    for round in 0..4 {
+        let inputs = write_inputs(root.path(), &format!("round{round}"), 100);
+        let out = root.path().join(format!("out{round}"));
+        let o = run(batch_cmd(
+            &state,
+            "builtin:echo",
+            &inputs,
+            &out,
+            &peers,
+            &swarm,
+            100,
+        ))
+        .await
+        .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "round {round}: {err}");
+        // Loopback: one prefix for all, so the fallback is said.
+        assert!(
+            err.contains("note: the 7 host(s) come from 1 network prefix(es)")
+                && err.contains("distinct hosts, not distinct prefixes"),
+            "no fallback note on loopback: {err}"
+        );
+        t1 = trust_json(&state);
+        let view: Vec<String> = t1
+            .values()
+            .map(|v| format!("{}/{}/{}", v["state"], v["agreements"], v["disagreements"]))
+            .collect();
+        eprintln!("round {round}: {view:?}");
+        if liars.iter().all(|l| t1[*l]["state"] == "quarantined") {
+            break;
+        }
+    }
+    assert_eq!(t1.len(), nodes.len(), "{t1:?}");
+    for (p, v) in &t1 {
+        let want_q = liars.contains(p);
+        assert_eq!(v["state"] == "quarantined", want_q, "{p}: {v}");
+    }
+    assert!(
+        t1.values().filter(|v| n(v, "agreements") > 0).count() >= HONEST,
+        "honest hosts built records: {t1:?}"
+    );
+
+    // 2. A slower batch, killed with SIGKILL once it reported 16 inputs and
+    // a host then accepted one of its next jobs.
+    let mut accepted = vec![0usize; nodes.len()];
+    drain_events(&nodes, &mut accepted).await;
+    accepted.iter_mut().for_each(|a| *a = 0);
+    let work = root.path().join("work.wat");
+    std::fs::write(&work, crate::faults::WORK).unwrap();
+    let work = work.to_str().unwrap().to_string();
+    let inputs = write_inputs(root.path(), "killed", 40);
+    let out = root.path().join("out-killed");
+    let mut c = batch_cmd(&state, &work, &inputs, &out, &peers, &swarm, 8);
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(root.path().join("killed.stderr")).unwrap());
+    let mut child = crate::durability::Killer(c.spawn().unwrap());
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stdout).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    const REPORTED: usize = 16;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut reported: Vec<serde_json::Value> = Vec::new();
+    while reported.len() < REPORTED {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = tokio::time::timeout(left, lines.recv())
+            .await
+            .expect("the batch reported too slowly")
+            .unwrap_or_else(|| {
+                panic!(
+                    "the submitter exited after {} inputs: {}",
+                    reported.len(),
+                    std::fs::read_to_string(root.path().join("killed.stderr")).unwrap()
+                )
+            });
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert!(v.get("summary").is_none(), "finished before the kill: {v}");
+        reported.push(v);
+    }
+    // Every job of the reported inputs was accepted (and answered) before
+    // they were reported: their events are in the hosts' queues now. The
+    // next accepted job belongs to a later chunk, which starts only once
+    // the reported ones are stored.
+    drain_events(&nodes, &mut accepted).await;
+    let by = next_accepted(&nodes, &mut accepted, deadline).await;
+    child.0.kill().unwrap(); // SIGKILL
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "killed mid-run: {status:?}");
+    assert!(!liars.contains(&ids[by]), "a quarantined host got a job");
+
+    let mut gained: HashMap<String, u64> = HashMap::new();
+    for v in &reported {
+        assert_eq!(v["status"], "done", "{v}");
+        for h in quorum_signers(&out, v["name"].as_str().unwrap()) {
+            *gained.entry(h).or_default() += 1;
+        }
+    }
+    let t2 = trust_json(&state);
+    eprintln!(
+        "kill -9: {} inputs reported before the kill, job accepted by host {by}; \
+         quorum agreements they earned: {gained:?}",
+        reported.len()
+    );
+    for (p, before) in &t1 {
+        let after = t2.get(p).unwrap_or_else(|| panic!("{p} forgotten: {t2:?}"));
+        if before["state"] == "quarantined" {
+            assert_eq!(after["state"], "quarantined", "{p}: {after}");
+        }
+        let g = gained.get(p).copied().unwrap_or(0);
+        assert!(
+            n(after, "agreements") >= n(before, "agreements") + g,
+            "{p}: agreements went back: {before} then {after} ({g} earned by reported inputs)"
+        );
+        assert!(
+            n(after, "disagreements") >= n(before, "disagreements"),
+            "{p}: {before} then {after}"
+        );
+        let ev = |v: &serde_json::Value| v["evidence"].as_array().unwrap().len();
+        assert!(
+            ev(after) >= ev(before),
+            "{p}: evidence lost: {before} then {after}"
+        );
+    }
+    assert!(
+        gained.values().sum::<u64>() > 0 || reported.iter().all(|v| n(v, "answers") == 1),
+        "no reported input was compared"
+    );
+
+    // 3. The same batch again: it resumes what was stored, and nothing goes
+    // to the quarantined hosts.
+    let before3 = accepted.clone();
+    let o = run(batch_cmd(&state, &work, &inputs, &out, &peers, &swarm, 8))
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    drain_events(&nodes, &mut accepted).await;
+    let text = String::from_utf8(o.stdout).unwrap();
+    let all: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = &all.last().unwrap()["summary"];
+    assert_eq!(n(summary, "total"), 40, "{summary}");
+    assert_eq!(n(summary, "done"), 40, "{summary}");
+    assert!(
+        n(summary, "resumed") >= REPORTED as u64,
+        "the {REPORTED} inputs reported before the kill were stored: {summary}"
+    );
+    for v in &all[..all.len() - 1] {
+        if v["resumed"] == true {
+            continue;
+        }
+        for h in signers(&out, v["name"].as_str().unwrap()) {
+            assert!(
+                !liars.contains(&h),
+                "{} answered by quarantined {h}",
+                v["name"]
+            );
+        }
+    }
+    for i in 0..40 {
+        let name = format!("{i:03}.txt");
+        assert_eq!(
+            std::fs::read(out.join(format!("{name}.out"))).unwrap(),
+            std::fs::read(inputs.join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+    for (i, a) in accepted.iter().enumerate() {
+        if liars.contains(&ids[i]) {
+            assert_eq!(
+                *a, 0,
+                "quarantined host {i} accepted {a} jobs after it was quarantined"
+            );
+        }
+    }
+    assert!(
+        (0..HONEST).any(|i| accepted[i] > before3[i]),
+        "the resumed batch ran on honest hosts: {accepted:?}"
+    );
+    let t3 = trust_json(&state);
+    for l in &liars {
+        assert_eq!(t3[*l]["state"], "quarantined", "{}", t3[*l]);
+    }
+    eprintln!(
+        "kill -9: resumed {} of 40; jobs accepted per host after the quarantines {accepted:?}",
+        n(summary, "resumed")
+    );
+    for n in &nodes {
+        n.stop().await;
+    }
 }
