@@ -762,3 +762,128 @@ async fn trust_state_survives_kill_9_of_the_submitter_and_quarantined_hosts_get_
         n.stop().await;
     }
 }
+
+/// Placement for verification keeps replicas in distinct observed network
+/// prefixes when there are enough of them: seven `biop2p host` processes in
+/// namespaces of their own, three of them in 10.1.1.0/24 and one in each of
+/// four other /24s (on one bridge), and a `biop2p submit` batch (adaptive)
+/// from an eighth. No replicated input has two replicas in one /24 (a draw
+/// blind to prefixes would put two of them in 10.1.1.0/24 about once in
+/// seven pairs), the submitter does not say it fell back to distinct peers
+/// (on loopback it does: see the kill -9 test), and `biop2p trust` shows
+/// each host under the prefix its connection was observed from.
+#[test]
+fn replicas_come_from_distinct_observed_prefixes_in_namespaces() {
+    if !crate::netns::required("replicas_come_from_distinct_observed_prefixes_in_namespaces") {
+        return;
+    }
+    // Seven host processes: not while a swarm test loads the machine.
+    let _one = ONE_SWARM.blocking_lock();
+    const INPUTS: usize = 40;
+    let mut cidrs: Vec<String> = ["10.1.1.1", "10.1.1.2", "10.1.1.3"]
+        .iter()
+        .map(|a| format!("{a}/16"))
+        .collect();
+    cidrs.extend((2..=5).map(|k| format!("10.1.{k}.1/16")));
+    let hosts_n = cidrs.len();
+    cidrs.push("10.1.9.1/16".into()); // the submitter
+    let lan = crate::netns::Lan::bridge_at(&cidrs).expect("namespaces and the bridge");
+    let (tx, _events) = std::sync::mpsc::channel();
+    let hosts: Vec<crate::faults::Host> = (0..hosts_n)
+        .map(|i| crate::faults::spawn_host(&lan, i, tx.clone()))
+        .collect();
+    drop(tx);
+    let slash24 = |a: &str| {
+        let o: Vec<&str> = a.split('.').collect();
+        format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+    };
+    let prefix_of: HashMap<String, String> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.peer_id.clone(), slash24(&lan.addr(i))))
+        .collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = write_inputs(dir.path(), "spread", INPUTS);
+    let out = dir.path().join("out");
+    let state = dir.path().join("state");
+    let mut c = lan.command(hosts_n, env!("CARGO_BIN_EXE_biop2p"));
+    c.args(["submit", "builtin:echo", "--json", "--no-mdns"])
+        .args(["--parallel", &INPUTS.to_string()])
+        .arg("--inputs")
+        .arg(&inputs)
+        .arg("-o")
+        .arg(&out)
+        .arg("--state-dir")
+        .arg(&state)
+        .env("BIOP2P_LOG", "warn")
+        .stdin(std::process::Stdio::null());
+    for h in &hosts {
+        c.arg("--peer").arg(&h.addr);
+    }
+    let o = c.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        !err.contains("network prefix(es)") && !err.contains("not distinct prefixes"),
+        "five prefixes, yet the submitter fell back: {err}"
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(n(summary, "done"), INPUTS as u64, "{summary}");
+
+    // The chance that a draw of k distinct hosts blind to prefixes puts at
+    // most one in 10.1.1.0/24 (3 of the 7 hosts; 4 elsewhere).
+    let choose = |n: u64, k: u64| -> f64 {
+        if k > n {
+            return 0.0;
+        }
+        (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
+    };
+    let apart = |k: u64| (choose(4, k) + 3.0 * choose(4, k - 1)) / choose(7, k);
+    let mut luck = 1.0;
+    let mut replicated = 0;
+    let mut crowded = 0;
+    let mut sizes = std::collections::BTreeMap::new();
+    for v in &lines[..lines.len() - 1] {
+        let name = v["name"].as_str().unwrap();
+        let by = signers(&out, name);
+        assert!(!by.is_empty(), "{name}: no receipt");
+        if by.len() < 2 {
+            continue;
+        }
+        replicated += 1;
+        luck *= apart(by.len() as u64);
+        *sizes.entry(by.len()).or_insert(0) += 1;
+        let prefixes: Vec<&String> = by.iter().map(|h| &prefix_of[h]).collect();
+        let distinct: HashSet<&&String> = prefixes.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            prefixes.len(),
+            "{name}: replicas share a prefix: {prefixes:?}"
+        );
+        crowded += usize::from(prefixes.iter().any(|p| *p == "10.1.1.0/24"));
+    }
+    eprintln!(
+        "prefixes: {replicated} of {INPUTS} inputs replicated, all in distinct /24s; \
+         {crowded} of them with one replica from 10.1.1.0/24; replicas per input {sizes:?}; \
+         a draw blind to prefixes would have kept them apart with probability {luck:.2e}"
+    );
+    assert!(replicated >= 10, "only {replicated} inputs were replicated");
+    assert!(
+        luck < 1e-3,
+        "too few replicas to tell a prefix-blind draw apart: {luck} ({sizes:?})"
+    );
+    assert!(crowded > 0, "the shared prefix never ran a replica");
+
+    // What the submitter recorded: the prefix each connection came from.
+    let t = trust_json(&state);
+    assert_eq!(t.len(), hosts_n, "{t:?}");
+    for (p, want) in &prefix_of {
+        assert_eq!(t[p]["prefix"], want.as_str(), "{}", t[p]);
+    }
+}
