@@ -193,7 +193,7 @@ impl Lan {
         let switch = ns.name(n).to_string();
         ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &switch, "link", "set", "br0", "up"])?;
-        for i in 0..n {
+        for (i, cidr) in cidrs.iter().enumerate() {
             let (a, b) = (format!("{}a{i}", ns.tag), format!("{}b{i}", ns.tag));
             // Made in the switch namespace, one end moved to the member.
             ip(&[
@@ -202,7 +202,7 @@ impl Lan {
             ip(&["-n", &switch, "link", "set", &a, "netns", ns.name(i)])?;
             ip(&["-n", &switch, "link", "set", &b, "master", "br0", "up"])?;
             let m = ns.name(i);
-            ip(&["-n", m, "addr", "add", &cidrs[i], "dev", &a])?;
+            ip(&["-n", m, "addr", "add", cidr, "dev", &a])?;
             ip(&["-n", m, "link", "set", &a, "up"])?;
             // Multicast (mDNS) goes out of this interface.
             ip(&["-n", m, "route", "add", "224.0.0.0/4", "dev", &a])?;
