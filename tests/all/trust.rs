@@ -2,7 +2,9 @@
 //! real swarm of in-process hosts on loopback (real libp2p, real wasmtime,
 //! real sled): colluding liars are quarantined, a sleeper is caught, each
 //! replica is its own job, outputs go only to their submitter, and forged
-//! or unverifiable trust reports change nothing.
+//! or unverifiable trust reports change nothing. The `biop2p` submitter
+//! process keeps its trust state through `kill -9`, and in namespaces of
+//! their own (distinct /24s) replicas come from distinct observed prefixes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
