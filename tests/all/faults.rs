@@ -22,7 +22,7 @@ const LOSS: f64 = 0.05;
 
 /// Echoes stdin after counting to 10⁸ (a fraction of a second): long
 /// enough that a host killed on its `accepted` event dies mid-job.
-const WORK: &str = r#"
+pub(crate) const WORK: &str = r#"
 (module
   (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
@@ -38,14 +38,18 @@ const WORK: &str = r#"
     (i32.store (i32.const 12) (i32.load (i32.const 16)))
     (drop (call $fd_write (i32.const 1) (i32.const 8) (i32.const 1) (i32.const 20)))))"#;
 
-struct Host {
-    proc: Option<Killer>,
-    peer_id: String,
-    addr: String,
+pub(crate) struct Host {
+    pub(crate) proc: Option<Killer>,
+    pub(crate) peer_id: String,
+    pub(crate) addr: String,
     _dir: tempfile::TempDir,
 }
 
-fn spawn_host(lan: &Lan, i: usize, events: mpsc::Sender<(usize, serde_json::Value)>) -> Host {
+pub(crate) fn spawn_host(
+    lan: &Lan,
+    i: usize,
+    events: mpsc::Sender<(usize, serde_json::Value)>,
+) -> Host {
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("/ip4/{}/tcp/7450", lan.addr(i));
     let mut child: Child = lan

@@ -152,7 +152,8 @@ impl Drop for Namespaces {
     }
 }
 
-/// A network of `n` namespaces, member `i` at `10.99.0.(i+1)/24`.
+/// A network of namespaces, member `i` at `10.99.0.(i+1)/24` (or where
+/// [`Lan::bridge_at`] puts it).
 /// Namespaces are private to the test, so every test may use that subnet.
 pub struct Lan {
     /// Stopped before the namespaces go.
@@ -160,13 +161,15 @@ pub struct Lan {
     /// The members (and for a bridge, one more namespace: the switch).
     pub ns: Namespaces,
     n: usize,
+    /// Member `i`'s address (without its prefix length).
+    addrs: Vec<String>,
 }
 
 impl Lan {
     /// The address of member `i`.
     pub fn addr(&self, i: usize) -> String {
         assert!(i < self.n);
-        format!("10.99.0.{}", i + 1)
+        self.addrs[i].clone()
     }
 
     /// `program` run inside member `i`.
@@ -176,11 +179,21 @@ impl Lan {
 
     /// `n` members on an Ethernet bridge (multicast works: mDNS).
     pub fn bridge(n: usize) -> Result<Lan, String> {
+        let cidrs: Vec<String> = (0..n).map(|i| format!("10.99.0.{}/24", i + 1)).collect();
+        Lan::bridge_at(&cidrs)
+    }
+
+    /// Members on an Ethernet bridge at the addresses given (`ADDR/LEN`,
+    /// one a member): one link, so members in different /24s under a
+    /// shorter mask still reach each other directly, while each connection
+    /// is observed from its own /24.
+    pub fn bridge_at(cidrs: &[String]) -> Result<Lan, String> {
+        let n = cidrs.len();
         let ns = Namespaces::new(n + 1)?;
         let switch = ns.name(n).to_string();
         ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &switch, "link", "set", "br0", "up"])?;
-        for i in 0..n {
+        for (i, cidr) in cidrs.iter().enumerate() {
             let (a, b) = (format!("{}a{i}", ns.tag), format!("{}b{i}", ns.tag));
             // Made in the switch namespace, one end moved to the member.
             ip(&[
@@ -189,20 +202,21 @@ impl Lan {
             ip(&["-n", &switch, "link", "set", &a, "netns", ns.name(i)])?;
             ip(&["-n", &switch, "link", "set", &b, "master", "br0", "up"])?;
             let m = ns.name(i);
-            ip(&[
-                "-n",
-                m,
-                "addr",
-                "add",
-                &format!("10.99.0.{}/24", i + 1),
-                "dev",
-                &a,
-            ])?;
+            ip(&["-n", m, "addr", "add", cidr, "dev", &a])?;
             ip(&["-n", m, "link", "set", &a, "up"])?;
             // Multicast (mDNS) goes out of this interface.
             ip(&["-n", m, "route", "add", "224.0.0.0/4", "dev", &a])?;
         }
-        Ok(Lan { wire: None, ns, n })
+        let addrs = cidrs
+            .iter()
+            .map(|c| c.split('/').next().unwrap_or(c).to_string())
+            .collect();
+        Ok(Lan {
+            wire: None,
+            ns,
+            n,
+            addrs,
+        })
     }
 
     /// `n` members joined by a wire that delays every packet by `delay`
@@ -236,6 +250,7 @@ impl Lan {
             wire: Some(wire),
             ns,
             n,
+            addrs: (0..n).map(|i| format!("10.99.0.{}", i + 1)).collect(),
         })
     }
 

@@ -2,10 +2,13 @@
 //! real swarm of in-process hosts on loopback (real libp2p, real wasmtime,
 //! real sled): colluding liars are quarantined, a sleeper is caught, each
 //! replica is its own job, outputs go only to their submitter, and forged
-//! or unverifiable trust reports change nothing.
+//! or unverifiable trust reports change nothing. The `biop2p` submitter
+//! process keeps its trust state through `kill -9`, and in namespaces of
+//! their own (distinct /24s) replicas come from distinct observed prefixes.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use biop2p::config::NetworkConfig;
 use biop2p::identity::Identity;
@@ -457,4 +460,493 @@ fn the_demo_quarantines_its_liars_with_adaptive_replication() {
     }
     assert!(v["canaries"].as_u64().is_some());
     assert!(v["replicas_per_job"].as_f64().unwrap() >= 1.0);
+}
+
+/// `biop2p trust --json` of a state directory, by peer id.
+fn trust_json(state: &std::path::Path) -> HashMap<String, serde_json::Value> {
+    let o = crate::cli::biop2p()
+        .args(["trust", "--json", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["peer_id"].as_str().unwrap().to_string(), v)
+        })
+        .collect()
+}
+
+/// `n` input files `NAME.txt` in `root/NAME`, each with its own text.
+fn write_inputs(root: &std::path::Path, name: &str, n: usize) -> std::path::PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..n {
+        std::fs::write(dir.join(format!("{i:03}.txt")), format!("{name} {i}\n")).unwrap();
+    }
+    dir
+}
+
+/// `biop2p submit MODULE --inputs DIR -o OUT` (adaptive: no `--replicas`)
+/// against every host in `peers`, with its state in `state`.
+fn batch_cmd(
+    state: &std::path::Path,
+    module: &str,
+    inputs: &std::path::Path,
+    out: &std::path::Path,
+    peers: &[String],
+    swarm: &str,
+    parallel: usize,
+) -> std::process::Command {
+    let mut c = crate::cli::biop2p();
+    c.args(["submit", module, "--json", "--no-mdns", "--swarm", swarm])
+        .args(["--fuel", "5000000000", "--parallel", &parallel.to_string()])
+        .arg("--inputs")
+        .arg(inputs)
+        .arg("-o")
+        .arg(out)
+        .arg("--state-dir")
+        .arg(state)
+        .env("BIOP2P_LOG", "warn")
+        .stdin(std::process::Stdio::null());
+    for p in peers {
+        c.arg("--peer").arg(p);
+    }
+    c
+}
+
+/// Takes every event the hosts emitted so far (without waiting), counting
+/// each host's accepted jobs into `accepted`.
+async fn drain_events(nodes: &[Node], accepted: &mut [usize]) {
+    for (i, n) in nodes.iter().enumerate() {
+        loop {
+            // A fresh cooperative budget for each receive: an exhausted one
+            // would make a queued event look like an empty queue.
+            tokio::task::yield_now().await;
+            match tokio::time::timeout(Duration::ZERO, n.next_event()).await {
+                Ok(Some(biop2p::node::HostEvent::Accepted { .. })) => accepted[i] += 1,
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Waits (at most until `deadline`) for the next job any host accepts,
+/// counting every event taken on the way; returns that host.
+async fn next_accepted(nodes: &[Node], accepted: &mut [usize], deadline: Instant) -> usize {
+    loop {
+        let waits = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Box::pin(async move { (i, n.next_event().await) }));
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ((i, ev), _, _) = tokio::time::timeout(left, futures::future::select_all(waits))
+            .await
+            .expect("no host accepted a job in time");
+        match ev {
+            Some(biop2p::node::HostEvent::Accepted { .. }) => {
+                accepted[i] += 1;
+                return i;
+            }
+            Some(_) => {}
+            None => panic!("host {i} stopped"),
+        }
+    }
+}
+
+/// The hosts whose receipts agree with an item's accepted output, when a
+/// quorum (two or more agreeing replicas) decided it: each of them earned
+/// a verified agreement.
+fn quorum_signers(out: &std::path::Path, name: &str) -> Vec<String> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join(format!("{name}.receipts.json"))).unwrap())
+            .unwrap();
+    let agreeing: Vec<String> = doc["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["agrees"] == true)
+        .map(|r| r["host"].as_str().unwrap().to_string())
+        .collect();
+    if agreeing.len() >= 2 {
+        agreeing
+    } else {
+        Vec::new()
+    }
+}
+
+fn signers(out: &std::path::Path, name: &str) -> Vec<String> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join(format!("{name}.receipts.json"))).unwrap())
+            .unwrap();
+    doc["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["host"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn n(v: &serde_json::Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"))
+}
+
+/// The `biop2p` submitter process, killed with SIGKILL while a batch's jobs
+/// are in flight, forgets nothing its trust state held: the liars it had
+/// quarantined stay quarantined, no agreement goes backwards (neither those
+/// recorded before the batch nor those of the inputs it reported before
+/// the kill), and the resumed batch sends the quarantined hosts no work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_state_survives_kill_9_of_the_submitter_and_quarantined_hosts_get_no_work() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+
+    let _one = ONE_SWARM.lock().await;
+    let root = tempfile::tempdir().unwrap();
+    let swarm = format!("kill9-{:x}", rand::random::<u64>());
+    const HONEST: usize = 5;
+    let mut modes = vec![Faulty::Honest; HONEST];
+    modes.extend([Faulty::Colluding; 2]);
+    let nodes = start_hosts(root.path(), &swarm, &modes).await;
+    let ids: Vec<String> = nodes.iter().map(|n| n.peer_id().to_string()).collect();
+    let liars: HashSet<&String> = ids[HONEST..].iter().collect();
+    let peers: Vec<String> = nodes.iter().map(|n| n.addrs()[0].to_string()).collect();
+    let state = root.path().join("state");
+    let run = |c: std::process::Command| {
+        tokio::task::spawn_blocking(move || {
+            let mut c = c;
+            c.output().unwrap()
+        })
+    };
+
+    // 1. Batches until the liars are quarantined (bounded: four of 100).
+    // All of a batch's inputs are open at once, so the first one is
+    // replicated widely while no host is trusted yet.
+    let mut t1 = HashMap::new();
+    for round in 0..4 {
+        let inputs = write_inputs(root.path(), &format!("round{round}"), 100);
+        let out = root.path().join(format!("out{round}"));
+        let o = run(batch_cmd(
+            &state,
+            "builtin:echo",
+            &inputs,
+            &out,
+            &peers,
+            &swarm,
+            100,
+        ))
+        .await
+        .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "round {round}: {err}");
+        // Loopback: one prefix for all, so the fallback is said.
+        assert!(
+            err.contains("note: the 7 host(s) come from 1 network prefix(es)")
+                && err.contains("distinct hosts, not distinct prefixes"),
+            "no fallback note on loopback: {err}"
+        );
+        t1 = trust_json(&state);
+        let view: Vec<String> = t1
+            .values()
+            .map(|v| format!("{}/{}/{}", v["state"], v["agreements"], v["disagreements"]))
+            .collect();
+        eprintln!("round {round}: {view:?}");
+        if liars.iter().all(|l| t1[*l]["state"] == "quarantined") {
+            break;
+        }
+    }
+    assert_eq!(t1.len(), nodes.len(), "{t1:?}");
+    for (p, v) in &t1 {
+        let want_q = liars.contains(p);
+        assert_eq!(v["state"] == "quarantined", want_q, "{p}: {v}");
+    }
+    assert!(
+        t1.values().filter(|v| n(v, "agreements") > 0).count() >= HONEST,
+        "honest hosts built records: {t1:?}"
+    );
+
+    // 2. A slower batch, killed with SIGKILL once it reported 16 inputs and
+    // a host then accepted one of its next jobs.
+    let mut accepted = vec![0usize; nodes.len()];
+    drain_events(&nodes, &mut accepted).await;
+    accepted.iter_mut().for_each(|a| *a = 0);
+    let work = root.path().join("work.wat");
+    std::fs::write(&work, crate::faults::WORK).unwrap();
+    let work = work.to_str().unwrap().to_string();
+    let inputs = write_inputs(root.path(), "killed", 40);
+    let out = root.path().join("out-killed");
+    let mut c = batch_cmd(&state, &work, &inputs, &out, &peers, &swarm, 8);
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(root.path().join("killed.stderr")).unwrap());
+    let mut child = crate::durability::Killer(c.spawn().unwrap());
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stdout).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    const REPORTED: usize = 16;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut reported: Vec<serde_json::Value> = Vec::new();
+    while reported.len() < REPORTED {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = tokio::time::timeout(left, lines.recv())
+            .await
+            .expect("the batch reported too slowly")
+            .unwrap_or_else(|| {
+                panic!(
+                    "the submitter exited after {} inputs: {}",
+                    reported.len(),
+                    std::fs::read_to_string(root.path().join("killed.stderr")).unwrap()
+                )
+            });
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert!(v.get("summary").is_none(), "finished before the kill: {v}");
+        reported.push(v);
+    }
+    // Every job of the reported inputs was accepted (and answered) before
+    // they were reported: their events are in the hosts' queues now. The
+    // next accepted job belongs to a later chunk, which starts only once
+    // the reported ones are stored.
+    drain_events(&nodes, &mut accepted).await;
+    let by = next_accepted(&nodes, &mut accepted, deadline).await;
+    child.0.kill().unwrap(); // SIGKILL
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "killed mid-run: {status:?}");
+    assert!(!liars.contains(&ids[by]), "a quarantined host got a job");
+
+    let mut gained: HashMap<String, u64> = HashMap::new();
+    for v in &reported {
+        assert_eq!(v["status"], "done", "{v}");
+        for h in quorum_signers(&out, v["name"].as_str().unwrap()) {
+            *gained.entry(h).or_default() += 1;
+        }
+    }
+    let t2 = trust_json(&state);
+    eprintln!(
+        "kill -9: {} inputs reported before the kill, job accepted by host {by}; \
+         quorum agreements they earned: {gained:?}",
+        reported.len()
+    );
+    for (p, before) in &t1 {
+        let after = t2.get(p).unwrap_or_else(|| panic!("{p} forgotten: {t2:?}"));
+        if before["state"] == "quarantined" {
+            assert_eq!(after["state"], "quarantined", "{p}: {after}");
+        }
+        let g = gained.get(p).copied().unwrap_or(0);
+        assert!(
+            n(after, "agreements") >= n(before, "agreements") + g,
+            "{p}: agreements went back: {before} then {after} ({g} earned by reported inputs)"
+        );
+        assert!(
+            n(after, "disagreements") >= n(before, "disagreements"),
+            "{p}: {before} then {after}"
+        );
+        let ev = |v: &serde_json::Value| v["evidence"].as_array().unwrap().len();
+        assert!(
+            ev(after) >= ev(before),
+            "{p}: evidence lost: {before} then {after}"
+        );
+    }
+    assert!(
+        gained.values().sum::<u64>() > 0 || reported.iter().all(|v| n(v, "answers") == 1),
+        "no reported input was compared"
+    );
+
+    // 3. The same batch again: it resumes what was stored, and nothing goes
+    // to the quarantined hosts.
+    let before3 = accepted.clone();
+    let o = run(batch_cmd(&state, &work, &inputs, &out, &peers, &swarm, 8))
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    drain_events(&nodes, &mut accepted).await;
+    let text = String::from_utf8(o.stdout).unwrap();
+    let all: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = &all.last().unwrap()["summary"];
+    assert_eq!(n(summary, "total"), 40, "{summary}");
+    assert_eq!(n(summary, "done"), 40, "{summary}");
+    assert!(
+        n(summary, "resumed") >= REPORTED as u64,
+        "the {REPORTED} inputs reported before the kill were stored: {summary}"
+    );
+    for v in &all[..all.len() - 1] {
+        if v["resumed"] == true {
+            continue;
+        }
+        for h in signers(&out, v["name"].as_str().unwrap()) {
+            assert!(
+                !liars.contains(&h),
+                "{} answered by quarantined {h}",
+                v["name"]
+            );
+        }
+    }
+    for i in 0..40 {
+        let name = format!("{i:03}.txt");
+        assert_eq!(
+            std::fs::read(out.join(format!("{name}.out"))).unwrap(),
+            std::fs::read(inputs.join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+    for (i, a) in accepted.iter().enumerate() {
+        if liars.contains(&ids[i]) {
+            assert_eq!(
+                *a, 0,
+                "quarantined host {i} accepted {a} jobs after it was quarantined"
+            );
+        }
+    }
+    assert!(
+        (0..HONEST).any(|i| accepted[i] > before3[i]),
+        "the resumed batch ran on honest hosts: {accepted:?}"
+    );
+    let t3 = trust_json(&state);
+    for l in &liars {
+        assert_eq!(t3[*l]["state"], "quarantined", "{}", t3[*l]);
+    }
+    eprintln!(
+        "kill -9: resumed {} of 40; jobs accepted per host after the quarantines {accepted:?}",
+        n(summary, "resumed")
+    );
+    for n in &nodes {
+        n.stop().await;
+    }
+}
+
+/// Placement for verification keeps replicas in distinct observed network
+/// prefixes when there are enough of them: seven `biop2p host` processes in
+/// namespaces of their own, three of them in 10.1.1.0/24 and one in each of
+/// four other /24s (on one bridge), and a `biop2p submit` batch (adaptive)
+/// from an eighth. No replicated input has two replicas in one /24 (a draw
+/// blind to prefixes would put two of them in 10.1.1.0/24 about once in
+/// seven pairs), the submitter does not say it fell back to distinct peers
+/// (on loopback it does: see the kill -9 test), and `biop2p trust` shows
+/// each host under the prefix its connection was observed from.
+#[test]
+fn replicas_come_from_distinct_observed_prefixes_in_namespaces() {
+    if !crate::netns::required("replicas_come_from_distinct_observed_prefixes_in_namespaces") {
+        return;
+    }
+    // Seven host processes: not while a swarm test loads the machine.
+    let _one = ONE_SWARM.blocking_lock();
+    const INPUTS: usize = 40;
+    let mut cidrs: Vec<String> = ["10.1.1.1", "10.1.1.2", "10.1.1.3"]
+        .iter()
+        .map(|a| format!("{a}/16"))
+        .collect();
+    cidrs.extend((2..=5).map(|k| format!("10.1.{k}.1/16")));
+    let hosts_n = cidrs.len();
+    cidrs.push("10.1.9.1/16".into()); // the submitter
+    let lan = crate::netns::Lan::bridge_at(&cidrs).expect("namespaces and the bridge");
+    let (tx, _events) = std::sync::mpsc::channel();
+    let hosts: Vec<crate::faults::Host> = (0..hosts_n)
+        .map(|i| crate::faults::spawn_host(&lan, i, tx.clone()))
+        .collect();
+    drop(tx);
+    let slash24 = |a: &str| {
+        let o: Vec<&str> = a.split('.').collect();
+        format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+    };
+    let prefix_of: HashMap<String, String> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.peer_id.clone(), slash24(&lan.addr(i))))
+        .collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = write_inputs(dir.path(), "spread", INPUTS);
+    let out = dir.path().join("out");
+    let state = dir.path().join("state");
+    let mut c = lan.command(hosts_n, env!("CARGO_BIN_EXE_biop2p"));
+    c.args(["submit", "builtin:echo", "--json", "--no-mdns"])
+        .args(["--parallel", &INPUTS.to_string()])
+        .arg("--inputs")
+        .arg(&inputs)
+        .arg("-o")
+        .arg(&out)
+        .arg("--state-dir")
+        .arg(&state)
+        .env("BIOP2P_LOG", "warn")
+        .stdin(std::process::Stdio::null());
+    for h in &hosts {
+        c.arg("--peer").arg(&h.addr);
+    }
+    let o = c.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        !err.contains("network prefix(es)") && !err.contains("not distinct prefixes"),
+        "five prefixes, yet the submitter fell back: {err}"
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(n(summary, "done"), INPUTS as u64, "{summary}");
+
+    // The chance that a draw of k distinct hosts blind to prefixes puts at
+    // most one in 10.1.1.0/24 (3 of the 7 hosts; 4 elsewhere).
+    let choose = |n: u64, k: u64| -> f64 {
+        if k > n {
+            return 0.0;
+        }
+        (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
+    };
+    let apart = |k: u64| (choose(4, k) + 3.0 * choose(4, k - 1)) / choose(7, k);
+    let mut luck = 1.0;
+    let mut replicated = 0;
+    let mut crowded = 0;
+    let mut sizes = std::collections::BTreeMap::new();
+    for v in &lines[..lines.len() - 1] {
+        let name = v["name"].as_str().unwrap();
+        let by = signers(&out, name);
+        assert!(!by.is_empty(), "{name}: no receipt");
+        if by.len() < 2 {
+            continue;
+        }
+        replicated += 1;
+        luck *= apart(by.len() as u64);
+        *sizes.entry(by.len()).or_insert(0) += 1;
+        let prefixes: Vec<&String> = by.iter().map(|h| &prefix_of[h]).collect();
+        let distinct: HashSet<&&String> = prefixes.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            prefixes.len(),
+            "{name}: replicas share a prefix: {prefixes:?}"
+        );
+        crowded += usize::from(prefixes.iter().any(|p| *p == "10.1.1.0/24"));
+    }
+    eprintln!(
+        "prefixes: {replicated} of {INPUTS} inputs replicated, all in distinct /24s; \
+         {crowded} of them with one replica from 10.1.1.0/24; replicas per input {sizes:?}; \
+         a draw blind to prefixes would have kept them apart with probability {luck:.2e}"
+    );
+    assert!(replicated >= 10, "only {replicated} inputs were replicated");
+    assert!(
+        luck < 1e-3,
+        "too few replicas to tell a prefix-blind draw apart: {luck} ({sizes:?})"
+    );
+    assert!(crowded > 0, "the shared prefix never ran a replica");
+
+    // What the submitter recorded: the prefix each connection came from.
+    let t = trust_json(&state);
+    assert_eq!(t.len(), hosts_n, "{t:?}");
+    for (p, want) in &prefix_of {
+        assert_eq!(t[p]["prefix"], want.as_str(), "{}", t[p]);
+    }
 }
