@@ -344,6 +344,9 @@ async fn replicas_are_own_jobs_outputs_are_the_submitters_and_reports_are_rerun(
     // are, its state never becomes suspect or quarantined (no slander).
     let slanderer = Identity::load_or_create(&root.path().join("host0")).unwrap();
     assert_eq!(slanderer.peer_id, nodes[0].peer_id(), "host 0's key");
+    // Host 0 stops first: two live peers with one key would confuse the
+    // hosts (answers may go to either connection).
+    nodes[0].stop().await;
     let victim = nodes[1].peer_id();
     let mut net = NetworkConfig::direct();
     net.swarm = swarm.clone();
