@@ -43,6 +43,7 @@ pub async fn build_swarm(
 ) -> Result<Swarm<Behaviour>, NetError> {
     let t = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
     let net2 = net.clone();
+    let dns = resolver_config();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(id.keypair.clone())
         .with_tokio()
         .with_tcp(
@@ -66,11 +67,8 @@ pub async fn build_swarm(
             )
         })
         .map_err(|e| t(&e))?
-        // `/dns4`, `/dns6` and `/dns` addresses (bootstrap peers by name):
-        // resolved with the system's resolver configuration, which reads
-        // `/etc/hosts` first.
-        .with_dns()
-        .map_err(|e| t(&e))?
+        // `/dns4`, `/dns6` and `/dns` addresses (bootstrap peers by name).
+        .with_dns_config(dns.0, dns.1)
         .with_bandwidth_metrics(bandwidth)
         .with_behaviour(move |key| {
             Behaviour::new(key, &net2, job_limits, kind)
@@ -82,6 +80,22 @@ pub async fn build_swarm(
         })
         .build();
     Ok(swarm)
+}
+
+/// The system's resolver configuration (`/etc/resolv.conf`; `/etc/hosts`
+/// is read first either way). A machine without one still starts: names
+/// then resolve from `/etc/hosts` only, and the log says so.
+fn resolver_config() -> (libp2p::dns::ResolverConfig, libp2p::dns::ResolverOpts) {
+    match hickory_resolver::system_conf::read_system_conf() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "no system resolver configuration: DNS names in addresses resolve from /etc/hosts only");
+            (
+                libp2p::dns::ResolverConfig::from_parts(None, Vec::new(), Vec::new()),
+                libp2p::dns::ResolverOpts::default(),
+            )
+        }
+    }
 }
 
 /// All interfaces, all three transports, on the configured ports.
