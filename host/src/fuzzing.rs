@@ -485,21 +485,31 @@ pub fn blob_chunk(data: &[u8]) {
             return;
         };
         roundtrip(&resp);
-        if let BlobResponse::Chunk { total, data } = resp {
-            // The host's own check, for the chunk it asked: at `offset` of a
-            // blob of the size the job named. What it lets through must fit.
-            let want_total = 3 * u64::from(crate::net::BLOB_CHUNK) / 2;
-            let offset = u64::from(sel >> 1) * 8192;
-            if let Ok(at) = crate::net::chunk_place(want_total, offset, total, data.len()) {
-                assert!(at.end as u64 <= want_total && at.len() == data.len());
-                let mut buf = vec![0u8; want_total as usize];
-                buf[at].copy_from_slice(&data);
+        // The host's own handling of the answer, for the chunk it asked: at
+        // `offset` of a blob of the size the job named. What it copies must
+        // be the chunk's bytes, at that offset.
+        let want_total = 3 * u64::from(crate::net::BLOB_CHUNK) / 2;
+        let offset = u64::from(sel >> 1) * 8192;
+        let hash = [2; 32];
+        let mut buf = vec![0u8; want_total as usize];
+        match crate::node::host::place_chunk(&mut buf, &hash, offset, Ok(resp.clone())) {
+            Ok(n) => {
+                let BlobResponse::Chunk { data, .. } = &resp else {
+                    panic!("{resp:?} was copied into a blob");
+                };
+                assert_eq!(n, data.len());
+                assert_eq!(&buf[offset as usize..offset as usize + n], &data[..]);
             }
-            // And an offset past the end is refused, never a panic.
-            assert!(
-                crate::net::chunk_place(want_total, want_total + 1, total, data.len()).is_err()
-            );
+            Err((reason, message)) => {
+                assert!(matches!(
+                    reason,
+                    RefuseReason::BlobMismatch | RefuseReason::BlobUnavailable
+                ));
+                assert!(!message.is_empty());
+            }
         }
+        // And an offset past the end is refused, never a panic.
+        assert!(crate::node::host::place_chunk(&mut buf, &hash, want_total + 1, Ok(resp)).is_err());
     }
 }
 

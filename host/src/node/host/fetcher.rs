@@ -279,26 +279,42 @@ fn take_chunk(
         .get_mut(&hash)
         .ok_or_else(|| (RefuseReason::BlobMismatch, "unexpected chunk".to_string()))?;
     b.in_flight -= 1;
-    let total = b.buf.len() as u64;
+    let n = place_chunk(&mut b.buf, &hash, offset, r)?;
+    b.received += n as u64;
+    Ok(b.received == b.buf.len() as u64 && b.in_flight == 0)
+}
+
+/// The host's handling of the answer to the chunk it asked at `offset` of
+/// blob `hash`, whose buffer `buf` has the size the job named: a failed
+/// request or `NotFound` is a refusal; a chunk is checked
+/// ([`crate::net::chunk_place`]) and only then copied into place. Returns
+/// the bytes copied. Not an API: public for the `blob_chunk` fuzz target.
+#[doc(hidden)]
+pub fn place_chunk(
+    buf: &mut [u8],
+    hash: &Hash,
+    offset: u64,
+    r: Result<BlobResponse, String>,
+) -> Result<usize, Refusal> {
     match r {
         Err(e) => Err((
             RefuseReason::BlobUnavailable,
-            format!("fetching {}: {e}", proto::hex(&hash)),
+            format!("fetching {}: {e}", proto::hex(hash)),
         )),
         Ok(BlobResponse::NotFound) => Err((
             RefuseReason::BlobUnavailable,
-            format!("submitter does not have {}", proto::hex(&hash)),
+            format!("submitter does not have {}", proto::hex(hash)),
         )),
         Ok(BlobResponse::Chunk { total: t, data }) => {
-            let at = crate::net::chunk_place(total, offset, t, data.len()).map_err(|e| {
-                (
-                    RefuseReason::BlobMismatch,
-                    format!("blob {}: {e}", proto::hex(&hash)),
-                )
-            })?;
-            b.buf[at].copy_from_slice(&data);
-            b.received += data.len() as u64;
-            Ok(b.received == total && b.in_flight == 0)
+            let at =
+                crate::net::chunk_place(buf.len() as u64, offset, t, data.len()).map_err(|e| {
+                    (
+                        RefuseReason::BlobMismatch,
+                        format!("blob {}: {e}", proto::hex(hash)),
+                    )
+                })?;
+            buf[at].copy_from_slice(&data);
+            Ok(data.len())
         }
     }
 }

@@ -33,6 +33,8 @@ mod scheduler;
 
 pub use admission::{QuotaLimits, Quotas};
 pub use advertiser::PEERS_FILE;
+#[doc(hidden)]
+pub use fetcher::place_chunk;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
