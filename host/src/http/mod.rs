@@ -380,9 +380,12 @@ async fn ledger(State(s): State<AppState>, headers: HeaderMap) -> Response {
         Ok(Some(Err(e))) => {
             (StatusCode::INTERNAL_SERVER_ERROR, format!("ledger: {e}\n")).into_response()
         }
-        Ok(None) | Err(_) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "the host is stopping\n").into_response()
-        }
+        Ok(None) => (StatusCode::SERVICE_UNAVAILABLE, "the host is stopping\n").into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("ledger read failed: {e}\n"),
+        )
+            .into_response(),
     }
 }
 
