@@ -224,9 +224,8 @@ impl Client {
             Protocol::P2p(id) => Some(id),
             _ => None,
         });
-        self.pump();
         if let Some(p) = expected
-            && self.swarm.is_connected(&p)
+            && self.connected(&p)
         {
             return Ok(p);
         }
@@ -263,8 +262,7 @@ impl Client {
     /// Connects to a host known from its advert, trying its addresses in
     /// turn.
     pub async fn connect_host(&mut self, peer: PeerId, advert: &Advert) -> Result<(), ClientError> {
-        self.pump();
-        if self.swarm.is_connected(&peer) {
+        if self.connected(&peer) {
             return Ok(());
         }
         let mut last = ClientError::Connect {
@@ -296,8 +294,7 @@ impl Client {
         seeds: &[Multiaddr],
         timeout: Duration,
     ) -> Result<(), ClientError> {
-        self.pump();
-        if self.swarm.is_connected(&peer) {
+        if self.connected(&peer) {
             return Ok(());
         }
         let mut why = "none recorded".to_string();
@@ -343,11 +340,18 @@ impl Client {
         })
     }
 
-    /// Handles the swarm events already waiting, without waiting for more.
-    /// A client that has not polled its swarm for a while (between two
-    /// submits, say) would otherwise still count a connection to a host
-    /// that has since restarted, and fail its next request on the dead
-    /// connection. Bounded, so a flood of events cannot hold the caller.
+    /// Whether a connection to `peer` is up, once the swarm events already
+    /// waiting are handled: a client that has not polled its swarm for a
+    /// while (between two submits, say) would otherwise still count a
+    /// connection to a host that has since restarted, and fail its next
+    /// request on the dead connection.
+    fn connected(&mut self, peer: &PeerId) -> bool {
+        self.pump();
+        self.swarm.is_connected(peer)
+    }
+
+    /// Handles the swarm events already waiting, without waiting for more;
+    /// bounded, so a flood of events cannot hold the caller.
     fn pump(&mut self) {
         use futures::FutureExt as _;
         for _ in 0..1024 {

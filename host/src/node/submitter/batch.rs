@@ -480,13 +480,7 @@ pub async fn run_direct(
     };
     // Acceptances an earlier run stored and its hosts never confirmed (a
     // crash, a lost answer): owed, so sent first.
-    for rec in store.ledger()?.into_iter().filter(|r| !r.delivered) {
-        if let Some(peer) = super::peer_of_key(&rec.entry.counterparty.0)
-            && host_set.contains(&peer)
-        {
-            owed.decided.push((peer, rec));
-        }
-    }
+    owed.decided = super::undelivered(store, |p| host_set.contains(p))?;
     owed.send(client);
     loop {
         let mut sends: Vec<Send> = Vec::new();

@@ -1207,13 +1207,10 @@ impl Submitter {
     /// Sends every stored settlement its host has not confirmed yet, to
     /// hosts that are connected (a crash of either side, a lost answer).
     fn resend_undelivered(&mut self) {
-        let Ok(all) = self.store.ledger() else {
+        let Ok(owed) = undelivered(&self.store, |_| true) else {
             return;
         };
-        for rec in all.into_iter().filter(|r| !r.delivered) {
-            let Some(peer) = peer_of_key(&rec.entry.counterparty.0) else {
-                continue;
-            };
+        for (peer, rec) in owed {
             self.send_settle(peer, rec);
         }
     }
@@ -1666,22 +1663,12 @@ pub async fn settle_majority(
             recs.push((*peer, rec));
         }
     }
-    let all: Vec<LedgerRecord> = recs.iter().map(|(_, r)| r.clone()).collect();
-    store.put_settlements(&all).await?;
     // Acceptances these hosts never confirmed (an earlier run lost the
     // answer or was killed) go again first: the host books each once.
-    let ours: HashSet<JobId> = all.iter().map(|r| r.entry.job_id).collect();
-    let hosts: HashSet<PeerId> = answers.iter().map(|(p, _, _)| *p).collect();
-    let mut owed: Vec<(PeerId, LedgerRecord)> = store
-        .ledger()?
-        .into_iter()
-        .filter(|r| !r.delivered && !ours.contains(&r.entry.job_id))
-        .filter_map(|r| {
-            peer_of_key(&r.entry.counterparty.0)
-                .filter(|p| hosts.contains(p))
-                .map(|p| (p, r))
-        })
-        .collect();
+    // Read before this run's are stored, so they are not among them.
+    let mut owed = undelivered(store, |p| answers.iter().any(|(a, _, _)| a == p))?;
+    let all: Vec<LedgerRecord> = recs.iter().map(|(_, r)| r.clone()).collect();
+    store.put_settlements(&all).await?;
     let earlier = owed.len();
     owed.extend(recs);
     let mut confirmed = 0;
@@ -1706,6 +1693,26 @@ pub async fn settle_majority(
         }
     }
     Ok(confirmed)
+}
+
+/// The stored acceptances a host has not confirmed yet, with the host
+/// each is owed to, for the hosts `to` picks (the one place that decides
+/// what is still owed: the live loop, batches, fixed-majority submits and
+/// netting all re-send these).
+pub(crate) fn undelivered(
+    store: &SubmitterStore,
+    to: impl Fn(&PeerId) -> bool,
+) -> Result<Vec<(PeerId, LedgerRecord)>, StoreError> {
+    Ok(store
+        .ledger()?
+        .into_iter()
+        .filter(|r| !r.delivered)
+        .filter_map(|r| {
+            peer_of_key(&r.entry.counterparty.0)
+                .filter(|p| to(p))
+                .map(|p| (p, r))
+        })
+        .collect())
 }
 
 /// What netting with one host found.
@@ -1740,14 +1747,10 @@ pub async fn reconcile(
     peer: &PeerId,
 ) -> Result<Reconciliation, SubmitterError> {
     let host_key = security_id(peer).0;
-    let owed: Vec<LedgerRecord> = store
-        .ledger()?
-        .into_iter()
-        .filter(|r| !r.delivered && r.entry.counterparty.0 == host_key)
-        .collect();
+    let owed = undelivered(store, |p| p == peer)?;
     let resent = owed.len();
     let mut confirmed = 0;
-    for rec in owed {
+    for (_, rec) in owed {
         let job = rec.entry.job_id;
         if let Ok(JobResponse::Settled { job_id, .. }) = client
             .request(
