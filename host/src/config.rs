@@ -266,6 +266,15 @@ pub struct MarketConfig {
     pub credit_growth_percent: u64,
     /// Credit never exceeds this.
     pub credit_max: u64,
+    /// Debit notes: a job whose fuel cap is above this many fuel is paid
+    /// as it runs, one signed note every this many fuel; the worker pauses
+    /// at each until the submitter accepts it, so this host works at most
+    /// one note's worth on credit. 0: no notes. Components only (a core
+    /// module runs its whole budget at once).
+    pub debit_note_fuel: u64,
+    /// How long a paused worker waits for a note's acceptance before the
+    /// job stops `unpaid`.
+    pub debit_note_timeout_secs: u64,
 }
 
 impl Default for MarketConfig {
@@ -276,6 +285,8 @@ impl Default for MarketConfig {
             credit_newcomer: c.newcomer_limit,
             credit_growth_percent: c.growth_percent,
             credit_max: c.max_limit,
+            debit_note_fuel: 10_000_000_000,
+            debit_note_timeout_secs: 60,
         }
     }
 }

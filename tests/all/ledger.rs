@@ -584,3 +584,151 @@ fn statements_agree_then_a_one_sided_entry_is_evidence_not_merged() {
     assert_eq!(e["peer_id"], addr.rsplit("/p2p/").next().unwrap());
     assert!(e["report"].as_str().is_some_and(|r| !r.is_empty()), "{e}");
 }
+
+/// Repetitions of the debit-note test's matmul jobs (each reports
+/// progress to the host, where notes come).
+const REPS: u32 = 8;
+
+/// The input of a matmul job returning its checksum: `n`, `seed`, [`REPS`].
+fn matmul_input(n: u32, seed: u32) -> Vec<u8> {
+    [n, seed, REPS, 1]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
+}
+
+/// Debit notes over real libp2p: a long job on a host with a small note
+/// interval pauses at each note (at the guest's first host call past it)
+/// until its submitter signs it, and ends with the same output and count
+/// as without notes; the host holds the submitter's signature for the last
+/// note, and its events show each one. A submitter that signs nothing gets
+/// its job stopped `unpaid` at the first note, having had one note's worth
+/// of work (and the rest of one repetition), and the host still serves
+/// others. A note acceptance from a peer other than the job's
+/// submitter is refused `not_yours`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_job_is_paid_in_debit_notes_and_a_submitter_that_stops_paying_gets_one_notes_worth()
+{
+    use biop2p::sandbox::{Sandbox, SandboxConfig, Task, WasmModule};
+    // What the job costs, counted by the same meter the host runs.
+    let local = Sandbox::new(SandboxConfig {
+        fuel_per_sec: Some(1),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let count = |seed| {
+        let mut t = Task::new(WasmModule::new(workloads::MATMUL), matmul_input(128, seed));
+        t.limits.fuel = 1 << 40;
+        let r = local.run(&t);
+        (r.outcome.expect("matmul runs"), r.counters.fuel_used)
+    };
+    let (out1, fuel1) = count(1);
+    let every = fuel1 / 4 + 1;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = NodeConfig::default();
+    config.market.debit_note_fuel = every;
+    config.market.debit_note_timeout_secs = 3;
+    let mut host = start_host(dir.path(), config).await;
+    let peer = host.peer_id;
+    let addr = host.addr("tcp").unwrap();
+    let mut c = client().await;
+    c.connect(&addr).await.unwrap();
+
+    let (job, r) = run_job(
+        &mut c,
+        &peer,
+        workloads::MATMUL,
+        &matmul_input(128, 1),
+        &JobParams::default(),
+    )
+    .await;
+    let JobResponse::Done {
+        output, receipt, ..
+    } = &r
+    else {
+        panic!("expected the result, got {r:?}")
+    };
+    assert_eq!(output, &out1, "notes change nothing in the output");
+    assert_eq!(
+        receipt.verify().unwrap().fuel_used,
+        fuel1,
+        "nor in the count"
+    );
+    let latest = c
+        .accepted_note(&job.id())
+        .expect("the client signed notes")
+        .clone();
+    let (n, a) = latest.check().unwrap();
+    assert!(n.seq >= 2, "notes: {}", n.seq);
+    assert!(n.fuel >= u64::from(n.seq) * every && n.fuel < fuel1);
+    assert_eq!(a.submitter, c.identity().public_key());
+    let mut seqs = Vec::new();
+    while let Ok(ev) = host.events.try_recv() {
+        if let biop2p::node::host::HostEvent::NoteAccepted { job_id, seq, .. } = ev {
+            assert_eq!(job_id, proto::hex(&job.id()));
+            seqs.push(seq);
+        }
+    }
+    assert_eq!(
+        seqs,
+        (1..=n.seq).collect::<Vec<_>>(),
+        "each note accepted once, in order"
+    );
+    // The final acceptance settles the whole job at its full price.
+    let rec = accept_as_is(&c, &job, &r);
+    assert!(matches!(
+        settle(&mut c, &peer, &rec).await,
+        JobResponse::Settled { new: true, .. }
+    ));
+
+    // Someone else sends the submitter's own acceptance: not theirs.
+    let mut other = client().await;
+    other.connect(&addr).await.unwrap();
+    let forged = other
+        .request(
+            &peer,
+            JobRequest::AcceptNote {
+                entry: latest.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused(&forged), Some(RefuseReason::NotYours));
+
+    // A submitter that stops paying: stopped at the first note.
+    let mut stingy = client().await;
+    stingy.connect(&addr).await.unwrap();
+    stingy.withhold_notes(true);
+    let (job2, r2) = run_job(
+        &mut stingy,
+        &peer,
+        workloads::MATMUL,
+        &matmul_input(128, 2),
+        &JobParams::default(),
+    )
+    .await;
+    let JobResponse::Failed { kind, receipt, .. } = &r2 else {
+        panic!("expected unpaid, got {r2:?}")
+    };
+    assert_eq!(kind, "unpaid");
+    let body = receipt.verify().unwrap();
+    assert_eq!(body.job_id, job2.id());
+    let rep = fuel1 / u64::from(REPS);
+    assert!(
+        body.fuel_used >= every && body.fuel_used <= every + rep,
+        "one note's worth of work and at most one repetition more: {} (note {every}, rep {rep})",
+        body.fuel_used
+    );
+    assert!(stingy.accepted_note(&job2.id()).is_none());
+    // The host is fine, and serves the others.
+    crate::network::assert_echo_works(&mut other, &peer).await;
+    host.shutdown().await;
+
+    // The host kept the submitter's signature for the last note.
+    let store = HostStore::open(&dir.path().join("db")).unwrap();
+    let kept = store.note(&job.id()).unwrap().expect("the note is stored");
+    assert_eq!(kept, latest);
+    assert!(store.note(&job2.id()).unwrap().is_none());
+    store.close().await.unwrap();
+}

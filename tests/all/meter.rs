@@ -213,3 +213,94 @@ fn a_start_function_runs_metered() {
     let r = s.run(&wat(spin_at_start, 1_000_000));
     assert_eq!(kind(&r), Some(ErrorKind::FuelExhausted), "{:?}", r.outcome);
 }
+
+/// A matmul component task of 64×64 (seed 3), `reps` repetitions (it
+/// reports progress to the host after each), with a budget of `fuel`.
+fn matmul(reps: u32, fuel: u64) -> Task {
+    let input = [64u32, 3, reps, 1]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let mut t = Task::new(WasmModule::new(workloads::MATMUL), input);
+    t.limits.fuel = fuel;
+    t
+}
+
+fn noted(mut t: Task, every: u64, note: impl Fn(u32, u64) -> bool + Send + Sync + 'static) -> Task {
+    t.debit = Some(biop2p::sandbox::Debit {
+        every,
+        note: std::sync::Arc::new(note),
+    });
+    t
+}
+
+/// Debit notes pause a component at its first host call past each note
+/// boundary and go on once the hook says so: the output and the count are
+/// the same as without notes (so replicas on hosts with other note
+/// intervals still agree), each note states the work done so far, and
+/// there is one per boundary the guest crossed between host calls.
+#[test]
+fn debit_notes_pause_at_host_calls_past_each_boundary_and_change_neither_output_nor_count() {
+    use std::sync::{Arc, Mutex};
+    const REPS: u32 = 12;
+    let s = sandbox(Metering::Meter);
+    let plain = s.run(&matmul(REPS, 1 << 40));
+    assert!(plain.outcome.is_ok(), "{:?}", plain.outcome);
+    let used = plain.counters.fuel_used;
+    for every in [used / 7, used / 3, used / 40] {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let r = s.run(&noted(matmul(REPS, 1 << 40), every, move |seq, fuel| {
+            log.lock().unwrap().push((seq, fuel));
+            true
+        }));
+        assert!(r.outcome.is_ok(), "every {every}: {:?}", r.outcome.err());
+        assert_eq!(r.outcome.as_ref().ok(), plain.outcome.as_ref().ok());
+        assert_eq!(r.counters.fuel_used, used, "every {every}");
+        let notes = seen.lock().unwrap().clone();
+        assert!(!notes.is_empty(), "every {every}: no note");
+        let mut next = every;
+        for (i, &(seq, fuel)) in notes.iter().enumerate() {
+            assert_eq!(seq as usize, i + 1);
+            assert!(
+                fuel >= next && fuel < used,
+                "note {seq} at {fuel}, due at {next}"
+            );
+            next = (fuel / every + 1) * every;
+        }
+        // A rep's work is about used / REPS: with boundaries closer than
+        // that, some notes cover more than one.
+        if every >= used / u64::from(REPS) {
+            assert!(
+                notes.len() as u64 >= (used - 1) / every - 1,
+                "every {every}: {notes:?}"
+            );
+        }
+    }
+    // The budget still ends the task where it would without notes.
+    let cap = used / 3;
+    let short = s.run(&matmul(REPS, cap));
+    let capped = s.run(&noted(matmul(REPS, cap), cap / 4, |_, _| true));
+    assert_eq!(kind(&short), Some(ErrorKind::FuelExhausted));
+    assert_eq!(kind(&capped), Some(ErrorKind::FuelExhausted));
+    assert_eq!(capped.counters.fuel_used, short.counters.fuel_used);
+}
+
+/// A note the hook refuses stops the task there, `unpaid`, with the work
+/// done so far as its count: past the last accepted note, the host did at
+/// most what the guest ran between two host calls.
+#[test]
+fn a_refused_debit_note_stops_the_task_unpaid() {
+    let s = sandbox(Metering::Meter);
+    let used = s.run(&matmul(10, 1 << 40)).counters.fuel_used;
+    let every = used / 5;
+    let r = s.run(&noted(matmul(10, 1 << 40), every, |seq, _| seq < 3));
+    assert_eq!(kind(&r), Some(ErrorKind::Unpaid), "{:?}", r.outcome);
+    let done = r.counters.fuel_used;
+    assert!(
+        done >= 3 * every && done < 3 * every + used / 10 + 1,
+        "{done}"
+    );
+    // The sandbox is fine afterwards.
+    assert!(s.run(&matmul(1, 1 << 40)).outcome.is_ok());
+}

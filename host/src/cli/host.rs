@@ -348,6 +348,12 @@ fn print_event(ev: &HostEvent, json: bool) -> Result<()> {
             "refused {} from {peer}: {reason}: {message}",
             job_id.as_deref().unwrap_or("a request")
         ),
+        HostEvent::NoteAccepted {
+            job_id,
+            seq,
+            fuel,
+            price,
+        } => format!("debit note {seq} of {job_id} accepted: {fuel} fuel so far, {price} owed"),
         HostEvent::Recovered { jobs } => {
             format!("re-queued {jobs} unfinished job(s) from before a restart")
         }

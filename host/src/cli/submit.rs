@@ -443,7 +443,10 @@ pub async fn record_response(
             "the host does not know job {} (it was never durably accepted)",
             proto::hex(job_id)
         ),
-        JobResponse::Settled { .. } | JobResponse::Statement { .. } => {
+        JobResponse::Settled { .. }
+        | JobResponse::Statement { .. }
+        | JobResponse::Note { .. }
+        | JobResponse::NoteAccepted { .. } => {
             bail!("the host answered a job request with a settlement")
         }
     };

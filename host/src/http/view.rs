@@ -392,7 +392,9 @@ impl View {
             HostEvent::Discovered { .. } => {
                 m.discovered.inc();
             }
-            HostEvent::Recovered { .. } | HostEvent::Forgotten { .. } => {}
+            HostEvent::Recovered { .. }
+            | HostEvent::Forgotten { .. }
+            | HostEvent::NoteAccepted { .. } => {}
         }
     }
 

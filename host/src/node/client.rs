@@ -153,6 +153,14 @@ pub struct Client {
     /// (not what the peer claims): verification diversity is judged on it.
     /// Bounded by the open connections (entries go when the last closes).
     remotes: HashMap<PeerId, Multiaddr>,
+    /// Debit notes: checked and signed here, as they arrive, so that every
+    /// flow that waits for a result gets long jobs paid as they run.
+    notes: super::notebook::NoteBook,
+    /// The job each result request is about, and whether it waits (to
+    /// wait again after a debit note).
+    waits: HashMap<RequestId, (proto::JobId, bool)>,
+    /// Our own `AcceptNote` requests: their answers go nowhere else.
+    note_requests: HashSet<RequestId>,
 }
 
 /// Blob requests a withholding client keeps unanswered at most.
@@ -209,6 +217,9 @@ impl Client {
             awaiting: HashSet::new(),
             withheld: None,
             remotes: HashMap::new(),
+            notes: Default::default(),
+            waits: HashMap::new(),
+            note_requests: HashSet::new(),
         })
     }
 
@@ -487,6 +498,25 @@ impl Client {
     pub fn send(&mut self, peer: &PeerId, req: JobRequest) -> RequestId {
         let id = RequestId(self.next_id);
         self.next_id += 1;
+        match &req {
+            JobRequest::Submit { job, wait, .. } => {
+                self.notes.sent(*peer, job);
+                if *wait {
+                    self.waits.insert(id, (job.id(), true));
+                }
+            }
+            JobRequest::Fetch { job_id, wait } => {
+                self.waits.insert(id, (*job_id, *wait));
+            }
+            _ => {}
+        }
+        self.send_as(id, peer, req);
+        id
+    }
+
+    /// Sends `req` under request id `id` (a new one, or a wait renewed
+    /// after a debit note).
+    fn send_as(&mut self, id: RequestId, peer: &PeerId, req: JobRequest) {
         self.pending.insert(
             id,
             (*peer, tokio::time::Instant::now() + self.request_timeout),
@@ -508,10 +538,10 @@ impl Client {
                 tx
             });
             match tx.try_send(item) {
-                Ok(()) => return id,
+                Ok(()) => return,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     self.fail(id, *peer, "too many requests queued for this host");
-                    return id;
+                    return;
                 }
                 Err(mpsc::error::TrySendError::Closed(back)) => {
                     self.streams.remove(peer);
@@ -520,7 +550,6 @@ impl Client {
             }
         }
         self.fail(id, *peer, "the job stream closed at once");
-        id
     }
 
     fn fail(&mut self, id: RequestId, peer: PeerId, reason: &str) {
@@ -560,9 +589,34 @@ impl Client {
             tokio::select! {
                 Some((id, r)) = self.answers.recv() => {
                     // An answer to a request that already timed out is dropped.
-                    if self.pending.remove(&id).is_some() {
-                        return (id, r);
+                    let Some((peer, _)) = self.pending.remove(&id) else {
+                        continue;
+                    };
+                    if self.note_requests.remove(&id) {
+                        match r {
+                            Ok(JobResponse::NoteAccepted { .. }) => {}
+                            other => tracing::warn!(%peer, answer = ?other.map(|_| ()), "a debit note's acceptance was not confirmed"),
+                        }
+                        continue;
                     }
+                    let job = self.waits.remove(&id);
+                    if let (Ok(JobResponse::Note { job_id, note }), Some((job, wait))) = (&r, job)
+                        && *job_id == job
+                    {
+                        self.on_note(peer, job, note.clone());
+                        if !wait {
+                            // A status request: the job is running, paused
+                            // at the note just signed.
+                            return (id, Ok(JobResponse::Pending {
+                                job_id: job,
+                                state: proto::JobState::Running,
+                            }));
+                        }
+                        self.waits.insert(id, (job, true));
+                        self.send_as(id, &peer, JobRequest::Fetch { job_id: job, wait: true });
+                        continue;
+                    }
+                    return (id, r);
                 }
                 ev = self.swarm.select_next_some() => self.on_event(ev),
                 _ = sleep => {
@@ -592,6 +646,40 @@ impl Client {
             }
             self.ready.push_back((rid, r));
         }
+    }
+
+    /// A long job paused at a debit note: sign it if it is fair (see
+    /// [`NoteBook::check`](super::notebook::NoteBook::check)). The caller
+    /// then waits for the job again under the same request id, so it only
+    /// ever sees the result. A note not signed leaves the host to stop the
+    /// job `unpaid` at its timeout, which is the answer the caller gets.
+    fn on_note(&mut self, peer: PeerId, job_id: proto::JobId, note: proto::SignedNote) {
+        match self.notes.check(&peer, &self.id.public_key(), &note) {
+            Ok(body) => {
+                let acceptance = note.accept(&body, &self.id.signing, super::host::unix_now_ms());
+                let entry = proto::NotedEntry { note, acceptance };
+                self.notes.accepted(entry.clone());
+                tracing::debug!(%peer, seq = body.seq, fuel = body.fuel, price = body.price, "debit note accepted");
+                let aid = RequestId(self.next_id);
+                self.next_id += 1;
+                self.note_requests.insert(aid);
+                self.send_as(aid, &peer, JobRequest::AcceptNote { entry });
+            }
+            Err(why) => {
+                tracing::warn!(%peer, job = %proto::hex(&job_id), %why, "debit note not accepted")
+            }
+        }
+    }
+
+    /// The latest debit note this client accepted for a job, if any.
+    pub fn accepted_note(&self, job_id: &proto::JobId) -> Option<&proto::NotedEntry> {
+        self.notes.latest(job_id)
+    }
+
+    /// Test-only: accept no debit note (a submitter that stopped paying).
+    #[doc(hidden)]
+    pub fn withhold_notes(&mut self, on: bool) {
+        self.notes.withhold = on;
     }
 
     fn on_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {

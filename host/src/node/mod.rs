@@ -13,6 +13,7 @@ mod fetch_auth;
 pub mod host;
 mod job_streams;
 pub mod ledger;
+pub mod notebook;
 pub mod peers;
 pub mod placement;
 mod receipts;

@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Hash, JobId, SettledEntry, SignedJob, SignedReceipt, SignedStatement};
+use super::{
+    Hash, JobId, NotedEntry, SettledEntry, SignedJob, SignedNote, SignedReceipt, SignedStatement,
+};
 
 /// Blob bytes sent along with a job, to save a round trip for small ones.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +52,13 @@ pub enum JobRequest {
     Reconcile {
         /// The submitter's statement (`from` the submitter, `with` the host).
         statement: SignedStatement,
+    },
+    /// The submitter accepts a debit note of a long job still running (see
+    /// `proto::note`): the worker paused at the note goes on. Sent again
+    /// after any doubt; applying it twice changes nothing.
+    AcceptNote {
+        /// The host's note and the submitter's acceptance.
+        entry: NotedEntry,
     },
 }
 
@@ -180,6 +189,23 @@ pub enum JobResponse {
         statement: SignedStatement,
         /// The host found the submitter's statement equal to its own.
         agrees: bool,
+    },
+    /// A long job reached a debit note: it is paused until the submitter
+    /// accepts the note ([`JobRequest::AcceptNote`]). The answer to a
+    /// waiting `Submit` or `Fetch` of the job's submitter, instead of its
+    /// result.
+    Note {
+        /// The job.
+        job_id: JobId,
+        /// The host's signed note.
+        note: SignedNote,
+    },
+    /// A note acceptance is recorded (and durable); the job goes on.
+    NoteAccepted {
+        /// The job.
+        job_id: JobId,
+        /// The note accepted.
+        seq: u32,
     },
 }
 

@@ -10,6 +10,7 @@ mod acceptance;
 mod advert;
 mod job;
 mod messages;
+mod note;
 mod receipt;
 mod statement;
 
@@ -21,6 +22,7 @@ pub use job::{DataRef, JobId, JobSpec, MAX_DATA_BLOBS, SignedJob, valid_data_nam
 pub use messages::{
     BlobRequest, BlobResponse, InlineBlob, JobRequest, JobResponse, JobState, RefuseReason,
 };
+pub use note::{NoteAcceptanceBody, NoteBody, NotedEntry, SignedNote, SignedNoteAcceptance};
 pub use receipt::{ReceiptBody, ReceiptOutcome, SignedReceipt};
 pub use statement::{SignedStatement, StatementBody};
 
@@ -97,4 +99,19 @@ fn verify(
     msg.extend_from_slice(body);
     vk.verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(sig))
         .map_err(|_| ProtoError::BadSignature(what))
+}
+
+/// Decodes a signed object's body and checks its encoding version, before
+/// its signature is checked under the key the body names.
+fn decode<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+    version: impl Fn(&T) -> u8,
+) -> Result<T, ProtoError> {
+    let body: T =
+        postcard::from_bytes(bytes).map_err(|source| ProtoError::Malformed { what, source })?;
+    match version(&body) {
+        VERSION => Ok(body),
+        v => Err(ProtoError::Version { what, version: v }),
+    }
 }

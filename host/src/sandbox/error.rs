@@ -33,6 +33,10 @@ pub enum ErrorKind {
     /// The host could not set the task up (I/O on its own files). Not the
     /// guest's fault; the task may be retried elsewhere.
     HostError,
+    /// A long task stopped at a debit note its submitter did not accept in
+    /// time (`proto::note`): the host works at most one note's worth on
+    /// credit. Not the guest's fault, and not a verdict on its result.
+    Unpaid,
 }
 
 impl ErrorKind {
@@ -50,6 +54,7 @@ impl ErrorKind {
             ErrorKind::ResourceLimit => "resource_limit",
             ErrorKind::GuestError => "guest_error",
             ErrorKind::HostError => "host_error",
+            ErrorKind::Unpaid => "unpaid",
         }
     }
 }
@@ -123,6 +128,14 @@ pub enum SandboxError {
     /// See [`ErrorKind::HostError`].
     #[error("host error: {0}")]
     HostError(String),
+    /// See [`ErrorKind::Unpaid`].
+    #[error("unpaid: debit note {note} (at {used} fuel) was not accepted in time")]
+    Unpaid {
+        /// Fuel done when the task stopped (the note's).
+        used: u64,
+        /// The note left unaccepted.
+        note: u32,
+    },
 }
 
 impl SandboxError {
@@ -140,6 +153,7 @@ impl SandboxError {
             SandboxError::ResourceLimit(_) => ErrorKind::ResourceLimit,
             SandboxError::GuestError(_) => ErrorKind::GuestError,
             SandboxError::HostError(_) => ErrorKind::HostError,
+            SandboxError::Unpaid { .. } => ErrorKind::Unpaid,
         }
     }
 }

@@ -86,8 +86,8 @@ pub(crate) struct CoreState {
 /// its counter runs out.
 #[derive(Debug, Default)]
 pub(crate) struct ComponentMeter {
-    /// The task's budget.
-    pub(crate) cap: i64,
+    /// The task's budget and its debit-note boundaries.
+    pub(crate) budget: super::debit::Segments,
     started: bool,
     /// The counter as of the guest's last host call: what is known after a
     /// trap, when the store refuses further calls into the component.
@@ -99,22 +99,35 @@ pub(crate) struct ComponentMeter {
 impl ComponentMeter {
     /// `sync(counter) -> counter`. The first call, from the meter's own
     /// start function, hands out the budget; every later one is a host call
-    /// about to happen (charged [`HOST_CALL_FUEL`](super::run::HOST_CALL_FUEL))
-    /// or the guest's counter below zero.
+    /// about to happen (charged [`HOST_CALL_FUEL`](super::run::HOST_CALL_FUEL),
+    /// and where a debit note due waits for its answer) or the guest's
+    /// counter below zero.
     pub(crate) fn sync(&mut self, counter: i64) -> wasmtime::Result<i64> {
         if !self.started {
             self.started = true;
-            self.last = self.cap;
-            return Ok(self.cap);
+            self.last = self.budget.cap;
+            return Ok(self.budget.cap);
         }
-        let charge = super::run::HOST_CALL_FUEL as i64;
-        if counter < charge {
-            self.exhausted = true;
-            self.last = 0;
-            return Err(wasmtime::Trap::OutOfFuel.into());
+        match self
+            .budget
+            .at_host_call(counter, super::run::HOST_CALL_FUEL as i64)
+        {
+            Ok(c) => {
+                self.last = c;
+                Ok(c)
+            }
+            Err(None) => {
+                self.exhausted = true;
+                self.last = 0;
+                Err(wasmtime::Trap::OutOfFuel.into())
+            }
+            Err(Some(unpaid)) => {
+                // The count stops at the note: what the host did and
+                // asked to be paid for.
+                self.last = self.budget.cap - unpaid.fuel as i64;
+                Err(wasmtime::Error::new(unpaid))
+            }
         }
-        self.last = counter - charge;
-        Ok(self.last)
     }
 }
 

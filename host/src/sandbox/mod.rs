@@ -8,6 +8,7 @@
 
 mod cache;
 mod data;
+mod debit;
 mod engine;
 mod error;
 mod guest;
@@ -21,6 +22,7 @@ mod wasi;
 
 pub use cache::{CacheSource, CacheStats};
 pub use data::{DataSource, TaskData};
+pub use debit::{Debit, NoteHook};
 pub use engine::{EngineConfig, Engines, MAX_WASM_STACK, Metering};
 pub use error::{ErrorKind, SandboxError};
 pub use guest::GuestReport;

@@ -17,6 +17,7 @@ use wasmtime_wasi::p2::bindings::sync::{Command, CommandPre};
 
 use super::cache::{CacheSource, CacheStats, Code, CodeCache, CoreMeter};
 use super::data::{DataRoot, MountError, TaskData};
+use super::debit::{Debit, Segments, Unpaid};
 use super::engine::{EngineConfig, Engines, MAX_WASM_STACK, Metering};
 use super::guest::bindings::{Workload, WorkloadPre};
 use super::guest::{ComponentMeter, ComponentState, CoreState, GuestReport};
@@ -94,6 +95,11 @@ pub struct Task {
     /// Read-only files mounted at `/data/NAME` (verified before the guest
     /// starts).
     pub data: Vec<TaskData>,
+    /// Debit notes: pause at the first host call past every so many units
+    /// and ask whether to go on (`sandbox::debit`). Components only (a
+    /// core module's host calls are charged by a call hook, which cannot
+    /// block for an answer).
+    pub debit: Option<Debit>,
 }
 
 impl Task {
@@ -108,6 +114,7 @@ impl Task {
             portable: false,
             seed: None,
             data: Vec::new(),
+            debit: None,
         }
     }
 }
@@ -347,6 +354,12 @@ impl Sandbox {
             cache: None,
             data_hashes: task.data.iter().map(|d| d.hash).collect(),
         };
+        let mut budget = Budget::new(&task.limits, self.fuel_per_sec());
+        budget.mode = self.inner.metering;
+        budget.debit = task
+            .debit
+            .clone()
+            .filter(|d| d.every > 0 && d.every < budget.cap);
         let rt = &self.inner.runtimes[usize::from(task.portable)];
         let prepared = self.inner.cache.get_or_insert(
             &rt.engine,
@@ -369,8 +382,6 @@ impl Sandbox {
         let seed = task
             .seed
             .unwrap_or_else(|| task_seed(&module_hash, &input_hash, &task.args));
-        let mut budget = Budget::new(&task.limits, self.fuel_per_sec());
-        budget.mode = self.inner.metering;
         let scratch = if task.scratch {
             match self.inner.scratch.create(&hex8(&seed)) {
                 Ok(d) => Some(d),
@@ -506,6 +517,8 @@ impl Sandbox {
 /// The units a task may use and which limit set it.
 struct Budget {
     cap: u64,
+    /// Debit notes of a long task (`sandbox::debit`).
+    debit: Option<Debit>,
     from_timeout: Option<u64>,
     /// The meter of the engine ([`EngineConfig::metering`]).
     mode: Metering,
@@ -519,11 +532,13 @@ impl Budget {
         match timeout_cap {
             Some(t) if t < limits.fuel.min(MAX_BUDGET) => Budget {
                 cap: t,
+                debit: None,
                 from_timeout: limits.timeout_ms,
                 mode: Metering::Meter,
             },
             _ => Budget {
                 cap: limits.fuel.min(MAX_BUDGET),
+                debit: None,
                 from_timeout: None,
                 mode: Metering::Meter,
             },
@@ -758,7 +773,7 @@ fn run_workload(
     stdio: &wasi::Stdio,
 ) -> RunOutcome {
     let mut store = component_store(pre.engine(), builder, limiter, stdio.time.clone());
-    store.data_mut().meter.cap = budget.cap as i64;
+    store.data_mut().meter.budget = Segments::new(budget.cap, budget.debit.clone());
     let mut instance = None;
     let mut returned = false;
     let r = (|| {
@@ -787,7 +802,7 @@ fn run_command(
     stdio: &wasi::Stdio,
 ) -> RunOutcome {
     let mut store = component_store(pre.engine(), builder, limiter, stdio.time.clone());
-    store.data_mut().meter.cap = budget.cap as i64;
+    store.data_mut().meter.budget = Segments::new(budget.cap, budget.debit.clone());
     let mut instance = None;
     let mut returned = false;
     let r = (|| {
@@ -867,6 +882,12 @@ fn classify(
             "table elements over {}",
             super::limits::MAX_TABLE_ELEMENTS
         ));
+    }
+    if let Some(u) = e.downcast_ref::<Unpaid>() {
+        return SandboxError::Unpaid {
+            used: u.fuel,
+            note: u.seq,
+        };
     }
     if let Some(g) = e.downcast_ref::<GuestFailure>() {
         return SandboxError::GuestError(g.0.clone());

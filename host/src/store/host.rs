@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{StoreError, decode, encode};
-use crate::proto::{Hash, JobId, JobResponse, SettledEntry, SignedJob};
+use crate::proto::{Hash, JobId, JobResponse, NotedEntry, SettledEntry, SignedJob};
 
 /// Where a stored job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +74,10 @@ const CLAIM: u8 = b'c';
 /// A settled entry: job → [`LedgerRecord`]. Kept for good: it is the
 /// ledger (one per paid job).
 const LEDGER: u8 = b'L';
+/// A long job's latest accepted debit note: job → [`NotedEntry`] (the
+/// submitter's signed word for the work done so far). Kept with the job's
+/// ledger for good: it is evidence.
+const NOTE: u8 = b'N';
 
 fn key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = vec![kind];
@@ -234,6 +238,21 @@ impl HostStore {
         b.remove(key(CLAIM, &[id]));
         self.tree.apply_batch(b)?;
         Ok(())
+    }
+
+    /// Records a job's latest accepted debit note (replacing an earlier
+    /// one). Call [`Self::flush`] before confirming it.
+    pub fn put_note(&self, id: &JobId, entry: &NotedEntry) -> Result<(), StoreError> {
+        self.tree.insert(key(NOTE, &[id]), encode(entry))?;
+        Ok(())
+    }
+
+    /// A job's latest accepted debit note.
+    pub fn note(&self, id: &JobId) -> Result<Option<NotedEntry>, StoreError> {
+        self.tree
+            .get(key(NOTE, &[id]))?
+            .map(|b| decode(&b))
+            .transpose()
     }
 
     /// Every settled entry.

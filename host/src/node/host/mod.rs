@@ -28,6 +28,7 @@ mod admission;
 mod advertiser;
 mod fetcher;
 mod journal;
+mod notes;
 mod results;
 mod scheduler;
 
@@ -124,6 +125,18 @@ pub enum HostEvent {
         reason: String,
         /// Detail.
         message: String,
+    },
+    /// A long job's debit note was accepted by its submitter: the job goes
+    /// on.
+    NoteAccepted {
+        /// The job (hex).
+        job_id: String,
+        /// The note's number (1, 2, ...).
+        seq: u32,
+        /// Fuel done so far.
+        fuel: u64,
+        /// What the submitter acknowledged it owes so far.
+        price: u64,
     },
     /// Jobs found unfinished at start and queued again.
     Recovered {
@@ -340,6 +353,10 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
     control.set_store(Some(store.clone()));
     let ledger = load_ledger(&store)?;
     let credit = cfg.market.credit();
+    let (notes, notes_rx) = notes::Notes::new(
+        cfg.market.debit_note_fuel,
+        Duration::from_secs(cfg.market.debit_note_timeout_secs),
+    );
     let mut host = Host {
         control: control.clone(),
         quotas: Quotas::new(QuotaLimits::from_config(&cfg)),
@@ -356,7 +373,8 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
             cfg.market.price_per_mfuel,
             cfg.resources.max_output_bytes,
             opts.faulty,
-        ),
+        )
+        .with_notes(notes),
         advertiser: Advertiser::new(
             id.clone(),
             cfg.clone(),
@@ -387,7 +405,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
     });
     host.emit_ledger();
     host.recover()?;
-    let task = tokio::spawn(host.run(swarm, shutdown_rx, durable_rx, stream_rx));
+    let task = tokio::spawn(host.run(swarm, shutdown_rx, durable_rx, stream_rx, notes_rx));
     Ok(HostHandle {
         peer_id: id.peer_id,
         addrs,
@@ -505,6 +523,7 @@ impl Host {
         mut shutdown: oneshot::Receiver<()>,
         mut durable_rx: mpsc::Receiver<(Reply, JobResponse)>,
         mut stream_rx: mpsc::Receiver<StreamRequest>,
+        mut notes_rx: mpsc::UnboundedReceiver<JobId>,
     ) {
         let mut gc = tokio::time::interval(Duration::from_secs(600));
         let mut tick = tokio::time::interval(MIN_ADVERT_GAP);
@@ -517,6 +536,7 @@ impl Host {
                 _ = &mut shutdown => break,
                 Some(done) = self.scheduler.next_done() => self.on_done(&mut swarm, done),
                 Some(out) = self.fetcher.next_verified() => self.on_fetched(&mut swarm, out),
+                Some(job_id) = notes_rx.recv() => self.on_note_issued(&mut swarm, job_id),
                 Some((ch, resp)) = durable_rx.recv() => ch.send(&mut swarm, resp),
                 _ = tick.tick() => self.on_tick(&mut swarm),
                 ev = swarm.select_next_some() => self.on_swarm_event(&mut swarm, ev),
@@ -781,7 +801,123 @@ impl Host {
                 }
                 self.on_reconcile(swarm, peer, channel, statement)
             }
+            Inbound::Ok(JobRequest::AcceptNote { entry }) => {
+                if let Err(r) = self.quotas.admit_fetch(&peer, Instant::now()) {
+                    return self.refuse(swarm, channel, peer, None, r);
+                }
+                self.on_accept_note(swarm, peer, channel, entry)
+            }
         }
+    }
+
+    /// A worker paused at a debit note: its submitter's waiting requests
+    /// get the note (a later `Fetch` gets it too, while it waits).
+    fn on_note_issued(&mut self, swarm: &mut Swarm<Behaviour>, job_id: JobId) {
+        let waiters = self.results.take(&job_id);
+        if waiters.is_empty() {
+            // The next `Fetch` gets it.
+            return;
+        }
+        let Ok(Some(note)) = self.scheduler.notes().deliver(&job_id) else {
+            // Accepted (or ended) meanwhile: they wait on.
+            for ch in waiters {
+                self.results.wait(job_id, ch);
+            }
+            return;
+        };
+        tracing::debug!(job = %proto::hex(&job_id), "debit note issued");
+        for ch in waiters {
+            ch.send(
+                swarm,
+                JobResponse::Note {
+                    job_id,
+                    note: note.clone(),
+                },
+            );
+        }
+    }
+
+    /// A submitter accepts a debit note: check that it is our note for its
+    /// job (both signatures, the acceptance restating the note, the job's
+    /// submitter is the peer), store it, and let the worker go on. A replay
+    /// of an accepted note is confirmed and changes nothing.
+    fn on_accept_note(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        peer: PeerId,
+        channel: Reply,
+        entry: proto::NotedEntry,
+    ) {
+        let (n, _) = match entry.check() {
+            Ok(x) => x,
+            Err(e) => {
+                let reason = match e {
+                    proto::ProtoError::BadSignature(_) | proto::ProtoError::BadKey(_) => {
+                        RefuseReason::BadSignature
+                    }
+                    _ => RefuseReason::Malformed,
+                };
+                return self.refuse(swarm, channel, peer, None, (reason, e.to_string()));
+            }
+        };
+        let job_id = n.job_id;
+        if n.host_key != self.id.public_key()
+            || super::submitter::peer_of_key(&n.submitter) != Some(peer)
+        {
+            return self.refuse(
+                swarm,
+                channel,
+                peer,
+                Some(job_id),
+                (
+                    RefuseReason::NotYours,
+                    "a note is accepted only by its job's submitter, at the host that issued it"
+                        .into(),
+                ),
+            );
+        }
+        let notes = self.scheduler.notes().clone();
+        let stored = notes::accepted_in_store(&self.store, &job_id);
+        if n.seq <= stored {
+            return channel.send(swarm, JobResponse::NoteAccepted { job_id, seq: n.seq });
+        }
+        // Only the note a worker waits on can be accepted: a note we signed
+        // for an earlier run (or never) changes nothing.
+        let waiting = notes.pending(&job_id);
+        if waiting.as_ref().map(|(s, w)| (*s, w.hash())) != Some((n.seq, entry.note.hash())) {
+            return self.refuse(
+                swarm,
+                channel,
+                peer,
+                Some(job_id),
+                (
+                    RefuseReason::Replayed,
+                    "no worker waits on this note (the job moved on, ended or restarted)".into(),
+                ),
+            );
+        }
+        if let Err(e) = self.store.put_note(&job_id, &entry) {
+            tracing::error!(error = %e, "cannot store a note acceptance");
+            return self.refuse(
+                swarm,
+                channel,
+                peer,
+                Some(job_id),
+                (RefuseReason::Busy, "host cannot store the note".into()),
+            );
+        }
+        notes.accept(job_id, n.seq);
+        tracing::info!(job = %proto::hex(&job_id), %peer, seq = n.seq, fuel = n.fuel, price = n.price, "debit note accepted");
+        self.emit(HostEvent::NoteAccepted {
+            job_id: proto::hex(&job_id),
+            seq: n.seq,
+            fuel: n.fuel,
+            price: n.price,
+        });
+        let _ = self.flush_tx.send(Some((
+            channel,
+            JobResponse::NoteAccepted { job_id, seq: n.seq },
+        )));
     }
 
     /// A submitter's statement of our settled entries with it: answer with
@@ -1202,6 +1338,21 @@ impl Host {
     }
 
     fn on_fetch(&mut self, swarm: &mut Swarm<Behaviour>, ch: Reply, job_id: JobId, wait: bool) {
+        // A job paused at a debit note answers with the note: nothing else
+        // moves it on. A waiting request that was handed the note already
+        // waits for what comes next (the job's end or its next note).
+        let notes = self.scheduler.notes();
+        if !wait {
+            if let Some((_, note)) = notes.pending(&job_id) {
+                return ch.send(swarm, JobResponse::Note { job_id, note });
+            }
+        } else {
+            match notes.deliver(&job_id) {
+                Ok(Some(note)) => return ch.send(swarm, JobResponse::Note { job_id, note }),
+                Err(()) => return self.results.wait(job_id, ch),
+                Ok(None) => {}
+            }
+        }
         let stored = self.store.result(&job_id).ok().flatten();
         let state = self.inflight.contains_key(&job_id).then(|| {
             if self.scheduler.is_running(&job_id) {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
+use super::notes::Notes;
 use super::unix_now;
 use crate::identity::Identity;
 use crate::node::faulty::{FaultState, Faulty};
@@ -73,6 +74,8 @@ pub(super) struct Scheduler {
     running: HashSet<JobId>,
     /// Task class of each job handed to the pool (for Caste thresholds).
     classes: HashMap<JobId, roles::TaskClass>,
+    /// Where long tasks' workers wait for their debit notes' acceptance.
+    notes: Notes,
 }
 
 impl Scheduler {
@@ -99,7 +102,19 @@ impl Scheduler {
             modules: HashMap::new(),
             running: HashSet::new(),
             classes: HashMap::new(),
+            notes: Notes::none(),
         }
+    }
+
+    /// Long jobs are paid in debit notes on `notes`.
+    pub fn with_notes(mut self, notes: Notes) -> Self {
+        self.notes = notes;
+        self
+    }
+
+    /// The debit-note board (the loop answers and accepts notes on it).
+    pub fn notes(&self) -> &Notes {
+        &self.notes
     }
 
     /// Sandbox workers.
@@ -191,6 +206,13 @@ impl Scheduler {
         // Derived from module, input and args (not the job id): replicas of
         // one task are distinct jobs and must still agree bit for bit.
         task.seed = None;
+        task.debit = self.notes.debit(
+            job_id,
+            spec.submitter,
+            spec.fuel,
+            (self.signer.id.clone(), self.signer.price_per_mfuel),
+            super::notes::accepted_in_store(&self.signer.store, &job_id),
+        );
         tracing::debug!(job = %proto::hex(&job_id), "dispatch");
         match self.pool.submit(task) {
             Ok(rx) => {
@@ -223,6 +245,7 @@ impl Scheduler {
                 }
             };
             self.running.remove(&job_id);
+            self.notes.finished(&job_id);
             let class = self.classes.remove(&job_id);
             if let Some(mut d) = done {
                 d.class = class;
@@ -235,10 +258,16 @@ impl Scheduler {
     /// finish (bounded by their fuel) and the workers are joined.
     pub async fn shutdown(self) {
         let Scheduler {
-            pool, mut tasks, ..
+            pool,
+            mut tasks,
+            notes,
+            ..
         } = self;
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+        // Only now (no task is left to store an `unpaid` result) do workers
+        // waiting at a debit note stop; their jobs run again at next start.
+        notes.stop();
         if tokio::task::spawn_blocking(move || pool.shutdown())
             .await
             .is_err()

@@ -46,7 +46,7 @@ use crate::proto::{
     self, AcceptanceBody, Hash, JobId, JobRequest, JobResponse, SettledEntry, SignedAcceptance,
     SignedJob, SignedReceipt,
 };
-use crate::sandbox::{DataSource, Sandbox, Task, TaskData, TaskLimits, WasmModule};
+use crate::sandbox::{DataSource, ErrorKind, Sandbox, Task, TaskData, TaskLimits, WasmModule};
 use crate::store::{LedgerRecord, StoreError, SubmitRecord, SubmitterStore, unix_now};
 use evidence::{LieReport, ReportError};
 use security::settlement::{self, Claim, Entry, Party, Pay};
@@ -710,6 +710,14 @@ impl Submitter {
         };
         let sid = security_id(&s.peer);
         let ev = match r {
+            // Stopped at a debit note we did not sign: not an answer about
+            // the task, and not the host's fault.
+            Ok(JobResponse::Failed { kind, .. }) if kind == ErrorKind::Unpaid.as_str() => {
+                Event::JobFailed {
+                    job_id: s.coord_job,
+                    kind: FailureKind::Error,
+                }
+            }
             Ok(resp @ (JobResponse::Done { .. } | JobResponse::Failed { .. })) => {
                 match verify_response(&resp, &s.job.id(), &s.spec, &s.peer) {
                     Ok(v) => {
