@@ -723,6 +723,24 @@ async fn a_long_job_is_paid_in_debit_notes_and_a_submitter_that_stops_paying_get
     assert!(stingy.accepted_note(&job2.id()).is_none());
     // The host is fine, and serves the others.
     crate::network::assert_echo_works(&mut other, &peer).await;
+    // A long job that finishes and is not settled yet: its notes are what
+    // the submitter acknowledged so far.
+    let (job3, r3) = run_job(
+        &mut c,
+        &peer,
+        workloads::MATMUL,
+        &matmul_input(128, 3),
+        &JobParams::default(),
+    )
+    .await;
+    assert!(matches!(r3, JobResponse::Done { .. }), "{r3:?}");
+    let noted3 = c
+        .accepted_note(&job3.id())
+        .unwrap()
+        .check()
+        .unwrap()
+        .0
+        .price;
     host.shutdown().await;
 
     // The host kept the submitter's signature for the last note.
@@ -730,5 +748,14 @@ async fn a_long_job_is_paid_in_debit_notes_and_a_submitter_that_stops_paying_get
     let kept = store.note(&job.id()).unwrap().expect("the note is stored");
     assert_eq!(kept, latest);
     assert!(store.note(&job2.id()).unwrap().is_none());
+    let view = host_view(&store).unwrap();
+    let me = c.identity().peer_id.to_string();
+    let cp = view
+        .counterparties
+        .iter()
+        .find(|p| p.peer_id == me)
+        .unwrap();
+    assert_eq!(cp.noted, noted3, "only the unsettled job's note counts");
+    assert!(cp.unaccepted >= cp.noted);
     store.close().await.unwrap();
 }

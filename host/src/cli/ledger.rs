@@ -150,16 +150,17 @@ fn print_table(v: &LedgerView) -> Result<()> {
         return common::print_line(&format!("{} ledger: no entries yet", v.side));
     }
     common::print_line(&format!(
-        "{:<53} {:>12} {:>8} {:>11}",
-        "counterparty", "balance", "entries", "unaccepted"
+        "{:<53} {:>12} {:>8} {:>11} {:>8}",
+        "counterparty", "balance", "entries", "unaccepted", "noted"
     ))?;
     for c in &v.counterparties {
         common::print_line(&format!(
-            "{:<53} {:>12} {:>8} {:>11}",
+            "{:<53} {:>12} {:>8} {:>11} {:>8}",
             c.peer_id,
             c.balance,
             c.entries.len(),
-            c.unaccepted
+            c.unaccepted,
+            c.noted
         ))?;
         for e in &c.entries {
             common::print_line(&format!(

@@ -43,6 +43,11 @@ pub struct CounterpartyView {
     pub entries: Vec<EntryView>,
     /// Host side: work done for it and not yet accepted.
     pub unaccepted: u64,
+    /// Host side: of that, what it acknowledged in signed debit notes of
+    /// jobs not settled yet (the latest note of each; evidence it owes at
+    /// least this much).
+    #[serde(default)]
+    pub noted: u64,
 }
 
 /// A party's whole ledger.
@@ -78,7 +83,18 @@ pub fn host_view(store: &HostStore) -> Result<LedgerView, StoreError> {
     for (job, sub, price) in store.claims()? {
         l.claim(job, Party(sub), price);
     }
-    Ok(view(&l, &recs))
+    let mut v = view(&l, &recs);
+    for (job, note) in store.notes()? {
+        let Ok(n) = note.note.verify() else { continue };
+        if l.entry(&job).is_some() {
+            continue;
+        }
+        let peer = peer_label(&Party(n.submitter));
+        if let Some(c) = v.counterparties.iter_mut().find(|c| c.peer_id == peer) {
+            c.noted = c.noted.saturating_add(n.price);
+        }
+    }
+    Ok(v)
 }
 
 /// The ledger a submitter keeps.
@@ -127,6 +143,7 @@ fn view(l: &Ledger, recs: &[LedgerRecord]) -> LedgerView {
                 })
                 .collect(),
             unaccepted: a.unaccepted,
+            noted: 0,
         })
         .collect();
     counterparties.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));

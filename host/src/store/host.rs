@@ -247,6 +247,18 @@ impl HostStore {
         Ok(())
     }
 
+    /// Every job's latest accepted debit note.
+    pub fn notes(&self) -> Result<Vec<(JobId, NotedEntry)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix([NOTE]) {
+            let (k, v) = kv?;
+            if let Ok(id) = <JobId>::try_from(&k[1..]) {
+                out.push((id, decode(&v)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// A job's latest accepted debit note.
     pub fn note(&self, id: &JobId) -> Result<Option<NotedEntry>, StoreError> {
         self.tree

@@ -850,15 +850,7 @@ impl Host {
     ) {
         let (n, _) = match entry.check() {
             Ok(x) => x,
-            Err(e) => {
-                let reason = match e {
-                    proto::ProtoError::BadSignature(_) | proto::ProtoError::BadKey(_) => {
-                        RefuseReason::BadSignature
-                    }
-                    _ => RefuseReason::Malformed,
-                };
-                return self.refuse(swarm, channel, peer, None, (reason, e.to_string()));
-            }
+            Err(e) => return self.refuse(swarm, channel, peer, None, refusal_of(&e)),
         };
         let job_id = n.job_id;
         if n.host_key != self.id.public_key()
@@ -1073,15 +1065,7 @@ impl Host {
     ) {
         let spec = match job.verify() {
             Ok(s) => s,
-            Err(e) => {
-                let reason = match e {
-                    proto::ProtoError::BadSignature(_) | proto::ProtoError::BadKey(_) => {
-                        RefuseReason::BadSignature
-                    }
-                    _ => RefuseReason::Malformed,
-                };
-                return self.refuse(swarm, channel, peer, None, (reason, e.to_string()));
-            }
+            Err(e) => return self.refuse(swarm, channel, peer, None, refusal_of(&e)),
         };
         let job_id = job.id();
         tracing::debug!(job = %proto::hex(&job_id), %peer, wait, "submit");
@@ -1365,6 +1349,18 @@ impl Host {
             ch.send(swarm, resp);
         }
     }
+}
+
+/// The refusal for a signed object that does not verify: a bad signature
+/// or key is `bad_signature`, anything else `malformed`.
+fn refusal_of(e: &proto::ProtoError) -> (RefuseReason, String) {
+    let reason = match e {
+        proto::ProtoError::BadSignature(_) | proto::ProtoError::BadKey(_) => {
+            RefuseReason::BadSignature
+        }
+        _ => RefuseReason::Malformed,
+    };
+    (reason, e.to_string())
 }
 
 /// The host's ledger as stored: settled entries, then open claims.
