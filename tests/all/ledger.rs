@@ -277,7 +277,7 @@ async fn an_overbilling_host_is_paid_the_quorums_count_and_a_liar_nothing() {
     let mut over_paid = None;
     // Until an over-billed answer was in an accepted quorum (the
     // coordinator places at random; each batch makes it near certain).
-    for batch in 0..8 {
+    for batch in 0..20 {
         let tasks: Vec<TaskInput> = (0..3)
             .map(|i| TaskInput {
                 module: module.clone(),

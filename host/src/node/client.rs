@@ -622,6 +622,11 @@ impl Client {
                 _ = sleep => {
                     let (id, peer, _) = next_timeout.expect("a deadline");
                     self.pending.remove(&id);
+                    self.waits.remove(&id);
+                    if self.note_requests.remove(&id) {
+                        tracing::warn!(%peer, "a debit note's acceptance was not confirmed in time");
+                        continue;
+                    }
                     return (id, Err(ClientError::Request {
                         peer,
                         reason: format!("no answer within {} s", self.request_timeout.as_secs()),

@@ -74,18 +74,20 @@ impl Notes {
     }
 
     /// The schedule of a job's task, if its fuel cap reaches past one note.
-    /// `accepted` is the highest note the store already holds for it.
+    /// `accepted` reads the highest note the store already holds for it
+    /// (only for such a job: ordinary jobs cost no store read).
     pub fn debit(
         &self,
         job_id: JobId,
         submitter: [u8; 32],
         fuel_cap: u64,
         signer: (Identity, u64),
-        accepted: u32,
+        accepted: impl FnOnce() -> u32,
     ) -> Option<Debit> {
         if self.every == 0 || fuel_cap <= self.every {
             return None;
         }
+        let accepted = accepted();
         self.lock().slots.entry(job_id).or_default().accepted = accepted;
         let notes = self.clone();
         let (id, price_per_mfuel) = signer;

@@ -211,7 +211,7 @@ impl Scheduler {
             spec.submitter,
             spec.fuel,
             (self.signer.id.clone(), self.signer.price_per_mfuel),
-            super::notes::accepted_in_store(&self.signer.store, &job_id),
+            || super::notes::accepted_in_store(&self.signer.store, &job_id),
         );
         tracing::debug!(job = %proto::hex(&job_id), "dispatch");
         match self.pool.submit(task) {
