@@ -96,9 +96,10 @@ pub struct Task {
     /// starts).
     pub data: Vec<TaskData>,
     /// Debit notes: pause at the first host call past every so many units
-    /// and ask whether to go on (`sandbox::debit`). Components only (a
-    /// core module's host calls are charged by a call hook, which cannot
-    /// block for an answer).
+    /// and ask whether to go on (`sandbox::debit`). Components only: the
+    /// notes ride on the component meter's `sync`; a core module's host
+    /// calls are charged in a call hook that has no note schedule (not
+    /// built).
     pub debit: Option<Debit>,
 }
 
