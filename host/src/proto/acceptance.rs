@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::job::serde_big_array;
-use super::{Hash, JobId, ProtoError, ReceiptBody, SignedReceipt, VERSION};
+use super::{Hash, JobId, ProtoError, ReceiptBody, SignedReceipt};
 
 const DOMAIN: &[u8] = b"biop2p/acceptance/v1\0";
 
@@ -59,16 +59,7 @@ impl SignedAcceptance {
     /// Decodes and checks the signature against the key the body names.
     pub fn verify(&self) -> Result<AcceptanceBody, ProtoError> {
         let body: AcceptanceBody =
-            postcard::from_bytes(&self.body).map_err(|source| ProtoError::Malformed {
-                what: "acceptance",
-                source,
-            })?;
-        if body.version != VERSION {
-            return Err(ProtoError::Version {
-                what: "acceptance",
-                version: body.version,
-            });
-        }
+            super::decode(&self.body, "acceptance", |b: &AcceptanceBody| b.version)?;
         super::verify(
             &body.submitter,
             DOMAIN,
@@ -123,6 +114,7 @@ impl SettledEntry {
 mod tests {
     use super::*;
     use crate::proto::ReceiptOutcome;
+    use crate::proto::VERSION;
 
     fn receipt(host: &ed25519_dalek::SigningKey) -> SignedReceipt {
         SignedReceipt::sign(

@@ -6,8 +6,8 @@
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
+use super::ProtoError;
 use super::job::serde_big_array;
-use super::{ProtoError, VERSION};
 
 const DOMAIN: &[u8] = b"biop2p/advert/v1\0";
 
@@ -139,17 +139,7 @@ impl SignedAdvert {
                 what: "signed advert",
                 source,
             })?;
-        let advert: Advert =
-            postcard::from_bytes(&signed.body).map_err(|source| ProtoError::Malformed {
-                what: "advert",
-                source,
-            })?;
-        if advert.version != VERSION {
-            return Err(ProtoError::Version {
-                what: "advert",
-                version: advert.version,
-            });
-        }
+        let advert: Advert = super::decode(&signed.body, "advert", |b: &Advert| b.version)?;
         super::verify(
             &advert.host_key,
             DOMAIN,
@@ -179,6 +169,7 @@ pub fn region_of(address: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::VERSION;
 
     fn advert(key: &ed25519_dalek::SigningKey) -> Advert {
         Advert {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Hash, ProtoError, VERSION};
+use super::{Hash, ProtoError};
 
 /// Domain separation: a job signature can never be replayed as anything else.
 const DOMAIN: &[u8] = b"biop2p/job/v1\0";
@@ -107,17 +107,7 @@ impl SignedJob {
 
     /// Decodes the spec and checks the signature against the key it names.
     pub fn verify(&self) -> Result<JobSpec, ProtoError> {
-        let spec: JobSpec =
-            postcard::from_bytes(&self.spec).map_err(|source| ProtoError::Malformed {
-                what: "job",
-                source,
-            })?;
-        if spec.version != VERSION {
-            return Err(ProtoError::Version {
-                what: "job",
-                version: spec.version,
-            });
-        }
+        let spec: JobSpec = super::decode(&self.spec, "job", |b: &JobSpec| b.version)?;
         super::verify(&spec.submitter, DOMAIN, &self.spec, &self.signature, "job")?;
         Ok(spec)
     }
@@ -141,6 +131,7 @@ pub(crate) mod serde_big_array {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::VERSION;
 
     fn spec(key: &ed25519_dalek::SigningKey) -> JobSpec {
         JobSpec {

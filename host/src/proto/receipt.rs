@@ -4,7 +4,7 @@ use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
 use super::job::serde_big_array;
-use super::{Hash, JobId, ProtoError, VERSION};
+use super::{Hash, JobId, ProtoError};
 
 const DOMAIN: &[u8] = b"biop2p/receipt/v1\0";
 
@@ -89,17 +89,7 @@ impl SignedReceipt {
     /// Callers must still check that the key is the host they asked, the
     /// job is theirs, and the output matches: see `client::verify_receipt`.
     pub fn verify(&self) -> Result<ReceiptBody, ProtoError> {
-        let body: ReceiptBody =
-            postcard::from_bytes(&self.body).map_err(|source| ProtoError::Malformed {
-                what: "receipt",
-                source,
-            })?;
-        if body.version != VERSION {
-            return Err(ProtoError::Version {
-                what: "receipt",
-                version: body.version,
-            });
-        }
+        let body: ReceiptBody = super::decode(&self.body, "receipt", |b: &ReceiptBody| b.version)?;
         super::verify(
             &body.host_key,
             DOMAIN,

@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ProtoError;
 use super::job::serde_big_array;
-use super::{ProtoError, VERSION};
 
 const DOMAIN: &[u8] = b"biop2p/statement/v1\0";
 
@@ -54,16 +54,7 @@ impl SignedStatement {
     /// Decodes and checks the signature against the key the body names.
     pub fn verify(&self) -> Result<StatementBody, ProtoError> {
         let body: StatementBody =
-            postcard::from_bytes(&self.body).map_err(|source| ProtoError::Malformed {
-                what: "statement",
-                source,
-            })?;
-        if body.version != VERSION {
-            return Err(ProtoError::Version {
-                what: "statement",
-                version: body.version,
-            });
-        }
+            super::decode(&self.body, "statement", |b: &StatementBody| b.version)?;
         super::verify(&body.from, DOMAIN, &self.body, &self.signature, "statement")?;
         Ok(body)
     }
@@ -72,6 +63,7 @@ impl SignedStatement {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::VERSION;
 
     fn body(from: [u8; 32]) -> StatementBody {
         StatementBody {
