@@ -221,6 +221,8 @@ async fn the_page_shows_tasks_live_and_its_controls_work() {
             data_dir: dir.path().to_path_buf(),
             control: host.control.clone(),
             facts: biop2p::http::HostFacts {
+                peer_id: host.peer_id.to_string(),
+                addrs: host.addrs.iter().map(ToString::to_string).collect(),
                 role: config.biological.primary_role.clone(),
                 price_per_mfuel: config.market.price_per_mfuel,
                 workers: config.resources.workers(),

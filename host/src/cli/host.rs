@@ -136,7 +136,9 @@ pub fn execute(mut a: Args) -> Result<ExitCode> {
         .then(|| config.http.listen.parse())
         .transpose()?;
     let grace = Duration::from_secs(config.service.stop_grace_secs);
-    let facts = biop2p::http::HostFacts {
+    let mut facts = biop2p::http::HostFacts {
+        peer_id: String::new(),
+        addrs: Vec::new(),
         role: config.biological.primary_role.clone(),
         price_per_mfuel: config.market.price_per_mfuel,
         workers: config.resources.workers(),
@@ -152,6 +154,8 @@ pub fn execute(mut a: Args) -> Result<ExitCode> {
         })
         .await
         .with_context(|| format!("cannot start the host (data dir {})", data_dir.display()))?;
+        facts.peer_id = host.peer_id.to_string();
+        facts.addrs = host.addrs.iter().map(ToString::to_string).collect();
         let control = host.control.clone();
         if a.paused {
             control.set_paused(true);

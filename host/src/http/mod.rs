@@ -84,6 +84,9 @@ pub enum HttpError {
         #[source]
         source: std::io::Error,
     },
+    /// The status could not be encoded as JSON.
+    #[error("cannot encode the status")]
+    Encode(#[source] serde_json::Error),
 }
 
 /// What the HTTP side needs of a host.
@@ -161,7 +164,16 @@ pub async fn start(
     let metrics = Arc::new(Metrics::new(opts.control.adverts_seen()));
     let workers = opts.facts.workers;
     let view = view::View::new(opts.facts, crate::node::host::unix_now_ms());
-    let (snap_tx, snap_rx) = watch::channel(Arc::new(String::from("{}")));
+    // The first snapshot is made here, before the address is handed out, so
+    // a page that asks at once sees the host's state and not an empty `{}`
+    // (the observer task may not have run yet).
+    let first = serde_json::to_string(&view.snapshot(
+        &opts.control,
+        &metrics,
+        crate::node::host::unix_now_ms(),
+    ))
+    .map_err(HttpError::Encode)?;
+    let (snap_tx, snap_rx) = watch::channel(Arc::new(first));
     let (out_tx, out_rx) = mpsc::channel(4096);
     let refresh = Arc::new(Notify::new());
     let observer = tokio::spawn(observe(

@@ -156,6 +156,11 @@ pub struct Snapshot {
 
 /// Static facts given at start.
 pub struct HostFacts {
+    /// This host's peer id, known before its first event, so the first
+    /// snapshot already names it.
+    pub peer_id: String,
+    /// Where it listens at start (multiaddrs).
+    pub addrs: Vec<String>,
     /// Roles at start.
     pub role: String,
     /// Price per million fuel.
@@ -208,11 +213,11 @@ impl View {
     /// An empty view.
     pub fn new(facts: HostFacts, now_ms: u64) -> Self {
         View {
-            facts,
             started: Instant::now(),
             started_ms: now_ms,
-            peer_id: String::new(),
-            addrs: Vec::new(),
+            peer_id: facts.peer_id.clone(),
+            addrs: facts.addrs.clone(),
+            facts,
             fuel_per_sec: 0,
             tasks_done: 0,
             running: HashMap::new(),
@@ -525,6 +530,8 @@ mod tests {
 
     fn facts() -> HostFacts {
         HostFacts {
+            peer_id: "12D3KooWtest".into(),
+            addrs: Vec::new(),
             role: "caste".into(),
             price_per_mfuel: 1,
             workers: 2,
