@@ -953,3 +953,91 @@ fn replicas_come_from_distinct_observed_prefixes_in_namespaces() {
         assert_eq!(t[p]["prefix"], want.as_str(), "{}", t[p]);
     }
 }
+
+/// The `Node` API submits through the same flow as `biop2p submit`: with
+/// no replicas given the coordinator places and compares (a colluding liar
+/// among five hosts gets nothing wrong accepted), `replicas: Some(3)` is a
+/// strict majority of three distinct hosts, the submitter has a key of its
+/// own, and a node that is not running says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_api_submits_through_the_coordinator_and_by_majority() {
+    use biop2p::node::submit::{Mode, SubmitOptions};
+    let _one = ONE_SWARM.lock().await;
+    let root = tempfile::tempdir().unwrap();
+    let swarm = "node-api-submit";
+    let nodes = start_hosts(
+        root.path(),
+        swarm,
+        &[
+            Faulty::Honest,
+            Faulty::Honest,
+            Faulty::Honest,
+            Faulty::Honest,
+            Faulty::Colluding,
+        ],
+    )
+    .await;
+    let echo = workloads::get("echo").unwrap().bytes.to_vec();
+    let mut opts = SubmitOptions::default();
+    opts.reach.discover = Duration::from_secs(30);
+    opts.deadline = Duration::from_secs(60);
+    let mut notes = Vec::new();
+    for i in 0..4 {
+        let input = format!("node api job {i}\n").into_bytes();
+        let out = nodes[0]
+            .submit(echo.clone(), input.clone(), opts.clone(), &mut |p| {
+                notes.push(format!("{p:?}"))
+            })
+            .await
+            .unwrap_or_else(|e| panic!("job {i}: {e}; notes {notes:#?}"));
+        assert_eq!(out.mode, Mode::Adaptive);
+        assert!(out.verified);
+        assert_eq!(out.output(), Some(&input[..]), "job {i}: the honest output");
+        assert!(out.accepted_replicas >= 1 && !out.receipts.is_empty());
+        let submitter =
+            biop2p::node::submitter::peer_of_key(&out.record.job.verify().unwrap().submitter);
+        assert!(submitter.is_some());
+        assert_ne!(
+            submitter,
+            Some(nodes[0].peer_id()),
+            "the submitter has a key of its own"
+        );
+    }
+    assert!(
+        root.path()
+            .join("host0")
+            .join(biop2p::node::SUBMITTER_DIR)
+            .join("submitter")
+            .exists()
+    );
+
+    opts.replicas = Some(3);
+    let input = b"node api, three replicas\n".to_vec();
+    let out = nodes[0]
+        .submit(echo.clone(), input.clone(), opts.clone(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(out.mode, Mode::Majority(3));
+    assert_eq!(out.output(), Some(&input[..]));
+    assert!(out.accepted_replicas >= 2, "a strict majority of 3");
+    let hosts: HashSet<PeerId> = out
+        .receipts
+        .iter()
+        .map(|r| r.verify().unwrap().host_peer_id().unwrap())
+        .collect();
+    assert_eq!(hosts.len(), out.receipts.len(), "distinct hosts");
+
+    let idle = Node::builder()
+        .with_data_dir(root.path().join("idle"))
+        .build()
+        .await
+        .unwrap();
+    let err = idle
+        .submit(echo, b"x".to_vec(), SubmitOptions::default(), &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, biop2p::node::NodeError::NotStarted), "{err}");
+    for n in &nodes {
+        n.stop().await;
+    }
+}

@@ -70,7 +70,7 @@ pub fn execute(a: Args) -> Result<ExitCode> {
 }
 
 fn reconcile(a: Args) -> Result<ExitCode> {
-    let state = super::submit::State::open(a.data_dir)?;
+    let state = super::submit::open_state(a.data_dir)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let mut client = Client::new(state.id.clone(), &NetworkConfig::direct(), 1 << 20).await?;

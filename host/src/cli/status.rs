@@ -5,12 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use biop2p::config::NetworkConfig;
-use biop2p::node::Client;
-use biop2p::proto::{self, JobRequest};
+use biop2p::node::submit::{self, Reach};
+use biop2p::proto;
 
 use super::common;
-use super::submit::{State, accept_single, finish, print_result, record_response};
+use super::submit::{open_state, print_result};
 
 /// Ask what became of a job.
 #[derive(clap::Args)]
@@ -50,7 +49,7 @@ pub fn result(a: Args) -> Result<ExitCode> {
 }
 
 fn run(a: Args, wait: bool) -> Result<ExitCode> {
-    let state = State::open(a.state_dir.clone())?;
+    let state = open_state(a.state_dir.clone())?;
     let ids = state.store.find(&a.job)?;
     let job_id = match ids.as_slice() {
         [one] => *one,
@@ -70,66 +69,30 @@ fn run(a: Args, wait: bool) -> Result<ExitCode> {
             print_status(&record, a.json)
         };
     }
-    let spec = record
-        .job
-        .verify()
-        .context("stored job no longer verifies")?;
-    let addr: libp2p::Multiaddr = record.host_addr.parse().context("stored host address")?;
-    let peer: libp2p::PeerId = record.host_peer.parse().context("stored host peer id")?;
-    let mut net = NetworkConfig::direct();
-    net.mdns = !a.no_mdns;
-    net.swarm = a.swarm.clone();
-    net.bootstrap = a.bootstrap.iter().map(|b| b.to_string()).collect();
+    let reach = Reach {
+        peers: Vec::new(),
+        bootstrap: a.bootstrap.clone(),
+        mdns: !a.no_mdns,
+        swarm: a.swarm.clone(),
+        discover: std::time::Duration::from_secs(a.find_secs),
+    };
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
-        // The recorded address first, without discovery (nothing is sent
-        // to the LAN when the host is where it was).
-        let mut client = Client::new(state.id.clone(), &NetworkConfig::direct(), 16 << 20).await?;
-        if let Err(e) = client
-            .connect(&biop2p::net::with_peer_id(&addr, peer))
-            .await
-        {
-            // The host moved (restarted on another port or address): ask
-            // the swarm where it is now.
-            tracing::info!(error = %e, "the job's host is not at its recorded address");
-            client = Client::new(state.id.clone(), &net, 16 << 20).await?;
-            client
-                .reach(
-                    peer,
-                    None,
-                    &a.bootstrap,
-                    std::time::Duration::from_secs(a.find_secs),
-                )
-                .await
-                .with_context(|| {
-                    format!("not at its recorded address {addr} ({e:#}); is it running? give --bootstrap to look for it through a peer")
-                })?;
-        }
-        let resp = client
-            .request(&peer, JobRequest::Fetch { job_id, wait })
-            .await?;
-        let code = if wait {
-            finish(
-                &state,
-                &mut record,
-                &job_id,
-                &spec,
-                &peer,
-                resp,
-                a.json,
-                a.output.as_deref(),
-            )
-            .await
-        } else {
-            // Record what the host says, print only the status.
-            record_response(&state, &mut record, &job_id, &spec, &peer, resp).await?;
-            print_status(&record, a.json)
-        };
-        // Collected and verified now: pay for it (a detached job's only
-        // chance; nothing happens while it is still pending).
-        accept_single(&mut client, &state, &peer, &record).await;
-        code
-    })
+    rt.block_on(submit::collect(
+        &state,
+        &mut record,
+        wait,
+        &reach,
+        &mut |p| {
+            if let submit::Progress::Note(m) = p {
+                eprintln!("{m}");
+            }
+        },
+    ))?;
+    if wait {
+        print_result(&record, a.json, a.output.as_deref())
+    } else {
+        print_status(&record, a.json)
+    }
 }
 
 fn print_status(record: &biop2p::store::SubmitRecord, json: bool) -> Result<ExitCode> {

@@ -3,32 +3,22 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
-use biop2p::config::NetworkConfig;
-use biop2p::identity::Identity;
 use biop2p::node::client::JobParams;
-use biop2p::node::placement::{self, Candidate, Plan};
-use biop2p::node::submitter::{Submitter, SubmitterConfig, TaskInput, TaskStatus};
-use biop2p::node::trails::Trails;
-use biop2p::node::{Client, verify_response};
-use biop2p::proto::{self, JobId, JobRequest, JobResponse};
-use biop2p::store::{SubmitRecord, SubmitterStore, unix_now};
-use libp2p::{Multiaddr, PeerId};
+use biop2p::node::submit::{self, Mode, Progress, Reach, SubmitError, SubmitOptions, Submitted};
+use biop2p::proto::{self, JobResponse};
+use biop2p::store::SubmitRecord;
+use libp2p::Multiaddr;
 
 use super::common;
 
+pub use biop2p::node::submit::SubmitterState as State;
+
 mod batch;
 pub mod spec;
-
-/// Blobs up to this size travel inside the job request (one round trip
-/// saved); larger ones the host fetches in chunks.
-const INLINE_LIMIT: usize = 512 << 10;
-/// Largest output accepted from a host.
-const MAX_OUTPUT: u64 = 16 << 20;
 
 /// Submit a job to a host and wait for its verified output.
 #[derive(clap::Args)]
@@ -139,7 +129,8 @@ pub struct Args {
 }
 
 impl Args {
-    /// What the job asks for, from the flags.
+    /// What the job asks for, from the flags (the data blobs are filled in
+    /// by the submission from `loaded`).
     fn params(&self) -> JobParams {
         JobParams {
             args: self.args.clone(),
@@ -148,43 +139,46 @@ impl Args {
             timeout_ms: self.timeout,
             max_price_per_mfuel: self.max_price,
             portable: self.portable,
-            data: self.loaded.iter().map(|d| d.r.clone()).collect(),
             ..JobParams::default()
         }
     }
 
-    /// Offers the `--data` files to the hosts that fetch them.
-    fn offer_data(&self, client: &mut Client) {
-        for d in &self.loaded {
-            client.offer_data(&d.r.name, d.bytes.clone());
+    /// Where the hosts are, from the flags.
+    fn reach(&self) -> Reach {
+        Reach {
+            peers: self.peer.clone(),
+            bootstrap: self.bootstrap.clone(),
+            mdns: !self.no_mdns,
+            swarm: self.swarm.clone(),
+            discover: Duration::from_secs(self.discover_secs),
+        }
+    }
+
+    /// The whole submission, from the flags.
+    fn options(&self) -> SubmitOptions {
+        SubmitOptions {
+            params: self.params(),
+            data: self
+                .loaded
+                .iter()
+                .map(|d| (d.r.name.clone(), d.bytes.clone()))
+                .collect(),
+            reach: self.reach(),
+            replicas: self.replicas.map(|n| n as usize),
+            detach: self.detach,
+            max_replacements: self.max_replacements,
+            deadline: Duration::from_secs(
+                self.deadline
+                    .unwrap_or_else(|| self.timeout.map_or(600, |t| 2 * t.div_ceil(1000) + 30)),
+            ),
         }
     }
 }
 
-/// The submitter's state: identity and database.
-pub struct State {
-    pub id: Identity,
-    pub store: Arc<SubmitterStore>,
-    /// The state directory.
-    pub dir: PathBuf,
-    /// Where the Thermal trails over hosts are kept.
-    pub trails_path: PathBuf,
-}
-
-impl State {
-    pub fn open(flag: Option<PathBuf>) -> Result<Self> {
-        let dir = common::state_dir(flag)?;
-        let id = Identity::load_or_create(&dir)
-            .with_context(|| format!("cannot load the key in {}", dir.display()))?;
-        let store = SubmitterStore::open(&dir.join("submitter"))
-            .with_context(|| format!("cannot open the job database in {}", dir.display()))?;
-        Ok(State {
-            id,
-            store: Arc::new(store),
-            trails_path: dir.join("trails.json"),
-            dir,
-        })
-    }
+/// Opens the submitter state in `--state-dir` (or the default).
+pub fn open_state(flag: Option<PathBuf>) -> Result<State> {
+    let dir = common::state_dir(flag)?;
+    Ok(State::open(&dir)?)
 }
 
 pub fn execute(mut a: Args, matches: Option<&clap::ArgMatches>) -> Result<ExitCode> {
@@ -205,13 +199,13 @@ pub fn execute(mut a: Args, matches: Option<&clap::ArgMatches>) -> Result<ExitCo
         bail!("--data with --inputs is not supported yet: a batch sends no data blobs");
     }
     a.loaded = common::read_data(&a.data, 256 << 20)?;
-    let state = State::open(a.state_dir.clone())?;
+    let state = open_state(a.state_dir.clone())?;
     let rt = tokio::runtime::Runtime::new()?;
     if !a.inputs.is_empty() {
         return rt.block_on(batch::execute(a, state, module.bytes().to_vec()));
     }
     let input = common::read_input(a.input.as_deref(), 256 << 20)?;
-    rt.block_on(submit(a, state, module.bytes().to_vec(), input))
+    rt.block_on(run(a, state, module.bytes().to_vec(), input))
 }
 
 fn progress(json: bool) -> indicatif::ProgressBar {
@@ -224,259 +218,124 @@ fn progress(json: bool) -> indicatif::ProgressBar {
     pb
 }
 
-/// The client's network: discovery only when no host was named.
-fn client_net(a: &Args) -> Result<NetworkConfig> {
-    let mut net = NetworkConfig::direct();
-    if a.peer.is_empty() {
-        net.mdns = !a.no_mdns;
-        net.bootstrap = a.bootstrap.iter().map(|b| b.to_string()).collect();
-        if !net.mdns && net.bootstrap.is_empty() {
-            bail!("no host to submit to: give --peer, or --bootstrap, or allow mDNS");
-        }
+/// A submission's progress on the spinner, its notes on stderr.
+pub fn show(pb: &indicatif::ProgressBar) -> impl FnMut(Progress) + Send + '_ {
+    move |p| match p {
+        Progress::Stage(m) => pb.set_message(m),
+        Progress::Note(m) => pb.suspend(|| eprintln!("{m}")),
     }
-    net.swarm = a.swarm.clone();
-    Ok(net)
 }
 
-/// Where the job may go, best first: the `--peer` addresses as given, or
-/// the discovered hosts whose adverts fit the job, ranked.
-async fn candidates(
-    a: &Args,
-    client: &mut Client,
-    trails: &mut Trails,
-    spec: &proto::JobSpec,
-    pb: &indicatif::ProgressBar,
-    want: usize,
-) -> Result<Vec<Candidate>> {
-    if !a.peer.is_empty() {
-        return Ok(a.peer.iter().cloned().map(Candidate::Addr).collect());
-    }
-    pb.set_message("finding hosts");
-    let found = client
-        .discover(
-            want,
-            |ad| placement::unfit(ad, spec).is_none(),
-            Duration::from_millis(500),
-            Duration::from_secs(a.discover_secs),
-        )
-        .await;
-    let ranked = trails.rank(found, spec, biop2p::node::host::unix_now_ms());
-    if ranked.is_empty() {
-        let known = client.known_hosts();
-        if known.is_empty() {
-            bail!(
-                "no host found in {} s (swarm {:?}); start one with `biop2p host`, or give --peer or --bootstrap",
-                a.discover_secs,
-                a.swarm
-            );
-        }
-        let mut why = String::new();
-        for (p, ad) in &known {
-            let reason = placement::unfit(ad, spec).unwrap_or_else(|| "fits".into());
-            why.push_str(&format!("\n  {p}: {reason}"));
-        }
-        bail!(
-            "none of the {} known host(s) fits this job (--max-price {}):{why}",
-            known.len(),
-            a.max_price
-        );
-    }
-    Ok(ranked
-        .into_iter()
-        .map(|(p, ad)| Candidate::Host(p, Box::new(ad)))
-        .collect())
-}
-
-/// Hosts the coordinator needs before it decides replication itself: four
-/// untried hosts (quorum weight 1/4 each) can confirm an answer.
-const ADAPTIVE_MIN_HOSTS: usize = 4;
-
-async fn submit(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Result<ExitCode> {
-    if a.quote {
-        return quote(a, state, module, input).await;
-    }
-    match a.replicas {
-        Some(n) if n >= 2 => return replicated(a, n as usize, state, module, input).await,
-        None if !a.detach && (a.peer.is_empty() || a.peer.len() >= ADAPTIVE_MIN_HOSTS) => {
-            return adaptive(a, state, module, input).await;
-        }
-        None if !a.detach => {
-            eprintln!(
-                "note: {} host(s) given, fewer than the {ADAPTIVE_MIN_HOSTS} adaptive replication needs: the job runs once and its output is not compared",
-                a.peer.len()
-            );
-        }
-        _ => {}
-    }
-    if !(a.detach || a.peer.len() == 1) {
-        return replicated(a, 1, state, module, input).await;
-    }
+async fn run(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Result<ExitCode> {
     let pb = progress(a.json);
-    let mut client = Client::new(state.id.clone(), &client_net(&a)?, MAX_OUTPUT).await?;
-    let job = client.make_job(&module, &input, &a.params());
-    let job_id = job.id();
-    let spec = job.verify().expect("own job verifies");
-    // The first reachable candidate takes the job.
-    let mut reached = None;
-    let mut trails = Trails::load(&state.trails_path);
-    for c in candidates(&a, &mut client, &mut trails, &spec, &pb, 1).await? {
-        let r = match &c {
-            Candidate::Addr(addr) => {
-                pb.set_message(format!("connecting to {addr}"));
-                client.connect(addr).await.map(|p| (p, addr.clone()))
-            }
-            Candidate::Host(p, ad) => client.connect_host(*p, ad).await.map(|()| {
-                let addr = ad.addrs.first().and_then(|s| s.parse().ok());
-                (*p, addr.unwrap_or_else(Multiaddr::empty))
-            }),
-        };
-        match r {
-            Ok(x) => {
-                reached = Some(x);
-                break;
-            }
-            Err(e) => eprintln!("note: {e}; trying the next host"),
-        }
+    let opts = a.options();
+    if a.quote {
+        let rows = submit::quote(&state, &module, &input, &opts, &mut show(&pb)).await;
+        pb.finish_and_clear();
+        return print_quote(&a, &rows?);
     }
-    let (peer, addr) = reached.context("no host could be reached; is it running? check --peer")?;
-    let inline = placement::inline_blobs(&[&module, &input], INLINE_LIMIT);
-    client.offer_blob(Arc::new(module));
-    client.offer_blob(Arc::new(input));
-    a.offer_data(&mut client);
-    let mut record = SubmitRecord {
-        job: job.clone(),
-        host_peer: peer.to_string(),
-        host_addr: biop2p::net::with_peer_id(&addr, peer).to_string(),
-        status: "queued".into(),
-        response: None,
-        submitted_at: unix_now(),
-    };
-    state.store.put(&job_id, &record).await?;
-    pb.set_message(format!("uploading job {}", &proto::hex(&job_id)[..12]));
-    let resp = client
-        .request(
-            &peer,
-            JobRequest::Submit {
-                job,
-                inline,
-                wait: !a.detach,
-            },
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "job {} may or may not have run; ask with `biop2p status`",
-                proto::hex(&job_id)
-            )
-        })?;
-    pb.set_message("verifying receipt");
-    let code = finish(
-        &state,
-        &mut record,
-        &job_id,
-        &spec,
-        &peer,
-        resp,
-        a.json,
-        a.output.as_deref(),
-    )
-    .await;
+    let out = submit::submit(&state, module, input, &opts, &mut show(&pb)).await;
     pb.finish_and_clear();
-    accept_single(&mut client, &state, &peer, &record).await;
-    code
-}
-
-/// Accepts a single host's verified result (nothing to compare it with):
-/// signs and stores the acceptance, then sends it. Does nothing until the
-/// record holds a final, verified response (a detached job is accepted by
-/// the `result` that collects it). One that is not delivered stays owed
-/// and is sent again by the next batch or adaptive run reaching the host.
-pub async fn accept_single(
-    client: &mut Client,
-    state: &State,
-    peer: &PeerId,
-    record: &SubmitRecord,
-) {
-    if let Some(r @ (JobResponse::Done { receipt, .. } | JobResponse::Failed { receipt, .. })) =
-        &record.response
-        && let Ok(body) = receipt.verify()
-        && let Err(e) = biop2p::node::submitter::settle_majority(
-            client,
-            &state.store,
-            &[(*peer, record.job.clone(), r.clone())],
-            &body.output_hash,
-        )
-        .await
-    {
-        eprintln!("note: the acceptance was not delivered ({e:#}); it is kept and owed");
+    match out {
+        Ok(s) => print_submitted(&s, a.json, a.output.as_deref()),
+        Err(e @ SubmitError::NoMajority { .. }) if a.json => {
+            if let SubmitError::NoMajority { failed, .. } = &e {
+                let mut v = report_json(failed);
+                v["status"] = "failed".into();
+                v["error_kind"] = "no_majority".into();
+                v["error"] = "no output reached a strict majority".into();
+                v["accepted_replicas"] = 0.into();
+                common::print_line(&v.to_string())?;
+            }
+            Err(e.into())
+        }
+        Err(e @ SubmitError::NoQuorum { .. }) if a.json => {
+            if let SubmitError::NoQuorum {
+                reason,
+                quarantined,
+                canaries,
+            } = &e
+            {
+                common::print_line(
+                    &serde_json::json!({
+                        "status": "failed", "error_kind": "no_quorum",
+                        "error": format!("{reason:?}"),
+                        "quarantined": quarantined.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "canaries": canaries,
+                    })
+                    .to_string(),
+                )?;
+            }
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
-/// Checks a host's answer and records it: `queued`/`running` while it is
-/// pending, `done`/`failed` with the verified response once final. Nothing
-/// that fails verification is recorded.
-pub async fn record_response(
-    state: &State,
-    record: &mut SubmitRecord,
-    job_id: &JobId,
-    spec: &proto::JobSpec,
-    peer: &PeerId,
-    resp: JobResponse,
-) -> Result<()> {
-    record.status = match &resp {
-        JobResponse::Accepted { .. } => "queued".into(),
-        JobResponse::Pending { state: s, .. } => match s {
-            proto::JobState::Queued => "queued".into(),
-            proto::JobState::Running => "running".into(),
-        },
-        JobResponse::Done { .. } | JobResponse::Failed { .. } => {
-            let v = verify_response(&resp, job_id, spec, peer)
-                .context("the host's answer failed verification; nothing was accepted")?;
-            record.response = Some(resp.clone());
-            if v.output.is_some() { "done" } else { "failed" }.into()
-        }
-        JobResponse::Refused { .. } => {
-            record.response = Some(resp.clone());
-            "failed".into()
-        }
-        JobResponse::Unknown { .. } => bail!(
-            "the host does not know job {} (it was never durably accepted)",
-            proto::hex(job_id)
-        ),
-        JobResponse::Settled { .. }
-        | JobResponse::Statement { .. }
-        | JobResponse::Note { .. }
-        | JobResponse::NoteAccepted { .. } => {
-            bail!("the host answered a job request with a settlement")
-        }
-    };
-    state.store.put(job_id, record).await?;
-    Ok(())
+/// The receipts, the disagreeing and the missing of a replicated
+/// submission, with its job id.
+fn report_json(s: &Submitted) -> serde_json::Value {
+    let mut v = result_json(&s.record);
+    v["receipts"] = s.receipts.iter().map(receipt_json).collect();
+    v["disagreeing"] = s
+        .disagreeing
+        .iter()
+        .map(|(p, h)| serde_json::json!({ "host": p.to_string(), "output_hash": proto::hex(h) }))
+        .collect();
+    v["missing"] = s
+        .missing
+        .iter()
+        .map(|(h, e)| serde_json::json!({ "host": h, "error": e }))
+        .collect();
+    v["replacements"] = s.replacements.into();
+    v
 }
 
-/// Records a host's answer, then prints it as `submit` and `result` do.
-#[allow(clippy::too_many_arguments)]
-pub async fn finish(
-    state: &State,
-    record: &mut SubmitRecord,
-    job_id: &JobId,
-    spec: &proto::JobSpec,
-    peer: &PeerId,
-    resp: JobResponse,
+/// Prints what a submission did: the output (or `-o`), or one JSON line.
+fn print_submitted(
+    s: &Submitted,
     json: bool,
     output_path: Option<&std::path::Path>,
 ) -> Result<ExitCode> {
-    let accepted = matches!(resp, JobResponse::Accepted { .. });
-    record_response(state, record, job_id, spec, peer, resp).await?;
-    if !accepted {
-        return print_result(record, json, output_path);
+    match s.mode {
+        Mode::Detached => {
+            let id = proto::hex(&s.record.job.id());
+            if json {
+                common::print_line(&serde_json::json!({ "job_id": id }).to_string())?;
+            } else {
+                common::print_line(&id)?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Mode::Single => return print_result(&s.record, json, output_path),
+        Mode::Majority(_) | Mode::Adaptive => {}
     }
-    if json {
-        common::print_line(&serde_json::json!({ "job_id": proto::hex(job_id) }).to_string())?;
+    if !json {
+        return print_result(&s.record, false, output_path);
+    }
+    let mut v = if s.mode == Mode::Adaptive {
+        let mut v = result_json(&s.record);
+        v["receipts"] = s.receipts.iter().map(receipt_json).collect();
+        v["reason"] = serde_json::to_value(s.reason)?;
+        v
     } else {
-        common::print_line(&proto::hex(job_id))?;
-    }
-    Ok(ExitCode::SUCCESS)
+        report_json(s)
+    };
+    v["accepted_replicas"] = s.accepted_replicas.into();
+    v["verified"] = s.verified.into();
+    v["quarantined"] = s
+        .quarantined
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .into();
+    v["canaries"] = s.canaries.into();
+    common::print_line(&v.to_string())?;
+    Ok(if s.record.status == "done" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The JSON line of `submit --json` and `result --json`.
@@ -565,165 +424,6 @@ pub fn print_result(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--replicas N`: the task on N distinct hosts, each its own signed job,
-/// waiting for all; outputs compared by hash, accepted on a strict
-/// majority. Disagreeing and missing replicas are reported with their host.
-async fn replicated(
-    a: Args,
-    n: usize,
-    state: State,
-    module: Vec<u8>,
-    input: Vec<u8>,
-) -> Result<ExitCode> {
-    if a.detach {
-        bail!("--replicas needs the submitter to wait for the results; drop --detach");
-    }
-    let pb = progress(a.json);
-    let mut client = Client::new(state.id.clone(), &client_net(&a)?, MAX_OUTPUT).await?;
-    let jobs: Vec<_> = (0..n + a.max_replacements)
-        .map(|_| client.make_job(&module, &input, &a.params()))
-        .collect();
-    let spec = jobs[0].verify().expect("own job verifies");
-    let mut trails = Trails::load(&state.trails_path);
-    let cands = candidates(&a, &mut client, &mut trails, &spec, &pb, n).await?;
-    let inline = placement::inline_blobs(&[&module, &input], INLINE_LIMIT);
-    client.offer_blob(Arc::new(module));
-    client.offer_blob(Arc::new(input));
-    a.offer_data(&mut client);
-    let mut job = jobs[0].clone();
-    let plan = Plan {
-        refill_from_adverts: a.peer.is_empty(),
-        replicas: n,
-        max_replacements: a.max_replacements,
-        deadline: Duration::from_secs(
-            a.deadline
-                .unwrap_or_else(|| a.timeout.map_or(600, |t| 2 * t.div_ceil(1000) + 30)),
-        ),
-    };
-    pb.set_message(format!("running on {n} host(s)"));
-    let report =
-        placement::run_replicas(&mut client, jobs, &inline, cands, &plan, &mut trails, |m| {
-            pb.suspend(|| eprintln!("note: {m}"));
-        })
-        .await?;
-    if let Some((h, _)) = report.majority(n)
-        && let Some(w) = report.answers.iter().find(|x| x.output_hash == h)
-    {
-        job = w.job.clone();
-    }
-    let job_id = job.id();
-    pb.finish_and_clear();
-    let winner = report.majority(n);
-    // Thermal: run_replicas updated the trails with what replicas revealed.
-    if let Err(e) = trails.save(&state.trails_path, biop2p::node::host::unix_now_ms()) {
-        eprintln!("note: cannot save host trails: {e}");
-    }
-    let answers = &report.answers;
-    let missing: Vec<serde_json::Value> = report
-        .missing
-        .iter()
-        .map(|m| serde_json::json!({ "host": m.host, "error": m.error }))
-        .collect();
-    let disagreeing: Vec<serde_json::Value> = report
-        .disagreeing(winner.map(|w| w.0))
-        .iter()
-        .map(|a| serde_json::json!({ "host": a.peer.to_string(), "output_hash": proto::hex(&a.output_hash) }))
-        .collect();
-    for d in &disagreeing {
-        eprintln!(
-            "note: replica on {} disagrees (output {})",
-            d["host"], d["output_hash"]
-        );
-    }
-    let first = answers.first();
-    let mut record = SubmitRecord {
-        job: job.clone(),
-        host_peer: first.map(|x| x.peer.to_string()).unwrap_or_default(),
-        host_addr: first
-            .and_then(|x| {
-                x.addr
-                    .as_ref()
-                    .map(|ad| biop2p::net::with_peer_id(ad, x.peer).to_string())
-            })
-            .unwrap_or_default(),
-        status: "failed".into(),
-        response: None,
-        submitted_at: unix_now(),
-    };
-    let Some((hash, count)) = winner else {
-        state.store.put(&job_id, &record).await?;
-        if a.json {
-            common::print_line(
-                &serde_json::json!({
-                    "job_id": proto::hex(&job_id), "status": "failed",
-                    "error_kind": "no_majority", "error": "no output reached a strict majority",
-                    "accepted_replicas": 0, "receipts": answers.iter().map(|x| response_receipt(&x.response)).collect::<Vec<_>>(),
-                    "disagreeing": disagreeing, "missing": missing, "replacements": report.replacements,
-                })
-                .to_string(),
-            )?;
-        }
-        bail!(
-            "no output reached a strict majority of {n} replicas ({} answered)",
-            answers.len()
-        );
-    };
-    let chosen = answers
-        .iter()
-        .find(|x| x.output_hash == hash)
-        .expect("winner answered")
-        .response
-        .clone();
-    record.status = if matches!(chosen, JobResponse::Done { .. }) {
-        "done"
-    } else {
-        "failed"
-    }
-    .into();
-    record.response = Some(chosen);
-    state.store.put(&job_id, &record).await?;
-    // Verified: accept and pay the majority's replicas, nobody else.
-    let settle: Vec<_> = answers
-        .iter()
-        .map(|x| (x.peer, x.job.clone(), x.response.clone()))
-        .collect();
-    if let Err(e) =
-        biop2p::node::submitter::settle_majority(&mut client, &state.store, &settle, &hash).await
-    {
-        eprintln!("note: the acceptances were not all delivered ({e:#}); they are kept and owed");
-    }
-    if a.json {
-        let mut v = result_json(&record);
-        v["accepted_replicas"] = count.into();
-        v["receipts"] = answers
-            .iter()
-            .map(|x| response_receipt(&x.response))
-            .collect();
-        v["disagreeing"] = disagreeing.into();
-        v["missing"] = missing.into();
-        v["replacements"] = report.replacements.into();
-        v["verified"] = (n >= 2).into();
-        v["quarantined"] = serde_json::json!([]);
-        v["canaries"] = 0.into();
-        common::print_line(&v.to_string())?;
-        return Ok(if record.status == "done" {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        });
-    }
-    print_result(&record, false, a.output.as_deref())
-}
-
-fn response_receipt(r: &JobResponse) -> serde_json::Value {
-    match r {
-        JobResponse::Done { receipt, .. } | JobResponse::Failed { receipt, .. } => {
-            receipt_json(receipt)
-        }
-        _ => serde_json::Value::Null,
-    }
-}
-
 fn receipt_json(r: &proto::SignedReceipt) -> serde_json::Value {
     let b64 = base64::engine::general_purpose::STANDARD;
     match r.verify() {
@@ -742,61 +442,17 @@ fn receipt_json(r: &proto::SignedReceipt) -> serde_json::Value {
     }
 }
 
-/// `--quote`: the hosts the job would go to, each with its price and what
-/// the job may cost there at most (fuel cap × price, rounded up). Nothing
-/// is sent: the job is signed only to judge which adverts fit.
-async fn quote(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Result<ExitCode> {
-    let pb = progress(a.json);
-    let mut client = Client::new(state.id.clone(), &client_net(&a)?, MAX_OUTPUT).await?;
-    let probe = client.make_job(&module, &input, &a.params());
-    let spec = probe.verify().expect("own job verifies");
-    let want = a
-        .replicas
-        .map_or(ADAPTIVE_MIN_HOSTS, |n| n as usize)
-        .max(a.peer.len());
-    let mut hosts: Vec<(PeerId, proto::Advert)> = Vec::new();
-    if a.peer.is_empty() {
-        let mut trails = Trails::load(&state.trails_path);
-        for c in candidates(&a, &mut client, &mut trails, &spec, &pb, want).await? {
-            if let Candidate::Host(p, ad) = c {
-                hosts.push((p, *ad));
-            }
-        }
-    } else {
-        let mut peers = Vec::new();
-        for addr in &a.peer {
-            pb.set_message(format!("connecting to {addr}"));
-            peers.push(client.connect(addr).await?);
-        }
-        pb.set_message("waiting for the hosts' adverts");
-        let found = client
-            .discover(
-                peers.len(),
-                |_| true,
-                Duration::from_millis(300),
-                Duration::from_secs(a.discover_secs),
-            )
-            .await;
-        hosts = found
-            .into_iter()
-            .filter(|(p, _)| peers.contains(p))
-            .collect();
-        if hosts.is_empty() {
-            bail!(
-                "no advert from the given host(s) within {} s",
-                a.discover_secs
-            );
-        }
-    }
-    pb.finish_and_clear();
-    let rows: Vec<serde_json::Value> = hosts
+/// `--quote`'s table (or JSON line): what the job may cost on each host it
+/// would go to. Nothing was sent.
+fn print_quote(a: &Args, quote: &[submit::QuoteRow]) -> Result<ExitCode> {
+    let rows: Vec<serde_json::Value> = quote
         .iter()
-        .map(|(p, ad)| {
+        .map(|q| {
             serde_json::json!({
-                "peer_id": p.to_string(),
-                "price_per_mfuel": ad.price_per_mfuel,
-                "max_cost": security::settlement::max_cost(a.fuel, ad.price_per_mfuel),
-                "within_max_price": ad.price_per_mfuel <= a.max_price,
+                "peer_id": q.peer.to_string(),
+                "price_per_mfuel": q.price_per_mfuel,
+                "max_cost": q.max_cost,
+                "within_max_price": q.within_max_price,
             })
         })
         .collect();
@@ -841,129 +497,4 @@ async fn quote(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Result
         ))?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Without `--replicas`: the trust coordinator places, replicates, compares
-/// and judges (see `biop2p::node::submitter`).
-async fn adaptive(a: Args, state: State, module: Vec<u8>, input: Vec<u8>) -> Result<ExitCode> {
-    let pb = progress(a.json);
-    let client = Client::new(state.id.clone(), &client_net(&a)?, MAX_OUTPUT).await?;
-    let config = SubmitterConfig {
-        deadline: Duration::from_secs(
-            a.deadline
-                .unwrap_or_else(|| a.timeout.map_or(600, |t| 2 * t.div_ceil(1000) + 30)),
-        ),
-        sandbox_dir: Some(state.dir.join("sandbox")),
-        ..SubmitterConfig::default()
-    };
-    let mut s =
-        Submitter::new(client, state.store.clone(), config)?.with_trails(state.trails_path.clone());
-    // Never sent: only its spec, to judge which adverts fit.
-    let probe = s.client().make_job(&module, &input, &a.params());
-    let spec = probe.verify().expect("own job verifies");
-    let mut trails = Trails::load(&state.trails_path);
-    let cands = candidates(&a, s.client(), &mut trails, &spec, &pb, ADAPTIVE_MIN_HOSTS).await?;
-    let mut hosts = Vec::new();
-    for c in cands {
-        let r = match &c {
-            Candidate::Addr(addr) => {
-                pb.set_message(format!("connecting to {addr}"));
-                s.client().connect(addr).await.map(|p| (p, 0))
-            }
-            Candidate::Host(p, ad) => s
-                .client()
-                .connect_host(*p, ad)
-                .await
-                .map(|()| (*p, ad.fuel_per_sec)),
-        };
-        match r {
-            Ok(h) => hosts.push(h),
-            Err(e) => pb.suspend(|| eprintln!("note: {e}; skipping that host")),
-        }
-    }
-    if hosts.len() < ADAPTIVE_MIN_HOSTS {
-        pb.finish_and_clear();
-        drop(s);
-        eprintln!(
-            "note: {} host(s) reachable, fewer than the {ADAPTIVE_MIN_HOSTS} adaptive replication needs: the job runs once and its output is not compared",
-            hosts.len()
-        );
-        return replicated(a, 1, state, module, input).await;
-    }
-    s.join(hosts)?;
-    for d in &a.loaded {
-        s.offer_data(&d.r.name, d.bytes.clone());
-    }
-    if let Some(n) = s.diversity_note() {
-        pb.suspend(|| eprintln!("{n}"));
-    }
-    pb.set_message("running; the coordinator decides the replicas");
-    let task = TaskInput {
-        module: Arc::new(module),
-        input: Arc::new(input),
-        params: a.params(),
-    };
-    let out = s
-        .run(vec![task], |m| pb.suspend(|| eprintln!("{m}")))
-        .await?;
-    pb.finish_and_clear();
-    let summary = s.summary();
-    let quarantined: Vec<String> = s
-        .quarantined_now()
-        .iter()
-        .map(|(p, _)| p.to_string())
-        .collect();
-    match &out[0].status {
-        TaskStatus::Accepted {
-            job_id,
-            response,
-            reason,
-            receipts,
-            ..
-        } => {
-            let record = state
-                .store
-                .get(job_id)?
-                .context("the accepted job's record is missing")?;
-            if !a.json {
-                return print_result(&record, false, a.output.as_deref());
-            }
-            let winner = match &**response {
-                JobResponse::Done { receipt, .. } | JobResponse::Failed { receipt, .. } => {
-                    receipt.verify().ok().map(|b| b.output_hash)
-                }
-                _ => None,
-            };
-            let mut v = result_json(&record);
-            v["receipts"] = receipts.iter().map(receipt_json).collect();
-            v["accepted_replicas"] = receipts
-                .iter()
-                .filter(|r| r.verify().ok().map(|b| b.output_hash) == winner)
-                .count()
-                .into();
-            v["reason"] = serde_json::to_value(reason)?;
-            v["verified"] = true.into();
-            v["quarantined"] = quarantined.into();
-            v["canaries"] = summary.canaries.into();
-            common::print_line(&v.to_string())?;
-            Ok(if record.status == "done" {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
-        TaskStatus::GaveUp(reason) => {
-            if a.json {
-                common::print_line(
-                    &serde_json::json!({
-                        "status": "failed", "error_kind": "no_quorum",
-                        "error": format!("{reason:?}"), "quarantined": quarantined,
-                        "canaries": summary.canaries,
-                    })
-                    .to_string(),
-                )?;
-            }
-            bail!("no output could be confirmed: {reason:?}; nothing was accepted")
-        }
-    }
 }

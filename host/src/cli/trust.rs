@@ -38,7 +38,7 @@ pub struct Args {
 
 pub fn execute(a: Args) -> Result<ExitCode> {
     let dir = common::state_dir(a.state_dir.clone())?;
-    let state = State::open(a.state_dir.clone())?;
+    let state = super::submit::open_state(a.state_dir.clone())?;
     if let Some(file) = &a.check {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?;

@@ -26,6 +26,7 @@ use tokio::sync::Mutex;
 
 use super::host::{HostError, HostEvent, HostHandle, HostOptions, spawn_host};
 use super::peers::{PeerEntry, read_peers_file};
+use super::submit::{Progress, SubmitError, SubmitOptions, Submitted, SubmitterState};
 use crate::config::{ConfigError, NodeConfig};
 use crate::identity::Identity;
 use roles::BiologicalRole;
@@ -50,6 +51,12 @@ pub enum NodeError {
     /// `start` was called on a running node.
     #[error("the node is already running")]
     AlreadyStarted,
+    /// `submit` without hosts to reach on a node that is not running.
+    #[error("the node is not running: start it, or give the submission hosts to reach")]
+    NotStarted,
+    /// A submission failed.
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
 }
 
 /// Builds a [`Node`].
@@ -142,6 +149,7 @@ impl NodeBuilder {
             handle: Mutex::new(None),
             events: Mutex::new(None),
             addrs: std::sync::Mutex::new(Vec::new()),
+            submitter: Mutex::new(None),
         })
     }
 }
@@ -165,7 +173,15 @@ pub struct Node {
     /// Apart from the handle, so waiting for an event never blocks `stop`.
     events: Mutex<Option<tokio::sync::mpsc::Receiver<HostEvent>>>,
     addrs: std::sync::Mutex<Vec<Multiaddr>>,
+    /// The submitter side, opened at the first `submit` and kept (its
+    /// database can be open once per process); held while a submission
+    /// runs.
+    submitter: Mutex<Option<SubmitterState>>,
 }
+
+/// Where a node keeps its submitter state (its own key: a host and a
+/// submitter never share one peer id).
+pub const SUBMITTER_DIR: &str = "submitter-state";
 
 impl Node {
     /// A builder with the default configuration.
@@ -245,5 +261,39 @@ impl Node {
         read_peers_file(&self.data_dir)
             .map(|v| v.into_iter().filter(|e| !e.is_self).collect())
             .unwrap_or_default()
+    }
+
+    /// Submits a job to the swarm and returns its verified answer, through
+    /// the same flow as `biop2p submit` ([`super::submit::submit`]): without
+    /// `opts.replicas` the trust coordinator decides the replicas. The
+    /// submitter has its own key and state in `DATA_DIR/submitter-state`
+    /// (jobs, trust, ledger). When `opts.reach` names no hosts and no
+    /// bootstrap peers, the swarm is reached through this node itself (its
+    /// swarm name; mDNS as its config says), so the node must be running.
+    pub async fn submit(
+        &self,
+        module: Vec<u8>,
+        input: Vec<u8>,
+        mut opts: SubmitOptions,
+        on: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<Submitted, NodeError> {
+        if opts.reach.peers.is_empty() && opts.reach.bootstrap.is_empty() {
+            let addrs = self.addrs();
+            if addrs.is_empty() {
+                return Err(NodeError::NotStarted);
+            }
+            opts.reach.bootstrap = addrs;
+            opts.reach.swarm = self.config.network.swarm.clone();
+            opts.reach.mdns = self.config.network.mdns;
+        }
+        // One submission at a time: each runs a coordinator over the one
+        // trust state in the store, and two at once would overwrite each
+        // other's verdicts.
+        let mut slot = self.submitter.lock().await;
+        if slot.is_none() {
+            *slot = Some(SubmitterState::open(&self.data_dir.join(SUBMITTER_DIR))?);
+        }
+        let state = slot.as_ref().expect("just opened");
+        Ok(super::submit::submit(state, module, input, &opts, on).await?)
     }
 }

@@ -17,10 +17,11 @@ pub mod notebook;
 pub mod peers;
 pub mod placement;
 mod receipts;
+pub mod submit;
 pub mod submitter;
 pub mod trails;
 
-pub use api::{Node, NodeBuilder, NodeError, default_data_dir};
+pub use api::{Node, NodeBuilder, NodeError, SUBMITTER_DIR, default_data_dir};
 pub use calibration::open_sandbox;
 pub use client::{Client, ClientError, Verified};
 pub use control::Control;

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use biop2p::node::Client;
-use biop2p::node::placement::Candidate;
 use biop2p::node::submitter::batch::{self, BatchEvent, BatchPlan, BatchSummary, Item};
 use biop2p::node::submitter::{Submitter, SubmitterConfig};
 use biop2p::node::trails::Trails;
 
-use super::{ADAPTIVE_MIN_HOSTS, Args, MAX_OUTPUT, State, candidates, client_net};
+use super::{Args, State, show};
 use crate::cli::common;
+use biop2p::node::submit::{ADAPTIVE_MIN_HOSTS, MAX_OUTPUT, candidates, connect_all};
 
 /// Largest single input.
 const MAX_INPUT: u64 = 256 << 20;
@@ -124,29 +124,22 @@ pub async fn execute(a: Args, state: State, module: Vec<u8>) -> Result<ExitCode>
         .context("--inputs needs -o OUTDIR for the outputs and receipts")?;
     let items = read_items(&a.inputs, a.lines)?;
     let pb = Progress::new(a.json, items.len() as u64);
-    let mut client = Client::new(state.id.clone(), &client_net(&a)?, MAX_OUTPUT).await?;
+    let reach = a.reach();
+    let mut client = Client::new(state.id.clone(), &reach.net()?, MAX_OUTPUT).await?;
     let probe = client.make_job(&module, &items[0].input, &a.params());
     let spec = probe.verify().expect("own job verifies");
     let mut trails = Trails::load(&state.trails_path);
     pb.tasks.set_message("finding hosts");
-    let cands = candidates(&a, &mut client, &mut trails, &spec, &pb.tasks, 1).await?;
-    let mut hosts = Vec::new();
-    for c in cands {
-        let r = match &c {
-            Candidate::Addr(addr) => client.connect(addr).await.map(|p| (p, 0)),
-            Candidate::Host(p, ad) => client
-                .connect_host(*p, ad)
-                .await
-                .map(|()| (*p, ad.fuel_per_sec)),
-        };
-        match r {
-            Ok(h) if !hosts.iter().any(|(p, _)| *p == h.0) => hosts.push(h),
-            Ok(_) => {}
-            Err(e) => pb
-                .tasks
-                .suspend(|| eprintln!("note: {e}; skipping that host")),
-        }
-    }
+    let cands = candidates(
+        &reach,
+        &mut client,
+        &mut trails,
+        &spec,
+        1,
+        &mut show(&pb.tasks),
+    )
+    .await?;
+    let hosts = connect_all(&mut client, cands, &mut show(&pb.tasks)).await;
     if hosts.is_empty() {
         bail!("no host could be reached; is it running? check --peer");
     }
