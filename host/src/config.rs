@@ -146,6 +146,10 @@ pub struct BiologicalConfig {
     pub primary_role: String,
     /// The node's place in the hierarchy, `region.cluster.tier`.
     pub address: String,
+    /// When a host changes role live: Young to Caste after `young_until`
+    /// tasks, Havoc while its swarm is in crisis (`[biological.switch]`,
+    /// with `havoc` inside it).
+    pub switch: roles::HostRoleConfig,
 }
 
 impl Default for BiologicalConfig {
@@ -153,6 +157,7 @@ impl Default for BiologicalConfig {
         BiologicalConfig {
             primary_role: "Young".into(),
             address: "001.001.1".into(),
+            switch: roles::HostRoleConfig::default(),
         }
     }
 }
@@ -449,6 +454,25 @@ idle_timeout_secs = 120
 primary_role = "Young"
 # Place in the hierarchy: region.cluster.tier.
 address = "001.001.1"
+
+[biological.switch]
+# Tasks a Young host finishes before it becomes Caste.
+young_until = 50
+
+[biological.switch.havoc]
+# The host turns Havoc (thresholds at the floor; sheds new work past
+# shed_backlog_per_slot) when lost_fraction of its known hosts stop
+# advertising within window_ms, when error_rate of its last results (10 at
+# least) failed on its side, or when its queue surges surge_ratio over its
+# average (from surge_min_depth); it hands back after calm_ms of calm.
+window_ms = 2000
+lost_fraction = 0.15
+surge_ratio = 3.0
+surge_min_depth = 32
+error_rate = 0.25
+calm_ms = 3000
+shed_backlog_per_slot = 2.0
+normal_grace_ms = 2000
 
 [resources]
 # Fraction of the cores lent to sandboxes.

@@ -654,3 +654,200 @@ async fn a_caste_host_specialises_in_what_it_runs() {
     );
     assert_eq!(young, [0.5; 3]);
 }
+
+/// Waits (bounded) for the host's `RoleSwitched` event to `to`; returns its
+/// `from` and reason.
+async fn role_switch(
+    events: &mut tokio::sync::mpsc::Receiver<biop2p::node::HostEvent>,
+    to: &str,
+    within: Duration,
+) -> Option<(String, String)> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .ok()??;
+        if let biop2p::node::HostEvent::RoleSwitched {
+            from,
+            to: t,
+            reason,
+        } = ev
+            && t == to
+        {
+            return Some((from, reason));
+        }
+    }
+}
+
+/// A host's own entry in its `peers.json` (what it advertises), once `f`
+/// holds for it (bounded).
+async fn own_entry(
+    dir: &std::path::Path,
+    f: impl Fn(&biop2p::node::PeerEntry) -> bool,
+) -> Option<biop2p::node::PeerEntry> {
+    for _ in 0..100 {
+        if let Some(e) = biop2p::node::read_peers_file(dir)
+            .ok()
+            .and_then(|v| v.into_iter().find(|e| e.is_self))
+            .filter(|e| f(e))
+        {
+            return Some(e);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Role switching, live: a Young host advertises the generalist's
+/// thresholds and learns nothing; after `young_until` tasks it switches to
+/// Caste (an event says why), advertises it, and from then on specialises
+/// in what it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_young_host_becomes_caste_after_its_tasks_and_then_specialises() {
+    use biop2p::node::client::JobParams;
+    use biop2p::node::{HostOptions, spawn_host};
+    use biop2p::proto::JobResponse;
+
+    let mut config = biop2p::NodeConfig::default();
+    config.network.mdns = false;
+    config.network.swarm = swarm_name("young");
+    config.biological.primary_role = "Young".into();
+    config.biological.switch.young_until = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = spawn_host(HostOptions {
+        config,
+        data_dir: dir.path().to_path_buf(),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        faulty: Default::default(),
+    })
+    .await
+    .unwrap();
+    let mut c = crate::network::client().await;
+    let peer = c.connect(&host.addrs[0]).await.unwrap();
+    let mut run = async |i: u8| {
+        let (_, r) = crate::network::run_job(
+            &mut c,
+            &peer,
+            biop2p::workloads::ECHO,
+            &[i],
+            &JobParams::default(),
+        )
+        .await;
+        assert!(matches!(r, JobResponse::Done { .. }), "{r:?}");
+    };
+    for i in 0..2 {
+        run(i).await;
+    }
+    let young = own_entry(dir.path(), |e| e.roles == ["Young"])
+        .await
+        .expect("advertised Young");
+    assert_eq!(
+        young.thresholds, [0.5; 3],
+        "a Young host learns nothing yet"
+    );
+    run(2).await;
+    let (from, reason) = role_switch(&mut host.events, "Caste", Duration::from_secs(10))
+        .await
+        .expect("switched to Caste after three tasks");
+    assert_eq!(from, "Young");
+    assert!(reason.contains("3 tasks"), "{reason}");
+    for i in 3..8 {
+        run(i).await;
+    }
+    let caste = own_entry(dir.path(), |e| {
+        e.roles == ["Caste"] && e.thresholds[2] < 0.5
+    })
+    .await
+    .expect("advertised Caste, specialised in small tasks");
+    assert!(
+        caste.thresholds[0] > 0.5 && caste.thresholds[1] > 0.5,
+        "{caste:?}"
+    );
+    host.shutdown().await;
+}
+
+/// HAVOC, live: when most of the swarm's hosts stop advertising (killed),
+/// the survivors detect the crisis from their own observations, switch to
+/// Havoc and advertise it (every threshold at the floor: they take any
+/// class), and hand back once it is calm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_losing_their_swarm_switch_to_havoc_advertise_it_and_hand_back() {
+    use biop2p::node::{HostOptions, spawn_host};
+
+    let swarm = swarm_name("havoc");
+    let mut hosts = Vec::new();
+    let mut dirs = Vec::new();
+    for _ in 0..5 {
+        let mut config = biop2p::NodeConfig::default();
+        config.network.mdns = false;
+        config.network.swarm = swarm.clone();
+        config.network.advert_interval_secs = 1;
+        config.resources.cpu_allocation = 0.1;
+        if let Some(h) = hosts.first() {
+            let h: &biop2p::node::HostHandle = h;
+            config.network.bootstrap = vec![h.addrs[0].to_string()];
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let h = spawn_host(HostOptions {
+            config,
+            data_dir: dir.path().to_path_buf(),
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            faulty: Default::default(),
+        })
+        .await
+        .unwrap();
+        hosts.push(h);
+        dirs.push(dir);
+    }
+    // Everyone known to hosts 0 and 1 (bounded wait).
+    for d in &dirs[..2] {
+        let mut ok = false;
+        for _ in 0..200 {
+            if biop2p::node::read_peers_file(d.path()).is_ok_and(|v| v.len() == 5) {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ok, "hosts 0 and 1 know all five");
+    }
+    // Drain what happened so far (joining is not a crisis).
+    while let Ok(ev) = hosts[0].events.try_recv() {
+        assert!(
+            !matches!(ev, biop2p::node::HostEvent::RoleSwitched { .. }),
+            "no switch while the swarm grows: {ev:?}"
+        );
+    }
+    for h in hosts.drain(2..) {
+        h.shutdown().await;
+    }
+    let (from, reason) = role_switch(&mut hosts[0].events, "Havoc", Duration::from_secs(20))
+        .await
+        .expect("host 0 enters Havoc");
+    assert_eq!(from, "Young");
+    assert!(reason.starts_with("crisis"), "{reason}");
+    let me = hosts[0].peer_id.to_string();
+    // Advertised over the wire: host 1 lists host 0 as Havoc, thresholds
+    // at the floor.
+    let mut seen = None;
+    for _ in 0..100 {
+        seen = biop2p::node::read_peers_file(dirs[1].path())
+            .ok()
+            .and_then(|v| v.into_iter().find(|e| e.peer_id == me))
+            .filter(|e| e.roles == ["Havoc"]);
+        if seen.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = seen.expect("host 1 sees host 0's Havoc advert");
+    let floor = roles::CasteConfig::default().min;
+    assert_eq!(seen.thresholds, [floor; 3]);
+    let (from, _) = role_switch(&mut hosts[0].events, "Young", Duration::from_secs(20))
+        .await
+        .expect("host 0 hands back when calm");
+    assert_eq!(from, "Havoc");
+    for h in hosts {
+        h.shutdown().await;
+    }
+}

@@ -358,6 +358,9 @@ fn print_event(ev: &HostEvent, json: bool) -> Result<()> {
             fuel,
             price,
         } => format!("debit note {seq} of {job_id} accepted: {fuel} fuel so far, {price} owed"),
+        HostEvent::RoleSwitched { from, to, reason } => {
+            format!("role: {from} -> {to} ({reason})")
+        }
         HostEvent::Recovered { jobs } => {
             format!("re-queued {jobs} unfinished job(s) from before a restart")
         }

@@ -189,7 +189,6 @@ pub fn state_of(paused: bool, stopped: bool, running: u64, workers: usize) -> &'
 pub struct View {
     facts: HostFacts,
     started: Instant,
-    started_ms: u64,
     peer_id: String,
     addrs: Vec<String>,
     fuel_per_sec: u64,
@@ -203,6 +202,8 @@ pub struct View {
     refusals: BTreeMap<String, u64>,
     recent_refusals: VecDeque<(String, String)>,
     swarm: Vec<PeerEntry>,
+    /// The role now and since when (Unix ms).
+    role: (String, u64),
     /// Moving average of accepted → finished, in ms, per module hash.
     latency_by_module: HashMap<String, f64>,
     /// The same over every module.
@@ -214,9 +215,9 @@ impl View {
     pub fn new(facts: HostFacts, now_ms: u64) -> Self {
         View {
             started: Instant::now(),
-            started_ms: now_ms,
             peer_id: facts.peer_id.clone(),
             addrs: facts.addrs.clone(),
+            role: (facts.role.clone(), now_ms),
             facts,
             fuel_per_sec: 0,
             tasks_done: 0,
@@ -299,6 +300,7 @@ impl View {
     /// Takes in one host event (and moves the metrics it concerns).
     pub fn on_event(&mut self, ev: &HostEvent, m: &Metrics, now_ms: u64) {
         match ev {
+            HostEvent::RoleSwitched { to, .. } => self.role = (to.clone(), now_ms),
             HostEvent::Listening {
                 peer_id,
                 addrs,
@@ -499,7 +501,7 @@ impl View {
             state,
             stopped_because: stop.as_ref().map(|s| s.to_string()),
             tasks_done: self.tasks_done,
-            roles: vec![(self.facts.role.clone(), self.started_ms)],
+            roles: vec![self.role.clone()],
             price_per_mfuel: self.facts.price_per_mfuel,
             fuel_per_sec: self.fuel_per_sec,
             workers: self.facts.workers,

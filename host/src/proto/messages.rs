@@ -100,6 +100,9 @@ pub enum RefuseReason {
     /// possible cost is over the credit this host gives it (newcomers get
     /// little; the limit grows with settled history). Settle, then retry.
     CreditLimit,
+    /// The host is in a crisis (Havoc: its swarm is losing hosts) and its
+    /// backlog is over its limit: it finishes what it accepted first.
+    Shedding,
 }
 
 impl RefuseReason {
@@ -117,6 +120,7 @@ impl RefuseReason {
             RefuseReason::BlobUnavailable => "blob_unavailable",
             RefuseReason::NotYours => "not_yours",
             RefuseReason::CreditLimit => "credit_limit",
+            RefuseReason::Shedding => "shedding",
         }
     }
 }

@@ -48,9 +48,12 @@ pub(super) struct Advertiser {
     fuel_per_sec: u64,
     /// Where this host listens (full multiaddrs).
     pub listen_addrs: Vec<Multiaddr>,
-    /// A Caste host's response thresholds: each task done lowers its
-    /// class's threshold, so the host specialises, and its adverts say so.
-    pub caste: Option<roles::ResponseThresholds>,
+    /// The response thresholds a Caste host learns: each task done lowers
+    /// its class's threshold, so the host specialises, and its adverts say
+    /// so. Learned only while the host is Caste.
+    pub caste: roles::ResponseThresholds,
+    /// The role now (Young, Caste, Havoc...) and when it changes.
+    pub role: roles::HostRole,
     last_advert: Option<Instant>,
     last_peers_file: Option<Instant>,
     /// A peer subscribed since the last advert: publish soon.
@@ -73,8 +76,8 @@ impl Advertiser {
             .parse()
             .unwrap_or(roles::BiologicalRole::Young);
         Advertiser {
-            caste: (role == roles::BiologicalRole::Caste)
-                .then(|| roles::ResponseThresholds::new(&roles::CasteConfig::default())),
+            caste: roles::ResponseThresholds::new(&roles::CasteConfig::default()),
+            role: roles::HostRole::new(cfg.biological.switch.clone(), role),
             id,
             cfg,
             fuel_per_sec,
@@ -115,15 +118,53 @@ impl Advertiser {
             price_per_mfuel: self.cfg.market.price_per_mfuel,
             max_fuel: self.cfg.resources.max_fuel,
             max_memory_bytes: self.cfg.resources.max_memory_bytes,
-            roles: vec![self.cfg.biological.primary_role.clone()],
+            roles: vec![role_name(self.role.role())],
             region: proto::region_of(&self.cfg.biological.address),
-            thresholds: self.caste.as_ref().map_or(
-                [roles::CasteConfig::default().initial; 3],
-                roles::ResponseThresholds::values,
-            ),
+            thresholds: self
+                .role
+                .thresholds(Some(&self.caste), &roles::CasteConfig::default()),
             issued_at_ms: now,
             expires_at_ms: now + ttl,
         }
+    }
+
+    /// A task finished: a Caste host learns from it, and a Young host may
+    /// have done enough to become Caste.
+    pub fn on_task_done(
+        &mut self,
+        class: Option<roles::TaskClass>,
+        ok: bool,
+    ) -> Option<roles::RoleSwitch> {
+        if let Some(class) = class
+            && self.role.role() == roles::BiologicalRole::Caste
+        {
+            self.caste
+                .on_task_done(&roles::CasteConfig::default(), class);
+        }
+        let sw = self.role.on_task_done(unix_now_ms(), ok);
+        if sw.is_some() {
+            self.wanted = true;
+        }
+        sw
+    }
+
+    /// What the host observes each tick: the hosts whose adverts are live
+    /// (one that stopped advertising is lost) and its backlog. A crisis
+    /// (Havoc) or its end is advertised at once.
+    pub fn observe(&mut self, discovery: &Discovery, load: &Load) -> Vec<roles::RoleSwitch> {
+        let now = unix_now_ms();
+        let live = discovery.live().iter().map(|(p, _)| node_id(p)).collect();
+        let out: Vec<_> = [
+            self.role.on_hosts(now, live),
+            self.role.on_tick(now, load.queued as u32),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !out.is_empty() {
+            self.wanted = true;
+        }
+        out
     }
 
     /// A newcomer subscribed: publish soon rather than at the next interval.
@@ -203,6 +244,24 @@ impl Advertiser {
             let _ = h.await;
         }
     }
+}
+
+/// A role as adverts and events name it: capitalised, as `primary_role`
+/// is written (`Young`, `Caste`, `Havoc`).
+pub(super) fn role_name(r: roles::BiologicalRole) -> String {
+    let n = r.name();
+    let mut c = n.chars();
+    c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
+}
+
+/// The roles crate's compact id of a peer (the first four bytes of a hash
+/// of its id: a collision only merges two hosts in the loss count).
+fn node_id(p: &PeerId) -> roles::NodeId {
+    let h = blake3::hash(&p.to_bytes());
+    let b = h.as_bytes();
+    roles::NodeId(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// Writes the list atomically (temporary file, then rename).

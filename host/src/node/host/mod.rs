@@ -82,6 +82,16 @@ pub struct HostOptions {
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum HostEvent {
+    /// The host changed role (Young to Caste, into or out of Havoc); its
+    /// next advert says so.
+    RoleSwitched {
+        /// The old role.
+        from: String,
+        /// The new role.
+        to: String,
+        /// Why, with the numbers that decided it.
+        reason: String,
+    },
     /// Listening; `addrs` are full multiaddrs (with `/p2p/`).
     Listening {
         /// The host's peer id.
@@ -480,6 +490,15 @@ struct Host {
 }
 
 impl Host {
+    fn on_role_switch(&self, sw: roles::RoleSwitch) {
+        tracing::info!(from = %sw.from, to = %sw.to, reason = %sw.reason, "role switched");
+        self.emit(HostEvent::RoleSwitched {
+            from: advertiser::role_name(sw.from),
+            to: advertiser::role_name(sw.to),
+            reason: sw.reason,
+        });
+    }
+
     fn emit(&self, e: HostEvent) {
         let _ = self.events.try_send(e);
     }
@@ -700,6 +719,9 @@ impl Host {
             self.advertiser.want();
         }
         let load = self.load();
+        for sw in self.advertiser.observe(&self.discovery, &load) {
+            self.on_role_switch(sw);
+        }
         self.advertiser
             .maybe_advertise(swarm, &self.discovery, &load);
         self.discovery.redial(swarm);
@@ -1109,6 +1131,24 @@ impl Host {
                 (RefuseReason::Busy, stop.to_string()),
             );
         }
+        // Havoc: in a crisis, a backlog over the limit is not grown.
+        let backlog = (self.inflight.len() + self.fetcher.len()) as u32;
+        if self
+            .advertiser
+            .role
+            .should_shed(backlog, self.scheduler.workers() as u32)
+        {
+            return self.refuse(
+                swarm,
+                channel,
+                peer,
+                Some(job_id),
+                (
+                    RefuseReason::Shedding,
+                    format!("in a crisis with {backlog} jobs queued; try another host"),
+                ),
+            );
+        }
         // Recovered jobs are outside the quotas: bound the pool's queue too.
         let max_queue = self.cfg.resources.max_queue;
         if self.inflight.len() + self.fetcher.len() >= max_queue {
@@ -1300,8 +1340,11 @@ impl Host {
             self.ledger.claim(job_id, Party(sub), price);
             self.ledger_changed = true;
         }
-        if let (Some(class), Some(t)) = (d.class, self.advertiser.caste.as_mut()) {
-            t.on_task_done(&roles::CasteConfig::default(), class);
+        // Only the host's own failures count against the swarm's health: a
+        // guest that traps or runs out of fuel is the submitter's doing.
+        let ok = d.status != "host_error";
+        if let Some(sw) = self.advertiser.on_task_done(d.class, ok) {
+            self.on_role_switch(sw);
         }
         let waiters = self.results.take(&job_id);
         if waiters.is_empty() {
