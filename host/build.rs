@@ -30,6 +30,12 @@ const WORKLOADS: &[(&str, &str, &str, &str)] = &[
         "wl_digits.wasm",
         "-Ctarget-feature=+simd128",
     ),
+    (
+        "wl-embed",
+        "wasm32-wasip2",
+        "wl_embed.wasm",
+        "-Ctarget-feature=+simd128",
+    ),
     ("wl-echo-p1", "wasm32-wasip1", "wl-echo-p1.wasm", ""),
 ];
 

@@ -24,6 +24,10 @@ pub const MLP: &[u8] = include_bytes!(env!("BIOP2P_WASM_WL_MLP"));
 /// The handwritten-digits MLP component (`train`, `infer`; simd128).
 pub const DIGITS: &[u8] = include_bytes!(env!("BIOP2P_WASM_WL_DIGITS"));
 
+/// The all-MiniLM-L6-v2 sentence-embedding component (candle, simd128;
+/// model at `/data/model` and `/data/vocab`).
+pub const EMBED: &[u8] = include_bytes!(env!("BIOP2P_WASM_WL_EMBED"));
+
 /// A component that sleeps for the seconds in its input (virtual time).
 pub const SLEEP: &[u8] = include_bytes!(env!("BIOP2P_WASM_WL_SLEEP"));
 
@@ -53,6 +57,11 @@ pub const ALL: &[Builtin] = &[
         name: "digits",
         description: "component: 64-64-10 MLP on the 8x8 digits; argv train|infer, data at /data (see workloads/digits)",
         bytes: DIGITS,
+    },
+    Builtin {
+        name: "embed",
+        description: "component: all-MiniLM-L6-v2 sentence embeddings; input one sentence a line, output EMB1 (384 f32 each); data model=model.safetensors vocab=vocab.txt (see workloads/embed-model)",
+        bytes: EMBED,
     },
     Builtin {
         name: "sleep",

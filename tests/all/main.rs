@@ -7,6 +7,7 @@ mod bounds;
 mod cli;
 mod confine;
 mod durability;
+mod embed;
 mod faults;
 mod fuzz;
 mod guests;

@@ -8,6 +8,7 @@
 //! fails with [`AiError::Missing`], which names the script.
 
 pub mod digits;
+pub mod embed;
 pub mod federated;
 
 use std::path::{Path, PathBuf};
@@ -43,6 +44,9 @@ pub enum AiError {
     /// The federated run failed (hosts, network or sandbox).
     #[error("federated training: {0}")]
     Run(String),
+    /// Embedding sentences failed (model, input or sandbox).
+    #[error("sentence embeddings: {0}")]
+    Embed(String),
 }
 
 /// Where the fetched data lives: `$BIOP2P_AI_DATA`, else

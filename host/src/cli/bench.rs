@@ -35,6 +35,13 @@ enum Target {
         #[arg(long, default_value_t = 2000)]
         jobs: usize,
     },
+    /// MiniLM embeddings and digits training, sandboxed against native
+    /// (needs scripts/fetch-ai-data.sh).
+    Ai {
+        /// One JSON line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The figures of `bench --json` (field names are an interface).
@@ -51,8 +58,10 @@ struct Figures {
 }
 
 pub fn execute(a: Args) -> Result<ExitCode> {
-    if let Some(Target::Network { json, jobs }) = a.target {
-        return super::bench_network::execute(json, jobs);
+    match a.target {
+        Some(Target::Network { json, jobs }) => return super::bench_network::execute(json, jobs),
+        Some(Target::Ai { json }) => return super::bench_ai::execute(json || a.json),
+        None => {}
     }
     // No data dir: the figures measure the in-memory cache, which is what a
     // running host uses after a module's first task.

@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand, each with `execute()`.
 
 mod bench;
+mod bench_ai;
 mod bench_network;
 mod common;
 mod control;
