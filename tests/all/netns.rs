@@ -384,9 +384,13 @@ impl Wire {
                 let now = Instant::now();
                 while queue.peek().is_some_and(|p| p.due <= now) {
                     let p = queue.pop().expect("peeked");
-                    // A member whose device is gone just loses the packet.
-                    if tuns[p.to].write(&p.bytes).is_ok() {
-                        f.fetch_add(1, Ordering::Relaxed);
+                    // Counted before it is written, so whoever saw the
+                    // packet arrive also sees it counted (the thread may
+                    // be preempted between the two). A member whose device
+                    // is gone just loses the packet, uncounted.
+                    f.fetch_add(1, Ordering::Relaxed);
+                    if tuns[p.to].write(&p.bytes).is_err() {
+                        f.fetch_sub(1, Ordering::Relaxed);
                     }
                 }
                 if !got {
