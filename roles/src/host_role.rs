@@ -17,8 +17,6 @@
 //! The crisis itself is [`CrisisDetector`]'s: losses are the hosts whose
 //! adverts stopped arriving, errors the tasks that failed.
 
-use std::collections::BTreeSet;
-
 use serde::{Deserialize, Serialize};
 
 use crate::havoc::{CrisisDetector, CrisisEvent, HavocAction, HavocConfig};
@@ -55,8 +53,6 @@ pub struct HostRole {
     role: BiologicalRole,
     done: u64,
     detector: CrisisDetector,
-    /// Hosts live at the last observation.
-    live: BTreeSet<NodeId>,
     log: Vec<RoleSwitch>,
 }
 
@@ -74,7 +70,6 @@ impl HostRole {
             role,
             done: 0,
             detector,
-            live: BTreeSet::new(),
             log: Vec::new(),
         }
     }
@@ -89,15 +84,13 @@ impl HostRole {
         &self.log
     }
 
-    /// The hosts whose adverts are live now. One that was live at the last
-    /// observation and is not now counts as lost.
-    pub fn on_hosts(&mut self, now: Millis, live: BTreeSet<NodeId>) -> Option<RoleSwitch> {
-        for gone in self.live.difference(&live) {
+    /// The hosts known now (`members`) and those lost since the last
+    /// call (`lost`: their adverts stopped arriving).
+    pub fn on_hosts(&mut self, now: Millis, lost: &[NodeId], members: u32) -> Option<RoleSwitch> {
+        for gone in lost {
             self.detector.handle(now, CrisisEvent::HostLost(*gone));
         }
-        self.detector
-            .handle(now, CrisisEvent::Members(live.len() as u32));
-        self.live = live;
+        self.detector.handle(now, CrisisEvent::Members(members));
         self.settle(now)
     }
 
@@ -175,7 +168,7 @@ impl HostRole {
 mod tests {
     use super::*;
 
-    fn ids(r: std::ops::Range<u32>) -> BTreeSet<NodeId> {
+    fn ids(r: std::ops::Range<u32>) -> Vec<NodeId> {
         r.map(NodeId).collect()
     }
 
@@ -205,12 +198,12 @@ mod tests {
     fn losing_hosts_is_a_crisis_that_floors_thresholds_sheds_and_passes() {
         let mut r = HostRole::new(HostRoleConfig::default(), BiologicalRole::Caste);
         let caste = CasteConfig::default();
-        assert!(r.on_hosts(0, ids(0..10)).is_none());
+        assert!(r.on_hosts(0, &[], 10).is_none());
         // One in ten lost: ordinary churn.
-        assert!(r.on_hosts(100, ids(1..10)).is_none());
+        assert!(r.on_hosts(100, &ids(0..1), 9).is_none());
         assert!(!r.should_shed(100, 2));
         // Three more within the window: 4 of 10.
-        let sw = r.on_hosts(200, ids(4..10)).expect("crisis");
+        let sw = r.on_hosts(200, &ids(1..4), 6).expect("crisis");
         assert_eq!(sw.to, BiologicalRole::Havoc);
         assert!(sw.reason.starts_with("crisis"), "{}", sw.reason);
         assert_eq!(r.thresholds(None, &caste), [caste.min; 3]);

@@ -181,18 +181,26 @@ impl Default for Reach {
 impl Reach {
     /// The client's network: discovery only when no host was named.
     pub fn net(&self) -> Result<NetworkConfig, SubmitError> {
-        let mut net = NetworkConfig::direct();
-        if self.peers.is_empty() {
-            net.mdns = self.mdns;
-            net.bootstrap = self.bootstrap.iter().map(|b| b.to_string()).collect();
-            if !net.mdns && net.bootstrap.is_empty() {
-                return Err(SubmitError::NoHost(
-                    "no host to submit to: give --peer, or --bootstrap, or allow mDNS".into(),
-                ));
-            }
+        if !self.peers.is_empty() {
+            let mut net = NetworkConfig::direct();
+            net.swarm = self.swarm.clone();
+            return Ok(net);
         }
+        if !self.mdns && self.bootstrap.is_empty() {
+            return Err(SubmitError::NoHost(
+                "no host to submit to: give --peer, or --bootstrap, or allow mDNS".into(),
+            ));
+        }
+        Ok(self.discovery_net())
+    }
+
+    /// The network for finding hosts: the bootstrap peers, mDNS as set.
+    pub fn discovery_net(&self) -> NetworkConfig {
+        let mut net = NetworkConfig::direct();
+        net.mdns = self.mdns;
+        net.bootstrap = self.bootstrap.iter().map(|b| b.to_string()).collect();
         net.swarm = self.swarm.clone();
-        Ok(net)
+        net
     }
 }
 
@@ -401,6 +409,26 @@ pub async fn candidates(
         .collect())
 }
 
+/// Connects to one candidate; returns the host, an address of it (empty
+/// when its advert names none) and its advertised speed (0 when only an
+/// address was given).
+async fn connect_one(
+    client: &mut Client,
+    c: &Candidate,
+    on: &mut (dyn FnMut(Progress) + Send),
+) -> Result<(PeerId, Multiaddr, u64), ClientError> {
+    match c {
+        Candidate::Addr(addr) => {
+            on(Progress::Stage(format!("connecting to {addr}")));
+            client.connect(addr).await.map(|p| (p, addr.clone(), 0))
+        }
+        Candidate::Host(p, ad) => client.connect_host(*p, ad).await.map(|()| {
+            let addr = ad.addrs.first().and_then(|s| s.parse().ok());
+            (*p, addr.unwrap_or_else(Multiaddr::empty), ad.fuel_per_sec)
+        }),
+    }
+}
+
 /// Connects to the candidates; returns the distinct hosts reached, each
 /// with its advertised speed (0 when only an address was given). One that
 /// cannot be reached is skipped with a note.
@@ -411,18 +439,8 @@ pub async fn connect_all(
 ) -> Vec<(PeerId, u64)> {
     let mut hosts: Vec<(PeerId, u64)> = Vec::new();
     for c in cands {
-        let r = match &c {
-            Candidate::Addr(addr) => {
-                on(Progress::Stage(format!("connecting to {addr}")));
-                client.connect(addr).await.map(|p| (p, 0))
-            }
-            Candidate::Host(p, ad) => client
-                .connect_host(*p, ad)
-                .await
-                .map(|()| (*p, ad.fuel_per_sec)),
-        };
-        match r {
-            Ok(h) if !hosts.iter().any(|(p, _)| *p == h.0) => hosts.push(h),
+        match connect_one(client, &c, on).await {
+            Ok((p, _, speed)) if !hosts.iter().any(|(h, _)| *h == p) => hosts.push((p, speed)),
             Ok(_) => {}
             Err(e) => on(Progress::Note(format!("note: {e}; skipping that host"))),
         }
@@ -446,19 +464,9 @@ async fn single(
     let mut trails = Trails::load(&state.trails_path);
     let mut reached = None;
     for c in candidates(&opts.reach, &mut client, &mut trails, &spec, 1, on).await? {
-        let r = match &c {
-            Candidate::Addr(addr) => {
-                on(Progress::Stage(format!("connecting to {addr}")));
-                client.connect(addr).await.map(|p| (p, addr.clone()))
-            }
-            Candidate::Host(p, ad) => client.connect_host(*p, ad).await.map(|()| {
-                let addr = ad.addrs.first().and_then(|s| s.parse().ok());
-                (*p, addr.unwrap_or_else(Multiaddr::empty))
-            }),
-        };
-        match r {
-            Ok(x) => {
-                reached = Some(x);
+        match connect_one(&mut client, &c, on).await {
+            Ok((p, addr, _)) => {
+                reached = Some((p, addr));
                 break;
             }
             Err(e) => on(Progress::Note(format!("note: {e}; trying the next host"))),
@@ -920,11 +928,7 @@ pub async fn collect(
         // The host moved (restarted on another port or address): ask the
         // swarm where it is now.
         tracing::info!(error = %e, "the job's host is not at its recorded address");
-        let mut net = NetworkConfig::direct();
-        net.mdns = reach.mdns;
-        net.swarm = reach.swarm.clone();
-        net.bootstrap = reach.bootstrap.iter().map(|b| b.to_string()).collect();
-        client = Client::new(state.id.clone(), &net, MAX_OUTPUT).await?;
+        client = Client::new(state.id.clone(), &reach.discovery_net(), MAX_OUTPUT).await?;
         on(Progress::Stage(format!("looking for host {peer}")));
         client
             .reach(peer, None, &reach.bootstrap, reach.discover)

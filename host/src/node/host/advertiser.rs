@@ -148,14 +148,19 @@ impl Advertiser {
         sw
     }
 
-    /// What the host observes each tick: the hosts whose adverts are live
-    /// (one that stopped advertising is lost) and its backlog. A crisis
-    /// (Havoc) or its end is advertised at once.
-    pub fn observe(&mut self, discovery: &Discovery, load: &Load) -> Vec<roles::RoleSwitch> {
+    /// What the host observes each tick: the hosts whose adverts stopped
+    /// (`lost`, from the table's evaporation), how many are known, and its
+    /// backlog. A crisis (Havoc) or its end is advertised at once.
+    pub fn observe(
+        &mut self,
+        lost: &[PeerId],
+        known: usize,
+        load: &Load,
+    ) -> Vec<roles::RoleSwitch> {
         let now = unix_now_ms();
-        let live = discovery.live().iter().map(|(p, _)| node_id(p)).collect();
+        let lost: Vec<roles::NodeId> = lost.iter().map(node_id).collect();
         let out: Vec<_> = [
-            self.role.on_hosts(now, live),
+            self.role.on_hosts(now, &lost, known as u32),
             self.role.on_tick(now, load.queued as u32),
         ]
         .into_iter()

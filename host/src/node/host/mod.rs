@@ -705,9 +705,9 @@ impl Host {
             self.on_fetched(swarm, out);
         }
         self.quotas.forget_idle(now);
-        let mut changed = false;
-        for peer in self.discovery.table.evaporate(now) {
-            changed = true;
+        let gone = self.discovery.table.evaporate(now);
+        let changed = !gone.is_empty();
+        for peer in &gone {
             tracing::info!(%peer, "host forgotten (its adverts stopped)");
             self.emit(HostEvent::Forgotten {
                 peer_id: peer.to_string(),
@@ -719,7 +719,8 @@ impl Host {
             self.advertiser.want();
         }
         let load = self.load();
-        for sw in self.advertiser.observe(&self.discovery, &load) {
+        let known = self.discovery.table.len();
+        for sw in self.advertiser.observe(&gone, known, &load) {
             self.on_role_switch(sw);
         }
         self.advertiser
