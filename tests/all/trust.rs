@@ -36,25 +36,37 @@ pub(crate) async fn start_hosts(
 ) -> Vec<Node> {
     let mut nodes: Vec<Node> = Vec::new();
     for (i, mode) in modes.iter().enumerate() {
-        let mut config = NodeConfig::default();
-        config.network.mdns = false;
-        config.network.swarm = swarm.to_string();
-        config.network.advert_interval_secs = 1;
-        config.resources.cpu_allocation = 0.1;
-        let mut b = Node::builder()
-            .with_config(config)
-            .with_initial_role(BiologicalRole::Caste)
-            .with_data_dir(root.join(format!("host{i}")))
-            .with_listen(["/ip4/127.0.0.1/tcp/0".parse().unwrap()])
-            .faulty_mode(*mode);
-        if let Some(first) = nodes.first() {
-            b = b.with_bootstrap(&first.addrs()[0]);
-        }
-        let node = b.build().await.unwrap();
-        node.start().await.unwrap();
-        nodes.push(node);
+        let bootstrap = nodes.first().map(|n| n.addrs()[0].clone());
+        nodes.push(start_host(root, swarm, i, *mode, bootstrap.as_ref()).await);
     }
     nodes
+}
+
+/// Starts host `i` (data dir `root/host{i}`, so a restart keeps its key).
+async fn start_host(
+    root: &std::path::Path,
+    swarm: &str,
+    i: usize,
+    mode: Faulty,
+    bootstrap: Option<&libp2p::Multiaddr>,
+) -> Node {
+    let mut config = NodeConfig::default();
+    config.network.mdns = false;
+    config.network.swarm = swarm.to_string();
+    config.network.advert_interval_secs = 1;
+    config.resources.cpu_allocation = 0.1;
+    let mut b = Node::builder()
+        .with_config(config)
+        .with_initial_role(BiologicalRole::Caste)
+        .with_data_dir(root.join(format!("host{i}")))
+        .with_listen(["/ip4/127.0.0.1/tcp/0".parse().unwrap()])
+        .faulty_mode(mode);
+    if let Some(addr) = bootstrap {
+        b = b.with_bootstrap(addr);
+    }
+    let node = b.build().await.unwrap();
+    node.start().await.unwrap();
+    node
 }
 
 /// A submitter connected to every host, with its store in `state`.
@@ -410,6 +422,175 @@ async fn replicas_are_own_jobs_outputs_are_the_submitters_and_reports_are_rerun(
     for r in rows {
         assert_eq!(st[&r.peer_id], r.state, "state of {} persisted", r.peer_id);
     }
+    for n in &nodes {
+        n.stop().await;
+    }
+}
+
+fn state_of(s: &Submitter, p: &PeerId) -> String {
+    states(s).get(&p.to_string()).cloned().unwrap_or_default()
+}
+
+/// Runs rounds of 20 echo tasks (at most `rounds`) until `until` holds;
+/// returns the tasks run. No wrong output is accepted on the way.
+async fn run_until(
+    s: &mut Submitter,
+    from: usize,
+    rounds: usize,
+    until: impl Fn(&Submitter) -> bool,
+) -> usize {
+    let mut n = from;
+    for _ in 0..rounds {
+        if until(s) {
+            break;
+        }
+        let tasks = echo_tasks(n, 20);
+        let out = s.run(tasks.clone(), |_| {}).await.unwrap();
+        assert_eq!(wrong_accepted(&tasks, &out), 0);
+        n += 20;
+    }
+    n
+}
+
+/// A host that earned one submitter's trust and then lies to another is
+/// caught by the second; its report travels through the hosts' boards,
+/// and the first submitter re-runs it and takes its trust away before the
+/// host ever lies to it. Forged reports are refused by the boards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lie_one_submitter_catches_reaches_the_others_through_the_hosts_boards() {
+    let _one = ONE_SWARM.lock().await;
+    let root = tempfile::tempdir().unwrap();
+    let swarm = format!("boards-{:x}", rand::random::<u64>());
+    let mut nodes = start_hosts(root.path(), &swarm, &[Faulty::Honest; 6]).await;
+    let turner = nodes[5].peer_id();
+
+    // 1. The elder submitter comes to trust every host, the turner too.
+    let mut elder = submitter(&nodes, &swarm, &root.path().join("elder")).await;
+    run_until(&mut elder, 0, 15, |s| {
+        nodes.iter().all(|n| state_of(s, &n.peer_id()) == "trusted")
+    })
+    .await;
+    assert_eq!(state_of(&elder, &turner), "trusted", "{:?}", states(&elder));
+
+    // 2. The turner restarts (same key) as a liar; a fresh submitter
+    // replicates its work, catches it, and publishes the report.
+    nodes.pop().unwrap().stop().await;
+    let liar = start_host(
+        root.path(),
+        &swarm,
+        5,
+        Faulty::Colluding,
+        Some(&nodes[0].addrs()[0]),
+    )
+    .await;
+    assert_eq!(liar.peer_id(), turner);
+    nodes.push(liar);
+    let mut fresh = submitter(&nodes, &swarm, &root.path().join("fresh")).await;
+    run_until(&mut fresh, 1_000, 10, |s| {
+        matches!(state_of(s, &turner).as_str(), "suspect" | "quarantined")
+    })
+    .await;
+    assert!(
+        matches!(
+            state_of(&fresh, &turner).as_str(),
+            "suspect" | "quarantined"
+        ),
+        "the fresh submitter caught the liar: {:?}",
+        states(&fresh)
+    );
+    // Its run ended by publishing: the honest hosts' boards hold it.
+    let mut net = NetworkConfig::direct();
+    net.swarm = swarm.clone();
+    let mut reader = Client::new(Identity::from_seed(rand::random()), &net, 16 << 20)
+        .await
+        .unwrap();
+    let mut boards_with_it = 0;
+    for n in &nodes[..5] {
+        reader.connect(&n.addrs()[0]).await.unwrap();
+        let page = reader
+            .request(
+                &n.peer_id(),
+                JobRequest::Reports {
+                    after: 0,
+                    max_bytes: 16 << 20,
+                },
+            )
+            .await
+            .unwrap();
+        let JobResponse::Reports { items, .. } = page else {
+            panic!("a board page: {page:?}");
+        };
+        let against_liar = items.iter().any(|i| {
+            let r: LieReport = postcard::from_bytes(&i.report).unwrap();
+            r.receipt.verify().unwrap().host_peer_id() == Some(turner)
+        });
+        boards_with_it += usize::from(against_liar);
+    }
+    assert_eq!(boards_with_it, 5, "published to every honest host");
+
+    // A forged copy is refused by a board, with its reason.
+    let mut forged: LieReport = {
+        let JobResponse::Reports { items, .. } = reader
+            .request(
+                &nodes[0].peer_id(),
+                JobRequest::Reports {
+                    after: 0,
+                    max_bytes: 16 << 20,
+                },
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("a board page");
+        };
+        postcard::from_bytes(&items[0].report).unwrap()
+    };
+    forged.correct_output[0] ^= 1;
+    let r = reader
+        .request(
+            &nodes[0].peer_id(),
+            JobRequest::PublishReport {
+                report: postcard::to_stdvec(&forged).unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    match r {
+        JobResponse::Refused { reason, .. } => assert_eq!(reason, RefuseReason::BadSignature),
+        r => panic!("a forged report was kept: {r:?}"),
+    }
+
+    // 3. The elder never saw the lie; it still trusts the turner, until it
+    // reads a board, re-runs the report itself and demotes the host.
+    assert_eq!(state_of(&elder, &turner), "trusted");
+    let mut notes = Vec::new();
+    let shared = elder
+        .share_reports(1 << 34, &mut |n: &str| notes.push(n.to_string()))
+        .await
+        .unwrap();
+    assert!(shared.rerun >= 1 && shared.applied >= 1, "{shared:?}");
+    // Proven wrong by evidence re-run here, a trusted host loses its trust
+    // (its work is replicated again, so it is caught directly next).
+    assert_ne!(
+        state_of(&elder, &turner),
+        "trusted",
+        "the elder demoted the liar on evidence it re-ran: {:?}",
+        states(&elder)
+    );
+    assert!(
+        notes.iter().any(|n| n.contains(&turner.to_string())),
+        "{notes:?}"
+    );
+    // No honest host lost the elder's trust by it.
+    for n in &nodes[..5] {
+        assert_eq!(state_of(&elder, &n.peer_id()), "trusted");
+    }
+    // Read again, the same report is not re-run.
+    let again = elder
+        .share_reports(1 << 34, &mut |_: &str| {})
+        .await
+        .unwrap();
+    assert_eq!(again.rerun, 0, "{again:?}");
     for n in &nodes {
         n.stop().await;
     }

@@ -592,7 +592,9 @@ pub async fn record_response(
         JobResponse::Settled { .. }
         | JobResponse::Statement { .. }
         | JobResponse::Note { .. }
-        | JobResponse::NoteAccepted { .. } => return Err(SubmitError::Misanswered),
+        | JobResponse::NoteAccepted { .. }
+        | JobResponse::ReportKept { .. }
+        | JobResponse::Reports { .. } => return Err(SubmitError::Misanswered),
     };
     state.store.put(job_id, record).await?;
     Ok(())

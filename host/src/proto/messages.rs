@@ -60,6 +60,23 @@ pub enum JobRequest {
         /// The host's note and the submitter's acceptance.
         entry: NotedEntry,
     },
+    /// Keep this signed trust report (a `LieReport`, postcard) for other
+    /// submitters. Hosts are the swarm's meeting points (submitters do
+    /// not listen), so they keep a bounded board of reports; they never
+    /// judge them: every reader re-runs the evidence itself.
+    PublishReport {
+        /// The encoded report.
+        #[serde(with = "serde_bytes")]
+        report: Vec<u8>,
+    },
+    /// The board's reports stored after `after` (a sequence number this
+    /// host gave), oldest first, up to `max_bytes` of them.
+    Reports {
+        /// The last sequence number the reader has.
+        after: u64,
+        /// Most report bytes in the answer (the host caps it too).
+        max_bytes: u32,
+    },
 }
 
 /// Where an unfinished job is.
@@ -211,6 +228,31 @@ pub enum JobResponse {
         /// The note accepted.
         seq: u32,
     },
+    /// A published report is on the board.
+    ReportKept {
+        /// False when the board had it already.
+        new: bool,
+    },
+    /// A page of the board (answer to [`JobRequest::Reports`]).
+    Reports {
+        /// Encoded reports with their sequence numbers, oldest first.
+        items: Vec<BoardItem>,
+        /// Ask again with `after = next` for what follows; below the
+        /// reader's `after` when the board was reset (read it again).
+        next: u64,
+        /// More is stored past this page.
+        more: bool,
+    },
+}
+
+/// One report on a host's board.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BoardItem {
+    /// Its sequence number on this host.
+    pub seq: u64,
+    /// The encoded report.
+    #[serde(with = "serde_bytes")]
+    pub report: Vec<u8>,
 }
 
 /// `/biop2p/blob/1.0.0`: a range of the blob with this hash.

@@ -20,7 +20,8 @@ pub use advert::{
 };
 pub use job::{DataRef, JobId, JobSpec, MAX_DATA_BLOBS, SignedJob, valid_data_name};
 pub use messages::{
-    BlobRequest, BlobResponse, InlineBlob, JobRequest, JobResponse, JobState, RefuseReason,
+    BlobRequest, BlobResponse, BoardItem, InlineBlob, JobRequest, JobResponse, JobState,
+    RefuseReason,
 };
 pub use note::{NoteAcceptanceBody, NoteBody, NotedEntry, SignedNote, SignedNoteAcceptance};
 pub use receipt::{ReceiptBody, ReceiptOutcome, SignedReceipt};

@@ -46,6 +46,17 @@ pub struct LedgerRecord {
     pub delivered: bool,
 }
 
+/// A trust report on the host's board, as stored.
+#[derive(Debug, Clone)]
+pub struct StoredReport {
+    /// Its board sequence number.
+    pub seq: u64,
+    /// The peer that published it (libp2p peer id bytes).
+    pub sender: Vec<u8>,
+    /// The encoded report.
+    pub report: Vec<u8>,
+}
+
 /// The host's database: one sled tree, keys prefixed by kind, so that a
 /// job, its nonce and its result are written together in atomic batches
 /// (sled's multi-tree transactions stalled under concurrent flushes).
@@ -78,6 +89,10 @@ const LEDGER: u8 = b'L';
 /// submitter's signed word for the work done so far). Kept with the job's
 /// ledger for good: it is evidence.
 const NOTE: u8 = b'N';
+
+/// A trust report on the board: big-endian sequence → (the peer that
+/// published it, the encoded report). See `node::host::board`.
+const REPORT: u8 = b'T';
 
 fn key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = vec![kind];
@@ -265,6 +280,42 @@ impl HostStore {
             .get(key(NOTE, &[id]))?
             .map(|b| decode(&b))
             .transpose()
+    }
+
+    /// Keeps a board report under `seq`, with the peer that sent it.
+    pub fn put_report(&self, seq: u64, sender: &[u8], report: &[u8]) -> Result<(), StoreError> {
+        self.tree.insert(
+            key(REPORT, &[&seq.to_be_bytes()]),
+            encode(&(
+                serde_bytes::Bytes::new(sender),
+                serde_bytes::Bytes::new(report),
+            )),
+        )?;
+        Ok(())
+    }
+
+    /// Drops a board report.
+    pub fn remove_report(&self, seq: u64) -> Result<(), StoreError> {
+        self.tree.remove(key(REPORT, &[&seq.to_be_bytes()]))?;
+        Ok(())
+    }
+
+    /// Every board report, oldest first.
+    pub fn reports(&self) -> Result<Vec<StoredReport>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix([REPORT]) {
+            let (k, v) = kv?;
+            let Ok(seq) = <[u8; 8]>::try_from(&k[1..]) else {
+                continue;
+            };
+            let (sender, report): (serde_bytes::ByteBuf, serde_bytes::ByteBuf) = decode(&v)?;
+            out.push(StoredReport {
+                seq: u64::from_be_bytes(seq),
+                sender: sender.into_vec(),
+                report: report.into_vec(),
+            });
+        }
+        Ok(out)
     }
 
     /// Every settled entry.

@@ -6,7 +6,7 @@ mod host;
 mod submitter;
 
 pub use blobs::BlobStore;
-pub use host::{HostStore, JobRecord, LedgerRecord, StoredState};
+pub use host::{HostStore, JobRecord, LedgerRecord, StoredReport, StoredState};
 pub use submitter::{BatchDone, BatchEntry, BatchJob, SubmitRecord, SubmitterStore};
 
 /// Errors of the stores.

@@ -82,6 +82,9 @@ pub struct SubmitterStore {
 /// internally tagged enums, which postcard cannot decode.
 const REPUTATION: &[u8] = b"reputation";
 const PEERS: &[u8] = b"peers";
+/// What the submitter read of hosts' boards and published there (JSON,
+/// `node::submitter::sharing`).
+const BOARD: &[u8] = b"board";
 /// Evidence entries are keyed `e` + big-endian sequence, oldest first.
 const EVIDENCE: u8 = b'e';
 /// Evidence kept at most; the oldest entries are dropped beyond it.
@@ -200,6 +203,18 @@ impl SubmitterStore {
             Ok(self.trust.get(k)?.map(|v| v.to_vec()))
         };
         Ok((get(REPUTATION)?, get(PEERS)?))
+    }
+
+    /// Saves the board state (flushed).
+    pub async fn put_board(&self, state: &[u8]) -> Result<(), StoreError> {
+        self.trust.insert(BOARD, state)?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// The saved board state, `None` before the first save.
+    pub fn board(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.trust.get(BOARD)?.map(|v| v.to_vec()))
     }
 
     /// The evidence log, oldest first.

@@ -26,6 +26,7 @@
 
 mod admission;
 mod advertiser;
+pub mod board;
 mod fetcher;
 mod journal;
 mod notes;
@@ -362,6 +363,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
     control.set_network_metrics(bandwidth);
     control.set_store(Some(store.clone()));
     let ledger = load_ledger(&store)?;
+    let board = board::Board::load(store.clone())?;
     let credit = cfg.market.credit();
     let (notes, notes_rx) = notes::Notes::new(
         cfg.market.debit_note_fuel,
@@ -407,6 +409,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         ledger,
         ledger_changed: false,
         credit,
+        board,
     };
     host.emit(HostEvent::Listening {
         peer_id: id.peer_id.to_string(),
@@ -487,6 +490,9 @@ struct Host {
     /// The ledger changed since it was last reported.
     ledger_changed: bool,
     credit: CreditPolicy,
+    /// Trust reports kept for other submitters (a store handle: dropped
+    /// before the store is closed).
+    board: board::Board,
 }
 
 impl Host {
@@ -602,8 +608,10 @@ impl Host {
             gc,
             advertiser,
             fetcher,
+            board,
             ..
         } = self;
+        drop(board);
         acceptor.abort();
         let _ = acceptor.await;
         drop(fetcher);
@@ -829,6 +837,27 @@ impl Host {
                     return self.refuse(swarm, channel, peer, None, r);
                 }
                 self.on_accept_note(swarm, peer, channel, entry)
+            }
+            Inbound::Ok(JobRequest::PublishReport { report }) => {
+                if let Err(r) = self.quotas.admit_fetch(&peer, Instant::now()) {
+                    return self.refuse(swarm, channel, peer, None, r);
+                }
+                let ledger = &self.ledger;
+                let paid = |k: &[u8; 32]| ledger.account(&Party(*k)).entries > 0;
+                match self.board.publish(&peer, report, paid) {
+                    Ok(new) => {
+                        tracing::info!(%peer, new, kept = self.board.len(), "trust report published");
+                        channel.send(swarm, JobResponse::ReportKept { new })
+                    }
+                    Err(r) => self.refuse(swarm, channel, peer, None, r),
+                }
+            }
+            Inbound::Ok(JobRequest::Reports { after, max_bytes }) => {
+                if let Err(r) = self.quotas.admit_fetch(&peer, Instant::now()) {
+                    return self.refuse(swarm, channel, peer, None, r);
+                }
+                let (items, next, more) = self.board.page(after, max_bytes);
+                channel.send(swarm, JobResponse::Reports { items, next, more })
             }
         }
     }

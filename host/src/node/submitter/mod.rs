@@ -25,6 +25,7 @@
 pub mod batch;
 pub mod evidence;
 pub mod prefix;
+pub mod sharing;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -110,6 +111,11 @@ pub struct SubmitterConfig {
     /// [`Submitter::deliver_settlements`] (tests hold them to crash a host
     /// between its receipt and the acceptance).
     pub settle: bool,
+    /// Share trust reports through hosts' boards around every run
+    /// ([`sharing`]): publish the lies caught here, read and re-run others'.
+    pub share_reports: bool,
+    /// Most fuel one re-run of a report read from a board may burn here.
+    pub report_fuel: u64,
 }
 
 impl Default for SubmitterConfig {
@@ -125,6 +131,8 @@ impl Default for SubmitterConfig {
             sandbox_dir: None,
             min_prefixes: 4,
             settle: true,
+            share_reports: true,
+            report_fuel: 10_000_000_000,
         }
     }
 }
@@ -606,6 +614,10 @@ impl Submitter {
         let mut queue: VecDeque<(usize, TaskInput)> = tasks.into_iter().enumerate().collect();
         let mut open: HashMap<TaskId, (usize, PayloadKey)> = HashMap::new();
         let mut outcomes: Vec<TaskOutcome> = Vec::with_capacity(total);
+        if self.config.share_reports {
+            self.share_reports(self.config.report_fuel, &mut note)
+                .await?;
+        }
         let mut notes_seen = self.quarantined_now.len();
         self.resend_undelivered();
         while outcomes.len() < total || !self.sent.is_empty() || !self.settling.is_empty() {
@@ -680,6 +692,10 @@ impl Submitter {
             self.coord.handle_timeout(unix_now_ms());
         }
         self.persist().await?;
+        if self.config.share_reports {
+            self.share_reports(self.config.report_fuel, &mut note)
+                .await?;
+        }
         if let Some(p) = &self.trails_path
             && let Err(e) = self.trails.save(p, unix_now_ms())
         {
