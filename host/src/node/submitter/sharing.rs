@@ -13,8 +13,8 @@
 //! anyone believe a lie it did not reproduce.
 //!
 //! Everything a peer controls is bounded: boards read per exchange
-//! ([`BOARDS`]), re-runs per exchange ([`CHECKS_PER_EXCHANGE`], the rest wait
-//! for the next exchange), bytes per page, the wait per request
+//! ([`BOARDS`]), re-runs per exchange ([`CHECKS_PER_EXCHANGE`], and their
+//! fuel in all; the rest wait for the next exchange), bytes per page, the wait per request
 //! ([`BOARD_WAIT`]: a host that holds its answer only costs that), and the
 //! report ids remembered ([`MAX_SEEN`]).
 
@@ -128,7 +128,9 @@ impl Submitter {
 
     /// Publishes the reports of lies caught here that are not on a board
     /// yet, then reads the boards of a few connected hosts and checks what
-    /// is new there, each re-run within `fuel_budget`. `note` gets a line
+    /// is new there, its re-runs within `fuel_budget` in all (a board may
+    /// serve reports of costly jobs to waste this submitter's CPU). `note`
+    /// gets a line
     /// per host whose standing here changed.
     pub async fn share_reports(
         &mut self,
@@ -219,6 +221,8 @@ impl Submitter {
         note: &mut impl FnMut(&str),
     ) -> Result<(), SubmitterError> {
         let me = self.client.identity().public_key();
+        // Fuel the re-runs may burn, at most (each is charged its cap).
+        let mut spent = 0u64;
         'hosts: for host in self.board_hosts(None, BOARDS) {
             let key = host.to_string();
             let mut after = state.cursors.get(&key).copied().unwrap_or(0);
@@ -270,7 +274,13 @@ impl Submitter {
                         continue;
                     }
                     out.read += 1;
-                    let verdict = self.check_report(&report, fuel_budget).await?;
+                    let Some(left) = fuel_budget.checked_sub(spent).filter(|l| *l > 0) else {
+                        state.cursors.insert(key.clone(), after);
+                        continue 'hosts;
+                    };
+                    let job_fuel = report.job.verify().map_or(left, |j| j.fuel);
+                    spent = spent.saturating_add(job_fuel.min(left));
+                    let verdict = self.check_report(&report, left).await?;
                     if let ReportVerdict::Checked { applied, .. } = &verdict {
                         out.rerun += 1;
                         if *applied {
