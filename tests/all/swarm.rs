@@ -657,6 +657,61 @@ async fn a_caste_host_specialises_in_what_it_runs() {
 
 /// Waits (bounded) for the host's `RoleSwitched` event to `to`; returns its
 /// `from` and reason.
+/// Sends `n` detached matmul jobs (each some 10⁸ multiply-adds) at once
+/// and counts the answers: (accepted, refused `shedding`). Any other
+/// answer fails the test.
+async fn pipeline_matmuls(
+    c: &mut biop2p::node::Client,
+    peer: &libp2p::PeerId,
+    n: u32,
+    seed: u32,
+) -> (u32, u32) {
+    use biop2p::proto::{InlineBlob, JobRequest, JobResponse, RefuseReason};
+    let mut pending = std::collections::HashSet::new();
+    for k in 0..n {
+        let input: Vec<u8> = [128u32, seed + k, 40, 1]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let job = c.make_job(
+            biop2p::workloads::MATMUL,
+            &input,
+            &biop2p::node::client::JobParams::default(),
+        );
+        let inline = [biop2p::workloads::MATMUL, input.as_slice()]
+            .iter()
+            .map(|d| InlineBlob {
+                hash: *blake3::hash(d).as_bytes(),
+                data: d.to_vec(),
+            })
+            .collect();
+        pending.insert(c.send(
+            peer,
+            JobRequest::Submit {
+                job,
+                inline,
+                wait: false,
+            },
+        ));
+    }
+    let (mut accepted, mut shed) = (0, 0);
+    while !pending.is_empty() {
+        let (rid, r) = tokio::time::timeout(Duration::from_secs(60), c.next_response())
+            .await
+            .expect("every job answered");
+        assert!(pending.remove(&rid));
+        match r {
+            Ok(JobResponse::Accepted { .. }) => accepted += 1,
+            Ok(JobResponse::Refused {
+                reason: RefuseReason::Shedding,
+                ..
+            }) => shed += 1,
+            other => panic!("neither accepted nor shed: {other:?}"),
+        }
+    }
+    (accepted, shed)
+}
+
 async fn role_switch(
     events: &mut tokio::sync::mpsc::Receiver<biop2p::node::HostEvent>,
     to: &str,
@@ -783,6 +838,8 @@ async fn hosts_losing_their_swarm_switch_to_havoc_advertise_it_and_hand_back() {
         config.network.swarm = swarm.clone();
         config.network.advert_interval_secs = 1;
         config.resources.cpu_allocation = 0.1;
+        // Calm for 10 s before handing back: room to see the shedding.
+        config.biological.switch.havoc.calm_ms = 10_000;
         if let Some(h) = hosts.first() {
             let h: &biop2p::node::HostHandle = h;
             config.network.bootstrap = vec![h.addrs[0].to_string()];
@@ -843,10 +900,28 @@ async fn hosts_losing_their_swarm_switch_to_havoc_advertise_it_and_hand_back() {
     let seen = seen.expect("host 1 sees host 0's Havoc advert");
     let floor = roles::CasteConfig::default().min;
     assert_eq!(seen.thresholds, [floor; 3]);
-    let (from, _) = role_switch(&mut hosts[0].events, "Young", Duration::from_secs(20))
+    // In Havoc, host 0 sheds new work past its backlog limit (2 per slot,
+    // one slot here), with the stable refusal, and keeps what it took.
+    let mut c = biop2p::node::Client::new(
+        biop2p::identity::Identity::from_seed(rand::random()),
+        &biop2p::config::NetworkConfig::direct(),
+        1 << 20,
+    )
+    .await
+    .unwrap();
+    let peer = c.connect(&hosts[0].addrs[0]).await.unwrap();
+    let (accepted, shed) = pipeline_matmuls(&mut c, &peer, 12, 0).await;
+    assert!(
+        shed > 0 && accepted >= 3,
+        "in Havoc: {accepted} accepted, {shed} shed"
+    );
+    let (from, _) = role_switch(&mut hosts[0].events, "Young", Duration::from_secs(40))
         .await
         .expect("host 0 hands back when calm");
     assert_eq!(from, "Havoc");
+    // Handed back, the same burst is taken whole (the control).
+    let (accepted, shed) = pipeline_matmuls(&mut c, &peer, 12, 100).await;
+    assert_eq!((accepted, shed), (12, 0), "after the crisis");
     for h in hosts {
         h.shutdown().await;
     }
