@@ -14,7 +14,7 @@
 //! `--seed N`, `--json` (one JSON line per cell), `--details` (more figures),
 //! policy tuning: `--spot-initial`, `--spot-decay`, `--spot-floor`,
 //! `--canary-share`, `--min-trusted`, `--admission`, `--probation`,
-//! `--alarm-gain`, `--alarm-free`;
+//! `--alarm-gain`, `--alarm-free`, `--alarm-half-life` (ms), `--alarm-max`;
 //! `--ablation` (each defence off beside all on, at 25% or the first `--fraction`).
 
 use security::byzantine::{self, ByzantineConfig, CellReport, Policy, Strategy};
@@ -52,6 +52,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--probation" => cfg.security.probation_canaries = value()?.parse()?,
             "--alarm-gain" => cfg.security.alarm_gain = value()?.parse()?,
             "--alarm-free" => cfg.security.alarm_free = value()?.parse()?,
+            "--alarm-half-life" => cfg.security.alarm_half_life_ms = value()?.parse()?,
+            "--alarm-max" => cfg.security.alarm_max_rate = value()?.parse()?,
             "--reuse-canaries" => cfg.reuse_canaries = true,
             "--json" => json = true,
             "--details" => details = true,
