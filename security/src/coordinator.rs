@@ -450,6 +450,11 @@ pub struct Coordinator {
     /// (pruned lazily; bounded by `reputation.max_peers`).
     recorded: Vec<PeerId>,
     in_recorded: HashSet<PeerId>,
+    /// Real-work jobs outstanding per peer (bounded by `assignments`): a
+    /// newcomer on trial is given more of the open work here, up to
+    /// `reputation.trust_after` jobs at once, so trust is earned in one
+    /// batch rather than spread thinly over every newcomer.
+    open_jobs: HashMap<PeerId, u32>,
     /// Alarm level as of `alarm_at` (see `SecurityConfig::alarm_half_life_ms`).
     alarm: f64,
     alarm_at: Millis,
@@ -489,6 +494,7 @@ impl Coordinator {
             probing: HashSet::new(),
             recorded: Vec::new(),
             in_recorded: HashSet::new(),
+            open_jobs: HashMap::new(),
             alarm: 0.0,
             alarm_at: 0,
         };
@@ -870,8 +876,9 @@ impl Coordinator {
             }
             let i = self.rng.random_range(0..self.recorded.len());
             let p = self.recorded[i];
+            let open = self.open_jobs.get(&p).copied().unwrap_or(0);
             let keep = self.reputation.peer(&p).is_some_and(|r| {
-                r.online && r.state == PeerState::Newcomer && r.consecutive_valid > 0
+                r.online && r.state == PeerState::Newcomer && (r.consecutive_valid > 0 || open > 0)
             });
             if !keep {
                 self.recorded.swap_remove(i);
@@ -880,18 +887,55 @@ impl Coordinator {
             }
             let r = self.reputation.peer(&p).expect("checked");
             let ok = task.spec.fuel_limit <= self.config.newcomer_max_fuel
+                && open < self.config.reputation.trust_after.max(1)
                 && !task
                     .holders
                     .iter()
                     .any(|(h, region)| *h == p || (distinct && *region == r.region));
             if ok {
-                let rank = self.placement_rank(&p);
+                // Work already in flight here counts like results: the trial
+                // is concentrated on the newcomers already being tried.
+                let crowd = self
+                    .region_online
+                    .get(&r.region)
+                    .copied()
+                    .unwrap_or(1)
+                    .max(1);
+                let rank = (
+                    false,
+                    (u64::from(r.consecutive_valid) + u64::from(open)) * 1024 / u64::from(crowd),
+                );
                 if best.is_none_or(|(b, _)| rank > b) {
                     best = Some((rank, p));
                 }
             }
         }
         best.map(|(_, p)| p)
+    }
+
+    /// Notes a newcomer that was just given real work here (on trial).
+    fn note_trial(&mut self, p: PeerId) {
+        if self.recorded.len() < self.config.reputation.max_peers
+            && self
+                .reputation
+                .peer(&p)
+                .is_some_and(|r| r.state == PeerState::Newcomer)
+            && self.in_recorded.insert(p)
+        {
+            self.recorded.push(p);
+        }
+    }
+
+    /// One real-work job of `p` is no longer outstanding.
+    fn close_job(&mut self, a: &Assignment) {
+        if a.task.is_some()
+            && let Some(n) = self.open_jobs.get_mut(&a.peer)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.open_jobs.remove(&a.peer);
+            }
+        }
     }
 
     /// Notes a newcomer that just earned a verified result.
@@ -1161,6 +1205,8 @@ impl Coordinator {
         } else {
             self.stats.replicas += 1;
         }
+        *self.open_jobs.entry(peer).or_default() += 1;
+        self.note_trial(peer);
         self.dispatch(now, peer, kind, Some(&spec), None);
     }
 
@@ -1211,6 +1257,7 @@ impl Coordinator {
             .ok_or(SecurityError::UnknownAssignment(crate::ids::AssignmentId(
                 job_id,
             )))?;
+        self.close_job(&a);
         let peer = a.peer;
         // Layer 2: the receipt must bind the dispatched job.
         if self.on(Layer::Receipts)
@@ -1310,6 +1357,7 @@ impl Coordinator {
             .ok_or(SecurityError::UnknownAssignment(crate::ids::AssignmentId(
                 job_id,
             )))?;
+        self.close_job(&a);
         if a.kind == Kind::Canary {
             self.probing.remove(&a.peer);
         }
@@ -1540,4 +1588,66 @@ fn vote_key(r: &ReceiptFacts, thermal: bool) -> Digest {
         d.0[(i * 2 + 1) % 32] = d.0[(i * 2 + 1) % 32].wrapping_add(*b).wrapping_mul(31);
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join_all(c: &mut Coordinator, n: u64) {
+        for i in 0..n {
+            c.handle(
+                0,
+                Event::PeerJoined {
+                    peer: PeerId::from_u64(i),
+                    region: Region(i as u32),
+                    advertised_fuel_per_ms: 1000,
+                },
+            )
+            .unwrap();
+        }
+    }
+
+    fn spec(t: u64) -> TaskSpec {
+        TaskSpec {
+            id: TaskId(t),
+            module_hash: Digest::from_u64(1),
+            input_hash: Digest::from_u64(1_000 + t),
+            fuel_limit: 1 << 20,
+        }
+    }
+
+    /// Dispatches per peer (real work only) since the last drain.
+    fn drain_dispatches(c: &mut Coordinator) -> HashMap<PeerId, u32> {
+        let mut per = HashMap::new();
+        while let Some(a) = c.poll() {
+            if let Action::Dispatch { peer, .. } = a {
+                *per.entry(peer).or_default() += 1;
+            }
+        }
+        per
+    }
+
+    #[test]
+    fn a_batch_at_bootstrap_is_concentrated_on_few_newcomers_each_bounded() {
+        let mut c = Coordinator::new(SecurityConfig {
+            layers: LayerSet::ALL.without(Layer::Deception),
+            ..Default::default()
+        })
+        .unwrap();
+        join_all(&mut c, 1000);
+        let now = 5;
+        for t in 0..32 {
+            c.handle(now, Event::TaskSubmitted(spec(t))).unwrap();
+        }
+        let per = drain_dispatches(&mut c);
+        let jobs: u32 = per.values().sum();
+        // No trusted peer yet: four newcomers per task.
+        assert_eq!(jobs, 32 * 4);
+        let cap = c.config().reputation.trust_after;
+        assert!(per.values().all(|&n| n <= cap), "{per:?}");
+        // Uniform draws would use ~120 distinct newcomers; the trial set is
+        // a few times the minimum of jobs / trust_after.
+        assert!(per.len() <= 40, "{} newcomers tried", per.len());
+    }
 }
