@@ -118,6 +118,15 @@ pub struct SecurityConfig {
     pub alarm_free: f64,
     /// The highest spot-check rate the alarm can impose.
     pub alarm_max_rate: f64,
+    /// While no peer is trusted here, at most this many tasks are being
+    /// placed at once; later ones wait (undispatched, still counted as open)
+    /// until a peer is trusted or a placed task finishes. Without trust every
+    /// task needs four newcomers; a first round of this many tasks, run on a
+    /// few concentrated newcomers (at most `reputation.trust_after` jobs
+    /// each), makes them trusted, and the waiting tasks then cost one or two
+    /// executions instead of four. Costs the waiting tasks one round trip,
+    /// once. 0 = no limit.
+    pub bootstrap_batch: usize,
 }
 
 impl Default for SecurityConfig {
@@ -144,6 +153,7 @@ impl Default for SecurityConfig {
             alarm_gain: 0.1,
             alarm_free: 2.0,
             alarm_max_rate: 0.6,
+            bootstrap_batch: 12,
         }
     }
 }
@@ -443,9 +453,9 @@ pub struct Coordinator {
     /// Subjects with a check pending: one re-run per subject at a time.
     checking: HashSet<PeerId>,
     next_check: u64,
-    /// Trusted peers with a probation canary in flight: one at a time, and
-    /// no solo real work until it is back.
-    probing: HashSet<PeerId>,
+    /// Canaries in flight per peer (probation canaries or a decoy): no solo
+    /// real work for a peer on probation until they are back.
+    probing: HashMap<PeerId, u32>,
     /// Newcomers with a confirmed record, preferred over untried ones
     /// (pruned lazily; bounded by `reputation.max_peers`).
     recorded: Vec<PeerId>,
@@ -458,6 +468,9 @@ pub struct Coordinator {
     /// Alarm level as of `alarm_at` (see `SecurityConfig::alarm_half_life_ms`).
     alarm: f64,
     alarm_at: Millis,
+    /// Tasks submitted while no peer was trusted, not yet placed (see
+    /// `SecurityConfig::bootstrap_batch`); each is also in `tasks`.
+    waiting: VecDeque<TaskId>,
 }
 
 impl Coordinator {
@@ -491,12 +504,13 @@ impl Coordinator {
             checks: HashMap::new(),
             checking: HashSet::new(),
             next_check: 0,
-            probing: HashSet::new(),
+            probing: HashMap::new(),
             recorded: Vec::new(),
             in_recorded: HashSet::new(),
             open_jobs: HashMap::new(),
             alarm: 0.0,
             alarm_at: 0,
+            waiting: VecDeque::new(),
         };
         c.request_canaries();
         Ok(c)
@@ -570,6 +584,35 @@ impl Coordinator {
             }
         }
         self.drain_reputation();
+        self.release_waiting(now);
+    }
+
+    /// Whether a new task must wait for trust to form (see
+    /// `SecurityConfig::bootstrap_batch`).
+    fn must_wait(&self) -> bool {
+        let batch = self.config.bootstrap_batch;
+        batch > 0
+            && self.on(Layer::RandomizedExecution)
+            && self.reputation.trusted_count() == 0
+            && (!self.waiting.is_empty() || self.tasks.len() - self.waiting.len() >= batch)
+    }
+
+    /// Places waiting tasks once trust exists or the first round shrank.
+    fn release_waiting(&mut self, now: Millis) {
+        while !self.waiting.is_empty() {
+            let batch = self.config.bootstrap_batch;
+            let placed = self.tasks.len() - self.waiting.len();
+            if self.reputation.trusted_count() == 0 && batch > 0 && placed >= batch {
+                return;
+            }
+            let Some(id) = self.waiting.pop_front() else {
+                return;
+            };
+            if self.tasks.contains_key(&id) {
+                self.place(now, id);
+                self.drain_reputation();
+            }
+        }
     }
 
     /// Feeds one event.
@@ -624,6 +667,7 @@ impl Coordinator {
                 .map(|_| ()),
         };
         self.drain_reputation();
+        self.release_waiting(now);
         self.request_canaries();
         r
     }
@@ -1002,8 +1046,13 @@ impl Coordinator {
             dispatched: 0,
             audited: None,
         };
+        let wait = self.must_wait();
         self.tasks.insert(spec.id, task);
-        self.place(now, spec.id);
+        if wait {
+            self.waiting.push_back(spec.id);
+        } else {
+            self.place(now, spec.id);
+        }
         Ok(())
     }
 
@@ -1023,9 +1072,10 @@ impl Coordinator {
                 return;
             }
             let peer = suspects[self.rng.random_range(0..suspects.len())];
-            if !self.probing.insert(peer) {
+            if self.probing.contains_key(&peer) {
                 continue;
             }
+            self.probing.insert(peer, 1);
             let c = self.canaries.take();
             self.stats.decoys += 1;
             self.dispatch(now, peer, Kind::Canary, None, c);
@@ -1134,17 +1184,26 @@ impl Coordinator {
         if !self.on(Layer::Deception) || self.canaries.is_empty() {
             return false;
         }
-        let probation = self
-            .reputation
-            .peer(&p)
-            .is_some_and(|r| r.checks_passed < self.config.probation_canaries);
-        if probation {
-            // One probation canary at a time; none of its solo real work
-            // before it is back (the caller draws another primary).
-            if self.probing.insert(p) {
-                let c = self.canaries.take();
-                self.stats.spot_canaries += 1;
-                self.dispatch(now, p, Kind::Canary, None, c);
+        let owed = self.reputation.peer(&p).map_or(0, |r| {
+            self.config
+                .probation_canaries
+                .saturating_sub(r.checks_passed)
+        });
+        if owed > 0 {
+            // Every probation canary still owed goes out at once (they look
+            // like any other jobs), so probation takes one round trip, not
+            // one per canary; none of its solo real work before they are
+            // back (the caller draws another primary).
+            if !self.probing.contains_key(&p) {
+                let mut sent = 0;
+                while sent < owed
+                    && let Some(c) = self.canaries.take()
+                {
+                    self.stats.spot_canaries += 1;
+                    self.dispatch(now, p, Kind::Canary, None, Some(c));
+                    sent += 1;
+                }
+                self.probing.insert(p, sent);
             }
             return true;
         }
@@ -1159,6 +1218,16 @@ impl Coordinator {
         self.stats.spot_canaries += 1;
         self.dispatch(now, p, Kind::Canary, None, c);
         true
+    }
+
+    /// One canary of `peer` is back (answered or failed).
+    fn canary_back(&mut self, peer: &PeerId) {
+        if let Some(n) = self.probing.get_mut(peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.probing.remove(peer);
+            }
+        }
     }
 
     fn spot_rate(&self, peer: &PeerId) -> f64 {
@@ -1300,7 +1369,7 @@ impl Coordinator {
         }
         match a.kind {
             Kind::Canary => {
-                self.probing.remove(&peer);
+                self.canary_back(&peer);
                 let c = a.canary.expect("canary assignments carry their canary");
                 let ev = match deception::check_canary(&c, &receipt, self.on(Layer::Thermal)) {
                     CanaryVerdict::Pass => Evidence::CheckPassed,
@@ -1359,7 +1428,7 @@ impl Coordinator {
             )))?;
         self.close_job(&a);
         if a.kind == Kind::Canary {
-            self.probing.remove(&a.peer);
+            self.canary_back(&a.peer);
         }
         self.reputation
             .record(now, &a.peer, Evidence::Failed { kind })?;
@@ -1632,6 +1701,7 @@ mod tests {
     fn a_batch_at_bootstrap_is_concentrated_on_few_newcomers_each_bounded() {
         let mut c = Coordinator::new(SecurityConfig {
             layers: LayerSet::ALL.without(Layer::Deception),
+            bootstrap_batch: 0,
             ..Default::default()
         })
         .unwrap();
@@ -1649,5 +1719,163 @@ mod tests {
         // Uniform draws would use ~120 distinct newcomers; the trial set is
         // a few times the minimum of jobs / trust_after.
         assert!(per.len() <= 40, "{} newcomers tried", per.len());
+    }
+
+    fn truth(input: &Digest) -> Digest {
+        let mut d = *input;
+        d.0[31] ^= 0xFF;
+        d
+    }
+
+    /// Answers every dispatch correctly at `now` and serves canary requests;
+    /// returns (real-work dispatches, canary dispatches) per peer.
+    fn answer_all(
+        c: &mut Coordinator,
+        now: Millis,
+        canaries: &mut u64,
+    ) -> (HashMap<PeerId, u32>, HashMap<PeerId, u32>) {
+        let (mut real, mut canary) = (HashMap::new(), HashMap::new());
+        loop {
+            let mut events = Vec::new();
+            while let Some(a) = c.poll() {
+                match a {
+                    Action::Dispatch { peer, job, .. } => {
+                        let is_canary = job.input_hash.0[0] == 0xCA;
+                        *if is_canary { &mut canary } else { &mut real }
+                            .entry(peer)
+                            .or_default() += 1;
+                        events.push(Event::ResultReturned {
+                            job_id: job.job_id,
+                            receipt: ReceiptFacts {
+                                job_id: job.job_id,
+                                host: peer,
+                                module_hash: job.module_hash,
+                                input_hash: job.input_hash,
+                                output_hash: truth(&job.input_hash),
+                                fuel_used: 5000,
+                                peak_memory_bytes: 64,
+                                wall_ms: 10,
+                            },
+                        });
+                    }
+                    Action::NeedCanaries { count } => {
+                        for _ in 0..count {
+                            *canaries += 1;
+                            let mut input = Digest::from_u64(*canaries);
+                            input.0[0] = 0xCA;
+                            events.push(Event::CanaryAvailable(Canary {
+                                module_hash: Digest::from_u64(1),
+                                input_hash: input,
+                                fuel_limit: 1 << 20,
+                                output_hash: truth(&input),
+                                fuel: 5000,
+                                peak_memory_bytes: 64,
+                            }));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if events.is_empty() {
+                return (real, canary);
+            }
+            for e in events {
+                c.handle(now, e).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn without_trust_only_a_first_round_is_placed_and_the_rest_waits_for_it() {
+        let mut c = Coordinator::new(SecurityConfig::default()).unwrap();
+        join_all(&mut c, 1000);
+        let batch = c.config().bootstrap_batch as u64;
+        let mut canaries = 0;
+        answer_all(&mut c, 0, &mut canaries);
+        for t in 0..32 {
+            c.handle(5, Event::TaskSubmitted(spec(t))).unwrap();
+        }
+        assert_eq!(c.open_tasks(), 32, "waiting tasks are open tasks");
+        assert_eq!(
+            c.stats().replicas,
+            batch * 4,
+            "four newcomers per placed task"
+        );
+        // The first round comes back: its newcomers are trusted now, and the
+        // waiting tasks are placed at once, mostly on them.
+        let (real, _) = answer_all(&mut c, 100, &mut canaries);
+        assert!(c.reputation().trusted_count() > 0);
+        assert!(
+            c.open_tasks() == 0 && real.values().sum::<u32>() > 0,
+            "open {} after the first round",
+            c.open_tasks()
+        );
+    }
+
+    #[test]
+    fn without_trust_and_no_answers_waiting_tasks_move_up_as_placed_ones_finish() {
+        let mut c = Coordinator::new(SecurityConfig {
+            bootstrap_batch: 2,
+            ..Default::default()
+        })
+        .unwrap();
+        join_all(&mut c, 50);
+        for t in 0..5 {
+            c.handle(5, Event::TaskSubmitted(spec(t))).unwrap();
+        }
+        let first = drain_dispatches(&mut c);
+        assert_eq!(first.values().sum::<u32>(), 2 * 4);
+        // Every job times out: nobody becomes trusted, the budget runs out,
+        // the placed tasks are given up and the waiting ones are placed.
+        let mut now = 5;
+        let mut given_up = 0;
+        while given_up < 5 && now < 10_000_000 {
+            now = c.poll_timeout().unwrap().max(now + 1);
+            c.handle_timeout(now);
+            while let Some(a) = c.poll() {
+                given_up += usize::from(matches!(a, Action::GiveUp { .. }));
+            }
+        }
+        assert_eq!(given_up, 5, "no task is stranded in the queue");
+        assert_eq!(c.open_tasks(), 0);
+    }
+
+    #[test]
+    fn probation_canaries_go_out_together() {
+        let mut c = Coordinator::new(SecurityConfig {
+            min_trusted: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        join_all(&mut c, 1000);
+        let mut canaries = 0;
+        answer_all(&mut c, 0, &mut canaries);
+        for t in 0..12 {
+            c.handle(5, Event::TaskSubmitted(spec(t))).unwrap();
+        }
+        answer_all(&mut c, 10, &mut canaries);
+        let trusted: Vec<PeerId> = c
+            .reputation()
+            .peers()
+            .filter(|(_, r)| r.state == PeerState::Trusted)
+            .map(|(p, _)| *p)
+            .collect();
+        assert!(!trusted.is_empty());
+        // The next tasks draw trusted primaries: each gets its probation
+        // canaries in one go, before any solo real work.
+        let mut sent: HashMap<PeerId, u32> = HashMap::new();
+        for t in 12..40 {
+            c.handle(20, Event::TaskSubmitted(spec(t))).unwrap();
+            while let Some(a) = c.poll() {
+                if let Action::Dispatch { peer, job, .. } = a
+                    && job.input_hash.0[0] == 0xCA
+                {
+                    *sent.entry(peer).or_default() += 1;
+                }
+            }
+        }
+        let owed = c.config().probation_canaries;
+        assert!(!sent.is_empty());
+        assert!(sent.values().all(|&n| n == owed), "{sent:?}");
     }
 }
