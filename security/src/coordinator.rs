@@ -390,6 +390,9 @@ pub struct DispatchStats {
     pub verifications: u64,
 }
 
+/// A placement rank: (trusted, record per prefix identity, less crowded).
+type Rank = (bool, u64, Reverse<u32>);
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Replica,
@@ -890,10 +893,11 @@ impl Coordinator {
 
     /// Trusted first, then newcomers by their run of verified results,
     /// divided by how many online identities share their network prefix
-    /// (identities are free, prefixes are not).
-    fn placement_rank(&self, p: &PeerId) -> (bool, u64) {
+    /// (identities are free, prefixes are not); among equals (untried
+    /// newcomers), the less crowded prefix.
+    fn placement_rank(&self, p: &PeerId) -> Rank {
         let Some(r) = self.reputation.peer(p) else {
-            return (false, 0);
+            return (false, 0, Reverse(u32::MAX));
         };
         let crowd = self
             .region_online
@@ -904,6 +908,7 @@ impl Coordinator {
         (
             r.state == PeerState::Trusted,
             (u64::from(r.consecutive_valid) * 1024) / u64::from(crowd),
+            Reverse(crowd),
         )
     }
 
@@ -913,7 +918,7 @@ impl Coordinator {
     fn pick_recorded(&mut self, task: &OpenTask) -> Option<PeerId> {
         let distinct =
             self.config.placement.distinct_regions && self.on(Layer::RandomizedExecution);
-        let mut best: Option<((bool, u64), PeerId)> = None;
+        let mut best: Option<(Rank, PeerId)> = None;
         for _ in 0..self.config.newcomer_candidates * 4 {
             if self.recorded.is_empty() {
                 break;
@@ -948,6 +953,7 @@ impl Coordinator {
                 let rank = (
                     false,
                     (u64::from(r.consecutive_valid) + u64::from(open)) * 1024 / u64::from(crowd),
+                    Reverse(crowd),
                 );
                 if best.is_none_or(|(b, _)| rank > b) {
                     best = Some((rank, p));
@@ -1877,5 +1883,42 @@ mod tests {
         let owed = c.config().probation_canaries;
         assert!(!sent.is_empty());
         assert!(sent.values().all(|&n| n == owed), "{sent:?}");
+    }
+
+    #[test]
+    fn trials_prefer_newcomers_from_uncrowded_prefixes() {
+        let mut c = Coordinator::new(SecurityConfig {
+            layers: LayerSet::ALL.without(Layer::Deception),
+            ..Default::default()
+        })
+        .unwrap();
+        // 250 identities packed into 32 prefixes, 750 each in their own.
+        for i in 0..1000u64 {
+            let region = if i < 250 {
+                Region(i as u32 % 32)
+            } else {
+                Region(i as u32)
+            };
+            c.handle(
+                0,
+                Event::PeerJoined {
+                    peer: PeerId::from_u64(i),
+                    region,
+                    advertised_fuel_per_ms: 1000,
+                },
+            )
+            .unwrap();
+        }
+        for t in 0..12 {
+            c.handle(5, Event::TaskSubmitted(spec(t))).unwrap();
+        }
+        let per = drain_dispatches(&mut c);
+        let crowded: u32 = (0..250).filter_map(|i| per.get(&PeerId::from_u64(i))).sum();
+        let all: u32 = per.values().sum();
+        // Uniform draws would give a quarter of the jobs to the crowd.
+        assert!(
+            crowded * 20 < all,
+            "{crowded} of {all} jobs to crowded prefixes"
+        );
     }
 }
