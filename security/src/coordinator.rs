@@ -84,7 +84,8 @@ pub struct SecurityConfig {
     /// Below this many online trusted peers, a newcomer drawn as primary
     /// always keeps the task: the submitter is still building its working
     /// set. Above it, `newcomer_admission` applies. Larger = more hosts earn
-    /// trust here (fairer to new hosts, more bootstrap replicas).
+    /// trust here (fairer to new hosts, more bootstrap replicas). 6: the
+    /// first round of `bootstrap_batch` tasks already yields about that many.
     pub min_trusted: usize,
     /// Candidates drawn when a newcomer is placed; the one with the longest
     /// record of verified results (per identity sharing its network prefix)
@@ -110,11 +111,19 @@ pub struct SecurityConfig {
     /// attackers starting), while honest hardware faults among trusted peers
     /// are rare, so the spot-check rate of every trusted peer rises to
     /// `alarm_gain` per alarm unit above `alarm_free`, capped at
-    /// `alarm_max_rate`. Costs nothing in a quiet network.
+    /// `alarm_max_rate`. Costs nothing in a quiet network; with 0.1% honest
+    /// hardware faults, about 0.01 replicas per task (the odd fault caught
+    /// on a trusted peer lifts the rates for a few minutes).
     pub alarm_half_life_ms: u64,
-    /// Spot-check rate added per alarm unit above `alarm_free`.
+    /// Spot-check rate per alarm unit above `alarm_free`. The default, 0.03,
+    /// makes one caught lie lift every trusted peer to three times the
+    /// floor for several minutes, so attackers waiting for the floor
+    /// (patient ones) pause at once instead of after several detections;
+    /// each further lie adds as much.
     pub alarm_gain: f64,
-    /// Alarm units tolerated without reaction (isolated honest faults).
+    /// Alarm units tolerated without reaction. Half a unit: a single caught
+    /// lie already reacts (it costs little at this gain), while the decayed
+    /// remains of old isolated faults do not.
     pub alarm_free: f64,
     /// The highest spot-check rate the alarm can impose.
     pub alarm_max_rate: f64,
@@ -125,7 +134,9 @@ pub struct SecurityConfig {
     /// few concentrated newcomers (at most `reputation.trust_after` jobs
     /// each), makes them trusted, and the waiting tasks then cost one or two
     /// executions instead of four. Costs the waiting tasks one round trip,
-    /// once. 0 = no limit.
+    /// once. The default, 15 tasks of four jobs, is enough for `min_trusted`
+    /// newcomers to reach `reputation.trust_after` verified results in one
+    /// round. 0 = no limit.
     pub bootstrap_batch: usize,
 }
 
@@ -144,16 +155,16 @@ impl Default for SecurityConfig {
             max_open_tasks: 100_000,
             newcomer_max_fuel: 10_000_000_000,
             newcomer_admission: 0.005,
-            min_trusted: 8,
+            min_trusted: 6,
             newcomer_candidates: 4,
             probation_canaries: 2,
             verify_accusations: true,
             max_pending_checks: 4096,
             alarm_half_life_ms: 600_000,
-            alarm_gain: 0.1,
-            alarm_free: 2.0,
+            alarm_gain: 0.03,
+            alarm_free: 0.5,
             alarm_max_rate: 0.6,
-            bootstrap_batch: 12,
+            bootstrap_batch: 15,
         }
     }
 }
@@ -474,6 +485,9 @@ pub struct Coordinator {
     /// Tasks submitted while no peer was trusted, not yet placed (see
     /// `SecurityConfig::bootstrap_batch`); each is also in `tasks`.
     waiting: VecDeque<TaskId>,
+    /// The latest `now` handed in (so rates read between events, like
+    /// [`Coordinator::spot_check_rate`], see the alarm decayed to it).
+    now: Millis,
 }
 
 impl Coordinator {
@@ -514,6 +528,7 @@ impl Coordinator {
             alarm: 0.0,
             alarm_at: 0,
             waiting: VecDeque::new(),
+            now: 0,
         };
         c.request_canaries();
         Ok(c)
@@ -570,6 +585,7 @@ impl Coordinator {
 
     /// Expires overdue jobs (as timeouts) and runs periodic recalibration.
     pub fn handle_timeout(&mut self, now: Millis) {
+        self.now = self.now.max(now);
         if now >= self.next_recalibration {
             self.reputation.handle_timeout(now);
             if self.on(Layer::Monitoring) {
@@ -600,14 +616,23 @@ impl Coordinator {
             && (!self.waiting.is_empty() || self.tasks.len() - self.waiting.len() >= batch)
     }
 
-    /// Places waiting tasks once trust exists or the first round shrank.
+    /// Places waiting tasks once trust exists, or the next round once the
+    /// previous one is over (no trust came of it: peers failed or lied).
     fn release_waiting(&mut self, now: Millis) {
+        let batch = self.config.bootstrap_batch;
+        if self.waiting.is_empty()
+            || (self.reputation.trusted_count() == 0
+                && batch > 0
+                && self.tasks.len() > self.waiting.len())
+        {
+            return;
+        }
+        let mut round = 0;
         while !self.waiting.is_empty() {
-            let batch = self.config.bootstrap_batch;
-            let placed = self.tasks.len() - self.waiting.len();
-            if self.reputation.trusted_count() == 0 && batch > 0 && placed >= batch {
+            if self.reputation.trusted_count() == 0 && batch > 0 && round >= batch {
                 return;
             }
+            round += 1;
             let Some(id) = self.waiting.pop_front() else {
                 return;
             };
@@ -620,6 +645,7 @@ impl Coordinator {
 
     /// Feeds one event.
     pub fn handle(&mut self, now: Millis, event: Event) -> Result<(), SecurityError> {
+        self.now = self.now.max(now);
         let r = match event {
             Event::PeerJoined {
                 peer,
@@ -1239,7 +1265,9 @@ impl Coordinator {
     fn spot_rate(&self, peer: &PeerId) -> f64 {
         let checks = self.reputation.peer(peer).map_or(0, |r| r.checks_passed);
         let c = &self.config;
-        let alarmed = (c.alarm_gain * (self.alarm - c.alarm_free)).clamp(0.0, c.alarm_max_rate);
+        // Decayed to the latest time seen: the alarm fades between lies.
+        let alarmed =
+            (c.alarm_gain * (self.alarm(self.now) - c.alarm_free)).clamp(0.0, c.alarm_max_rate);
         placement::spot_check_rate(&c.placement, checks).max(alarmed)
     }
 
@@ -1740,6 +1768,16 @@ mod tests {
         now: Millis,
         canaries: &mut u64,
     ) -> (HashMap<PeerId, u32>, HashMap<PeerId, u32>) {
+        answer_all_but(c, now, canaries, None)
+    }
+
+    /// As `answer_all`, and `liar` answers its canaries wrongly.
+    fn answer_all_but(
+        c: &mut Coordinator,
+        now: Millis,
+        canaries: &mut u64,
+        liar: Option<PeerId>,
+    ) -> (HashMap<PeerId, u32>, HashMap<PeerId, u32>) {
         let (mut real, mut canary) = (HashMap::new(), HashMap::new());
         loop {
             let mut events = Vec::new();
@@ -1757,7 +1795,11 @@ mod tests {
                                 host: peer,
                                 module_hash: job.module_hash,
                                 input_hash: job.input_hash,
-                                output_hash: truth(&job.input_hash),
+                                output_hash: if is_canary && Some(peer) == liar {
+                                    Digest::from_u64(0xBAD)
+                                } else {
+                                    truth(&job.input_hash)
+                                },
                                 fuel_used: 5000,
                                 peak_memory_bytes: 64,
                                 wall_ms: 10,
@@ -1920,5 +1962,68 @@ mod tests {
             crowded * 20 < all,
             "{crowded} of {all} jobs to crowded prefixes"
         );
+    }
+
+    #[test]
+    fn one_lie_caught_on_a_trusted_peer_lifts_every_trusted_rate_above_the_floor_for_a_while() {
+        let cfg = SecurityConfig {
+            min_trusted: 1,
+            placement: PlacementConfig {
+                // Straight to the floor after probation, to see the lift.
+                spot_check_initial: 0.01,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let floor = cfg.placement.spot_check_floor;
+        let mut c = Coordinator::new(cfg).unwrap();
+        join_all(&mut c, 200);
+        let mut canaries = 0;
+        answer_all(&mut c, 0, &mut canaries);
+        for t in 0..15 {
+            c.handle(5, Event::TaskSubmitted(spec(t))).unwrap();
+        }
+        answer_all(&mut c, 10, &mut canaries);
+        let trusted = |c: &Coordinator| -> Vec<PeerId> {
+            c.reputation()
+                .peers()
+                .filter(|(_, r)| r.state == PeerState::Trusted)
+                .map(|(p, _)| *p)
+                .collect()
+        };
+        let ts = trusted(&c);
+        assert!(ts.len() >= 3, "{} trusted", ts.len());
+        let liar = ts[0];
+        // The next tasks send probation canaries; the liar fails its own.
+        let mut t = 15;
+        let mut now = 20;
+        while c.alarm(now) == 0.0 && t < 400 {
+            c.handle(now, Event::TaskSubmitted(spec(t))).unwrap();
+            answer_all_but(&mut c, now, &mut canaries, Some(liar));
+            t += 1;
+            now += 1;
+        }
+        assert!(c.alarm(now) > 0.9, "alarm {}", c.alarm(now));
+        assert_ne!(
+            c.reputation().peer(&liar).unwrap().state,
+            PeerState::Trusted
+        );
+        // Every trusted peer past probation now faces more than the floor...
+        let honest: Vec<PeerId> = trusted(&c)
+            .into_iter()
+            .filter(|p| c.reputation().peer(p).unwrap().checks_passed >= 2)
+            .collect();
+        assert!(!honest.is_empty());
+        for p in &honest {
+            let r = c.spot_check_rate(p).unwrap();
+            assert!(r > floor * 1.4, "{r}");
+        }
+        // ...and back at the floor once the alarm has decayed (no more lies).
+        let later = now + 3 * c.config().alarm_half_life_ms;
+        assert!(c.alarm(later) < c.config().alarm_free);
+        c.handle_timeout(later);
+        for p in &honest {
+            assert_eq!(c.spot_check_rate(p), Some(floor));
+        }
     }
 }
