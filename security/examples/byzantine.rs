@@ -6,6 +6,8 @@
 //! cargo run --release -p security --example byzantine                      # the default matrix
 //! cargo run --release -p security --example byzantine -- --fraction 0.25 --strategy patient
 //! cargo run --release -p security --example byzantine -- --ablation        # one row per defence
+//! cargo run --release -p security --example byzantine -- --ablation --attacker-prefixes 250
+//!                                  # the same without the prefix signal (every defence shows)
 //! cargo run --release -p security --example byzantine -- --json --details
 //! ```
 //!
@@ -18,6 +20,19 @@
 //! `--ablation` (each defence off beside all on, at 25% or the first `--fraction`).
 
 use security::byzantine::{self, ByzantineConfig, CellReport, Policy, Strategy};
+
+const HELP: &str = "
+byzantine [flags]: the Byzantine benchmark matrix (biop2p, majority3, boinc-adaptive)
+  --fraction F (repeatable)   attacker fraction; default 0, 0.10, 0.25, 0.33
+  --strategy S (repeatable)   always-wrong random-wrong colluding stealth-colluding
+                              patient sleeper slanderer over-billing sybil-churn
+  --policy P (repeatable)     biop2p majority3 boinc-adaptive
+  --tasks N --hosts N --submitters N --attacker-prefixes N --seed N
+  --spot-initial --spot-decay --spot-floor --canary-share --min-trusted
+  --admission --probation --alarm-gain --alarm-free --alarm-half-life MS
+  --alarm-max --reuse-canaries    policy tuning
+  --ablation                  each defence off beside all on
+  --json --details            output";
 
 fn row(c: &CellReport, details: bool) {
     println!("{}", c.table_row());
@@ -58,6 +73,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--json" => json = true,
             "--details" => details = true,
             "--ablation" => ablation = true,
+            "--help" | "-h" => {
+                println!("{}", HELP.trim());
+                return Ok(());
+            }
             other => return Err(format!("unknown flag {other:?}").into()),
         }
     }
