@@ -116,10 +116,10 @@ pub struct SecurityConfig {
     /// on a trusted peer lifts the rates for a few minutes).
     pub alarm_half_life_ms: u64,
     /// Spot-check rate per alarm unit above `alarm_free`. The default, 0.03,
-    /// makes one caught lie lift every trusted peer to three times the
-    /// floor for several minutes, so attackers waiting for the floor
-    /// (patient ones) pause at once instead of after several detections;
-    /// each further lie adds as much.
+    /// makes one caught lie lift every trusted peer to 1.5 times the floor
+    /// (0.015) until it has decayed (one half-life), so attackers waiting
+    /// for the floor (patient ones) pause at once instead of after several
+    /// detections; each further lie adds 0.03.
     pub alarm_gain: f64,
     /// Alarm units tolerated without reaction. Half a unit: a single caught
     /// lie already reacts (it costs little at this gain), while the decayed
