@@ -611,6 +611,7 @@ impl Coordinator {
     fn must_wait(&self) -> bool {
         let batch = self.config.bootstrap_batch;
         batch > 0
+            && self.concentrating()
             && self.on(Layer::RandomizedExecution)
             && self.reputation.trusted_count() == 0
             && (!self.waiting.is_empty() || self.tasks.len() - self.waiting.len() >= batch)
@@ -925,12 +926,7 @@ impl Coordinator {
         let Some(r) = self.reputation.peer(p) else {
             return (false, 0, Reverse(u32::MAX));
         };
-        let crowd = self
-            .region_online
-            .get(&r.region)
-            .copied()
-            .unwrap_or(1)
-            .max(1);
+        let crowd = self.crowd(p);
         (
             r.state == PeerState::Trusted,
             (u64::from(r.consecutive_valid) * 1024) / u64::from(crowd),
@@ -951,7 +947,11 @@ impl Coordinator {
             }
             let i = self.rng.random_range(0..self.recorded.len());
             let p = self.recorded[i];
-            let open = self.open_jobs.get(&p).copied().unwrap_or(0);
+            let open = if self.concentrating() {
+                self.open_jobs.get(&p).copied().unwrap_or(0)
+            } else {
+                0
+            };
             let keep = self.reputation.peer(&p).is_some_and(|r| {
                 r.online && r.state == PeerState::Newcomer && (r.consecutive_valid > 0 || open > 0)
             });
@@ -970,12 +970,7 @@ impl Coordinator {
             if ok {
                 // Work already in flight here counts like results: the trial
                 // is concentrated on the newcomers already being tried.
-                let crowd = self
-                    .region_online
-                    .get(&r.region)
-                    .copied()
-                    .unwrap_or(1)
-                    .max(1);
+                let crowd = self.crowd(&p);
                 let rank = (
                     false,
                     (u64::from(r.consecutive_valid) + u64::from(open)) * 1024 / u64::from(crowd),
@@ -1188,6 +1183,32 @@ impl Coordinator {
             self.run_replica(now, id, p, Mode::Replicated, Kind::Replica);
             self.top_up(now, id);
         }
+    }
+
+    /// Whether newcomer trials are concentrated (a first round of
+    /// `bootstrap_batch` tasks, newcomers already on trial preferred). That
+    /// saves replicas when the swarm has many more newcomers than the
+    /// round needs (about `bootstrap_batch` × 4 / `reputation.trust_after`,
+    /// 6 at the defaults). In a swarm of fewer online peers than
+    /// `bootstrap_batch`, the round's four newcomers per task reach every
+    /// host several times anyway, and concentrating would only make the
+    /// same few newcomers hold every task (colluders among them then hold
+    /// whole quorums, which more newcomers cannot outvote within the
+    /// replica budget) and leave the rest untried until trust has formed,
+    /// after which an untried newcomer is rarely drawn. There trials are
+    /// spread and every task is placed at once, as before the round
+    /// existed.
+    fn concentrating(&self) -> bool {
+        self.reputation.workers().len() >= self.config.bootstrap_batch.max(1)
+    }
+
+    /// Online identities sharing `p`'s observed prefix.
+    fn crowd(&self, p: &PeerId) -> u32 {
+        self.reputation
+            .peer(p)
+            .and_then(|r| self.region_online.get(&r.region).copied())
+            .unwrap_or(1)
+            .max(1)
     }
 
     /// Admission probability of a newcomer as primary: the configured share,
