@@ -6,6 +6,8 @@
 //! cargo run --release -p security --example byzantine                      # the default matrix
 //! cargo run --release -p security --example byzantine -- --fraction 0.25 --strategy patient
 //! cargo run --release -p security --example byzantine -- --ablation        # one row per defence
+//! cargo run --release -p security --example byzantine -- --ablation --attacker-prefixes 250
+//!                                  # the same without the prefix signal (every defence shows)
 //! cargo run --release -p security --example byzantine -- --json --details
 //! ```
 //!
@@ -14,10 +16,23 @@
 //! `--seed N`, `--json` (one JSON line per cell), `--details` (more figures),
 //! policy tuning: `--spot-initial`, `--spot-decay`, `--spot-floor`,
 //! `--canary-share`, `--min-trusted`, `--admission`, `--probation`,
-//! `--alarm-gain`, `--alarm-free`;
+//! `--alarm-gain`, `--alarm-free`, `--alarm-half-life` (ms), `--alarm-max`;
 //! `--ablation` (each defence off beside all on, at 25% or the first `--fraction`).
 
 use security::byzantine::{self, ByzantineConfig, CellReport, Policy, Strategy};
+
+const HELP: &str = "
+byzantine [flags]: the Byzantine benchmark matrix (biop2p, majority3, boinc-adaptive)
+  --fraction F (repeatable)   attacker fraction; default 0, 0.10, 0.25, 0.33
+  --strategy S (repeatable)   always-wrong random-wrong colluding stealth-colluding
+                              patient sleeper slanderer over-billing sybil-churn
+  --policy P (repeatable)     biop2p majority3 boinc-adaptive
+  --tasks N --hosts N --submitters N --attacker-prefixes N --seed N
+  --spot-initial --spot-decay --spot-floor --canary-share --min-trusted
+  --admission --probation --alarm-gain --alarm-free --alarm-half-life MS
+  --alarm-max --reuse-canaries    policy tuning
+  --ablation                  each defence off beside all on
+  --json --details            output";
 
 fn row(c: &CellReport, details: bool) {
     println!("{}", c.table_row());
@@ -52,10 +67,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--probation" => cfg.security.probation_canaries = value()?.parse()?,
             "--alarm-gain" => cfg.security.alarm_gain = value()?.parse()?,
             "--alarm-free" => cfg.security.alarm_free = value()?.parse()?,
+            "--alarm-half-life" => cfg.security.alarm_half_life_ms = value()?.parse()?,
+            "--alarm-max" => cfg.security.alarm_max_rate = value()?.parse()?,
             "--reuse-canaries" => cfg.reuse_canaries = true,
             "--json" => json = true,
             "--details" => details = true,
             "--ablation" => ablation = true,
+            "--help" | "-h" => {
+                println!("{}", HELP.trim());
+                return Ok(());
+            }
             other => return Err(format!("unknown flag {other:?}").into()),
         }
     }

@@ -84,7 +84,8 @@ pub struct SecurityConfig {
     /// Below this many online trusted peers, a newcomer drawn as primary
     /// always keeps the task: the submitter is still building its working
     /// set. Above it, `newcomer_admission` applies. Larger = more hosts earn
-    /// trust here (fairer to new hosts, more bootstrap replicas).
+    /// trust here (fairer to new hosts, more bootstrap replicas). 6: the
+    /// first round of `bootstrap_batch` tasks already yields about that many.
     pub min_trusted: usize,
     /// Candidates drawn when a newcomer is placed; the one with the longest
     /// record of verified results (per identity sharing its network prefix)
@@ -110,14 +111,33 @@ pub struct SecurityConfig {
     /// attackers starting), while honest hardware faults among trusted peers
     /// are rare, so the spot-check rate of every trusted peer rises to
     /// `alarm_gain` per alarm unit above `alarm_free`, capped at
-    /// `alarm_max_rate`. Costs nothing in a quiet network.
+    /// `alarm_max_rate`. Costs nothing in a quiet network; with 0.1% honest
+    /// hardware faults, about 0.01 replicas per task (the odd fault caught
+    /// on a trusted peer lifts the rates for a few minutes).
     pub alarm_half_life_ms: u64,
-    /// Spot-check rate added per alarm unit above `alarm_free`.
+    /// Spot-check rate per alarm unit above `alarm_free`. The default, 0.03,
+    /// makes one caught lie lift every trusted peer to 1.5 times the floor
+    /// (0.015) until it has decayed (one half-life), so attackers waiting
+    /// for the floor (patient ones) pause at once instead of after several
+    /// detections; each further lie adds 0.03.
     pub alarm_gain: f64,
-    /// Alarm units tolerated without reaction (isolated honest faults).
+    /// Alarm units tolerated without reaction. Half a unit: a single caught
+    /// lie already reacts (it costs little at this gain), while the decayed
+    /// remains of old isolated faults do not.
     pub alarm_free: f64,
     /// The highest spot-check rate the alarm can impose.
     pub alarm_max_rate: f64,
+    /// While no peer is trusted here, at most this many tasks are being
+    /// placed at once; later ones wait (undispatched, still counted as open)
+    /// until a peer is trusted or a placed task finishes. Without trust every
+    /// task needs four newcomers; a first round of this many tasks, run on a
+    /// few concentrated newcomers (at most `reputation.trust_after` jobs
+    /// each), makes them trusted, and the waiting tasks then cost one or two
+    /// executions instead of four. Costs the waiting tasks one round trip,
+    /// once. The default, 15 tasks of four jobs, is enough for `min_trusted`
+    /// newcomers to reach `reputation.trust_after` verified results in one
+    /// round. 0 = no limit.
+    pub bootstrap_batch: usize,
 }
 
 impl Default for SecurityConfig {
@@ -135,15 +155,16 @@ impl Default for SecurityConfig {
             max_open_tasks: 100_000,
             newcomer_max_fuel: 10_000_000_000,
             newcomer_admission: 0.005,
-            min_trusted: 8,
+            min_trusted: 6,
             newcomer_candidates: 4,
             probation_canaries: 2,
             verify_accusations: true,
             max_pending_checks: 4096,
             alarm_half_life_ms: 600_000,
-            alarm_gain: 0.1,
-            alarm_free: 2.0,
+            alarm_gain: 0.03,
+            alarm_free: 0.5,
             alarm_max_rate: 0.6,
+            bootstrap_batch: 15,
         }
     }
 }
@@ -380,6 +401,9 @@ pub struct DispatchStats {
     pub verifications: u64,
 }
 
+/// A placement rank: (trusted, record per prefix identity, less crowded).
+type Rank = (bool, u64, Reverse<u32>);
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Replica,
@@ -443,16 +467,27 @@ pub struct Coordinator {
     /// Subjects with a check pending: one re-run per subject at a time.
     checking: HashSet<PeerId>,
     next_check: u64,
-    /// Trusted peers with a probation canary in flight: one at a time, and
-    /// no solo real work until it is back.
-    probing: HashSet<PeerId>,
+    /// Canaries in flight per peer (probation canaries or a decoy): no solo
+    /// real work for a peer on probation until they are back.
+    probing: HashMap<PeerId, u32>,
     /// Newcomers with a confirmed record, preferred over untried ones
     /// (pruned lazily; bounded by `reputation.max_peers`).
     recorded: Vec<PeerId>,
     in_recorded: HashSet<PeerId>,
+    /// Real-work jobs outstanding per peer (bounded by `assignments`): a
+    /// newcomer on trial is given more of the open work here, up to
+    /// `reputation.trust_after` jobs at once, so trust is earned in one
+    /// batch rather than spread thinly over every newcomer.
+    open_jobs: HashMap<PeerId, u32>,
     /// Alarm level as of `alarm_at` (see `SecurityConfig::alarm_half_life_ms`).
     alarm: f64,
     alarm_at: Millis,
+    /// Tasks submitted while no peer was trusted, not yet placed (see
+    /// `SecurityConfig::bootstrap_batch`); each is also in `tasks`.
+    waiting: VecDeque<TaskId>,
+    /// The latest `now` handed in (so rates read between events, like
+    /// [`Coordinator::spot_check_rate`], see the alarm decayed to it).
+    now: Millis,
 }
 
 impl Coordinator {
@@ -486,11 +521,14 @@ impl Coordinator {
             checks: HashMap::new(),
             checking: HashSet::new(),
             next_check: 0,
-            probing: HashSet::new(),
+            probing: HashMap::new(),
             recorded: Vec::new(),
             in_recorded: HashSet::new(),
+            open_jobs: HashMap::new(),
             alarm: 0.0,
             alarm_at: 0,
+            waiting: VecDeque::new(),
+            now: 0,
         };
         c.request_canaries();
         Ok(c)
@@ -547,6 +585,7 @@ impl Coordinator {
 
     /// Expires overdue jobs (as timeouts) and runs periodic recalibration.
     pub fn handle_timeout(&mut self, now: Millis) {
+        self.now = self.now.max(now);
         if now >= self.next_recalibration {
             self.reputation.handle_timeout(now);
             if self.on(Layer::Monitoring) {
@@ -564,10 +603,50 @@ impl Coordinator {
             }
         }
         self.drain_reputation();
+        self.release_waiting(now);
+    }
+
+    /// Whether a new task must wait for trust to form (see
+    /// `SecurityConfig::bootstrap_batch`).
+    fn must_wait(&self) -> bool {
+        let batch = self.config.bootstrap_batch;
+        batch > 0
+            && self.concentrating()
+            && self.on(Layer::RandomizedExecution)
+            && self.reputation.trusted_count() == 0
+            && (!self.waiting.is_empty() || self.tasks.len() - self.waiting.len() >= batch)
+    }
+
+    /// Places waiting tasks once trust exists, or the next round once the
+    /// previous one is over (no trust came of it: peers failed or lied).
+    fn release_waiting(&mut self, now: Millis) {
+        let batch = self.config.bootstrap_batch;
+        if self.waiting.is_empty()
+            || (self.reputation.trusted_count() == 0
+                && batch > 0
+                && self.tasks.len() > self.waiting.len())
+        {
+            return;
+        }
+        let mut round = 0;
+        while !self.waiting.is_empty() {
+            if self.reputation.trusted_count() == 0 && batch > 0 && round >= batch {
+                return;
+            }
+            round += 1;
+            let Some(id) = self.waiting.pop_front() else {
+                return;
+            };
+            if self.tasks.contains_key(&id) {
+                self.place(now, id);
+                self.drain_reputation();
+            }
+        }
     }
 
     /// Feeds one event.
     pub fn handle(&mut self, now: Millis, event: Event) -> Result<(), SecurityError> {
+        self.now = self.now.max(now);
         let r = match event {
             Event::PeerJoined {
                 peer,
@@ -618,6 +697,7 @@ impl Coordinator {
                 .map(|_| ()),
         };
         self.drain_reputation();
+        self.release_waiting(now);
         self.request_canaries();
         r
     }
@@ -840,20 +920,17 @@ impl Coordinator {
 
     /// Trusted first, then newcomers by their run of verified results,
     /// divided by how many online identities share their network prefix
-    /// (identities are free, prefixes are not).
-    fn placement_rank(&self, p: &PeerId) -> (bool, u64) {
+    /// (identities are free, prefixes are not); among equals (untried
+    /// newcomers), the less crowded prefix.
+    fn placement_rank(&self, p: &PeerId) -> Rank {
         let Some(r) = self.reputation.peer(p) else {
-            return (false, 0);
+            return (false, 0, Reverse(u32::MAX));
         };
-        let crowd = self
-            .region_online
-            .get(&r.region)
-            .copied()
-            .unwrap_or(1)
-            .max(1);
+        let crowd = self.crowd(p);
         (
             r.state == PeerState::Trusted,
             (u64::from(r.consecutive_valid) * 1024) / u64::from(crowd),
+            Reverse(crowd),
         )
     }
 
@@ -863,15 +940,20 @@ impl Coordinator {
     fn pick_recorded(&mut self, task: &OpenTask) -> Option<PeerId> {
         let distinct =
             self.config.placement.distinct_regions && self.on(Layer::RandomizedExecution);
-        let mut best: Option<((bool, u64), PeerId)> = None;
+        let mut best: Option<(Rank, PeerId)> = None;
         for _ in 0..self.config.newcomer_candidates * 4 {
             if self.recorded.is_empty() {
                 break;
             }
             let i = self.rng.random_range(0..self.recorded.len());
             let p = self.recorded[i];
+            let open = if self.concentrating() {
+                self.open_jobs.get(&p).copied().unwrap_or(0)
+            } else {
+                0
+            };
             let keep = self.reputation.peer(&p).is_some_and(|r| {
-                r.online && r.state == PeerState::Newcomer && r.consecutive_valid > 0
+                r.online && r.state == PeerState::Newcomer && (r.consecutive_valid > 0 || open > 0)
             });
             if !keep {
                 self.recorded.swap_remove(i);
@@ -880,18 +962,51 @@ impl Coordinator {
             }
             let r = self.reputation.peer(&p).expect("checked");
             let ok = task.spec.fuel_limit <= self.config.newcomer_max_fuel
+                && open < self.config.reputation.trust_after.max(1)
                 && !task
                     .holders
                     .iter()
                     .any(|(h, region)| *h == p || (distinct && *region == r.region));
             if ok {
-                let rank = self.placement_rank(&p);
+                // Work already in flight here counts like results: the trial
+                // is concentrated on the newcomers already being tried.
+                let crowd = self.crowd(&p);
+                let rank = (
+                    false,
+                    (u64::from(r.consecutive_valid) + u64::from(open)) * 1024 / u64::from(crowd),
+                    Reverse(crowd),
+                );
                 if best.is_none_or(|(b, _)| rank > b) {
                     best = Some((rank, p));
                 }
             }
         }
         best.map(|(_, p)| p)
+    }
+
+    /// Notes a newcomer that was just given real work here (on trial).
+    fn note_trial(&mut self, p: PeerId) {
+        if self.recorded.len() < self.config.reputation.max_peers
+            && self
+                .reputation
+                .peer(&p)
+                .is_some_and(|r| r.state == PeerState::Newcomer)
+            && self.in_recorded.insert(p)
+        {
+            self.recorded.push(p);
+        }
+    }
+
+    /// One real-work job of `p` is no longer outstanding.
+    fn close_job(&mut self, a: &Assignment) {
+        if a.task.is_some()
+            && let Some(n) = self.open_jobs.get_mut(&a.peer)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.open_jobs.remove(&a.peer);
+            }
+        }
     }
 
     /// Notes a newcomer that just earned a verified result.
@@ -958,8 +1073,13 @@ impl Coordinator {
             dispatched: 0,
             audited: None,
         };
+        let wait = self.must_wait();
         self.tasks.insert(spec.id, task);
-        self.place(now, spec.id);
+        if wait {
+            self.waiting.push_back(spec.id);
+        } else {
+            self.place(now, spec.id);
+        }
         Ok(())
     }
 
@@ -979,9 +1099,10 @@ impl Coordinator {
                 return;
             }
             let peer = suspects[self.rng.random_range(0..suspects.len())];
-            if !self.probing.insert(peer) {
+            if self.probing.contains_key(&peer) {
                 continue;
             }
+            self.probing.insert(peer, 1);
             let c = self.canaries.take();
             self.stats.decoys += 1;
             self.dispatch(now, peer, Kind::Canary, None, c);
@@ -1064,6 +1185,32 @@ impl Coordinator {
         }
     }
 
+    /// Whether newcomer trials are concentrated (a first round of
+    /// `bootstrap_batch` tasks, newcomers already on trial preferred). That
+    /// saves replicas when the swarm has many more newcomers than the
+    /// round needs (about `bootstrap_batch` × 4 / `reputation.trust_after`,
+    /// 6 at the defaults). In a swarm of fewer online peers than
+    /// `bootstrap_batch`, the round's four newcomers per task reach every
+    /// host several times anyway, and concentrating would only make the
+    /// same few newcomers hold every task (colluders among them then hold
+    /// whole quorums, which more newcomers cannot outvote within the
+    /// replica budget) and leave the rest untried until trust has formed,
+    /// after which an untried newcomer is rarely drawn. There trials are
+    /// spread and every task is placed at once, as before the round
+    /// existed.
+    fn concentrating(&self) -> bool {
+        self.reputation.workers().len() >= self.config.bootstrap_batch.max(1)
+    }
+
+    /// Online identities sharing `p`'s observed prefix.
+    fn crowd(&self, p: &PeerId) -> u32 {
+        self.reputation
+            .peer(p)
+            .and_then(|r| self.region_online.get(&r.region).copied())
+            .unwrap_or(1)
+            .max(1)
+    }
+
     /// Admission probability of a newcomer as primary: the configured share,
     /// divided by 1 + the quarantines already seen from its region. Identities
     /// are free, addresses are not: churning identities from one region
@@ -1090,17 +1237,26 @@ impl Coordinator {
         if !self.on(Layer::Deception) || self.canaries.is_empty() {
             return false;
         }
-        let probation = self
-            .reputation
-            .peer(&p)
-            .is_some_and(|r| r.checks_passed < self.config.probation_canaries);
-        if probation {
-            // One probation canary at a time; none of its solo real work
-            // before it is back (the caller draws another primary).
-            if self.probing.insert(p) {
-                let c = self.canaries.take();
-                self.stats.spot_canaries += 1;
-                self.dispatch(now, p, Kind::Canary, None, c);
+        let owed = self.reputation.peer(&p).map_or(0, |r| {
+            self.config
+                .probation_canaries
+                .saturating_sub(r.checks_passed)
+        });
+        if owed > 0 {
+            // Every probation canary still owed goes out at once (they look
+            // like any other jobs), so probation takes one round trip, not
+            // one per canary; none of its solo real work before they are
+            // back (the caller draws another primary).
+            if !self.probing.contains_key(&p) {
+                let mut sent = 0;
+                while sent < owed
+                    && let Some(c) = self.canaries.take()
+                {
+                    self.stats.spot_canaries += 1;
+                    self.dispatch(now, p, Kind::Canary, None, Some(c));
+                    sent += 1;
+                }
+                self.probing.insert(p, sent);
             }
             return true;
         }
@@ -1117,10 +1273,22 @@ impl Coordinator {
         true
     }
 
+    /// One canary of `peer` is back (answered or failed).
+    fn canary_back(&mut self, peer: &PeerId) {
+        if let Some(n) = self.probing.get_mut(peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.probing.remove(peer);
+            }
+        }
+    }
+
     fn spot_rate(&self, peer: &PeerId) -> f64 {
         let checks = self.reputation.peer(peer).map_or(0, |r| r.checks_passed);
         let c = &self.config;
-        let alarmed = (c.alarm_gain * (self.alarm - c.alarm_free)).clamp(0.0, c.alarm_max_rate);
+        // Decayed to the latest time seen: the alarm fades between lies.
+        let alarmed =
+            (c.alarm_gain * (self.alarm(self.now) - c.alarm_free)).clamp(0.0, c.alarm_max_rate);
         placement::spot_check_rate(&c.placement, checks).max(alarmed)
     }
 
@@ -1161,6 +1329,8 @@ impl Coordinator {
         } else {
             self.stats.replicas += 1;
         }
+        *self.open_jobs.entry(peer).or_default() += 1;
+        self.note_trial(peer);
         self.dispatch(now, peer, kind, Some(&spec), None);
     }
 
@@ -1211,6 +1381,7 @@ impl Coordinator {
             .ok_or(SecurityError::UnknownAssignment(crate::ids::AssignmentId(
                 job_id,
             )))?;
+        self.close_job(&a);
         let peer = a.peer;
         // Layer 2: the receipt must bind the dispatched job.
         if self.on(Layer::Receipts)
@@ -1253,7 +1424,7 @@ impl Coordinator {
         }
         match a.kind {
             Kind::Canary => {
-                self.probing.remove(&peer);
+                self.canary_back(&peer);
                 let c = a.canary.expect("canary assignments carry their canary");
                 let ev = match deception::check_canary(&c, &receipt, self.on(Layer::Thermal)) {
                     CanaryVerdict::Pass => Evidence::CheckPassed,
@@ -1310,8 +1481,9 @@ impl Coordinator {
             .ok_or(SecurityError::UnknownAssignment(crate::ids::AssignmentId(
                 job_id,
             )))?;
+        self.close_job(&a);
         if a.kind == Kind::Canary {
-            self.probing.remove(&a.peer);
+            self.canary_back(&a.peer);
         }
         self.reputation
             .record(now, &a.peer, Evidence::Failed { kind })?;
@@ -1540,4 +1712,339 @@ fn vote_key(r: &ReceiptFacts, thermal: bool) -> Digest {
         d.0[(i * 2 + 1) % 32] = d.0[(i * 2 + 1) % 32].wrapping_add(*b).wrapping_mul(31);
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join_all(c: &mut Coordinator, n: u64) {
+        for i in 0..n {
+            c.handle(
+                0,
+                Event::PeerJoined {
+                    peer: PeerId::from_u64(i),
+                    region: Region(i as u32),
+                    advertised_fuel_per_ms: 1000,
+                },
+            )
+            .unwrap();
+        }
+    }
+
+    fn spec(t: u64) -> TaskSpec {
+        TaskSpec {
+            id: TaskId(t),
+            module_hash: Digest::from_u64(1),
+            input_hash: Digest::from_u64(1_000 + t),
+            fuel_limit: 1 << 20,
+        }
+    }
+
+    /// Dispatches per peer (real work only) since the last drain.
+    fn drain_dispatches(c: &mut Coordinator) -> HashMap<PeerId, u32> {
+        let mut per = HashMap::new();
+        while let Some(a) = c.poll() {
+            if let Action::Dispatch { peer, .. } = a {
+                *per.entry(peer).or_default() += 1;
+            }
+        }
+        per
+    }
+
+    #[test]
+    fn a_batch_at_bootstrap_is_concentrated_on_few_newcomers_each_bounded() {
+        let mut c = Coordinator::new(SecurityConfig {
+            layers: LayerSet::ALL.without(Layer::Deception),
+            bootstrap_batch: 0,
+            ..Default::default()
+        })
+        .unwrap();
+        join_all(&mut c, 1000);
+        let now = 5;
+        for t in 0..32 {
+            c.handle(now, Event::TaskSubmitted(spec(t))).unwrap();
+        }
+        let per = drain_dispatches(&mut c);
+        let jobs: u32 = per.values().sum();
+        // No trusted peer yet: four newcomers per task.
+        assert_eq!(jobs, 32 * 4);
+        let cap = c.config().reputation.trust_after;
+        assert!(per.values().all(|&n| n <= cap), "{per:?}");
+        // Uniform draws would use ~120 distinct newcomers; the trial set is
+        // a few times the minimum of jobs / trust_after.
+        assert!(per.len() <= 40, "{} newcomers tried", per.len());
+    }
+
+    fn truth(input: &Digest) -> Digest {
+        let mut d = *input;
+        d.0[31] ^= 0xFF;
+        d
+    }
+
+    /// Answers every dispatch correctly at `now` and serves canary requests;
+    /// returns (real-work dispatches, canary dispatches) per peer.
+    fn answer_all(
+        c: &mut Coordinator,
+        now: Millis,
+        canaries: &mut u64,
+    ) -> (HashMap<PeerId, u32>, HashMap<PeerId, u32>) {
+        answer_all_but(c, now, canaries, None)
+    }
+
+    /// As `answer_all`, and `liar` answers its canaries wrongly.
+    fn answer_all_but(
+        c: &mut Coordinator,
+        now: Millis,
+        canaries: &mut u64,
+        liar: Option<PeerId>,
+    ) -> (HashMap<PeerId, u32>, HashMap<PeerId, u32>) {
+        let (mut real, mut canary) = (HashMap::new(), HashMap::new());
+        loop {
+            let mut events = Vec::new();
+            while let Some(a) = c.poll() {
+                match a {
+                    Action::Dispatch { peer, job, .. } => {
+                        let is_canary = job.input_hash.0[0] == 0xCA;
+                        *if is_canary { &mut canary } else { &mut real }
+                            .entry(peer)
+                            .or_default() += 1;
+                        events.push(Event::ResultReturned {
+                            job_id: job.job_id,
+                            receipt: ReceiptFacts {
+                                job_id: job.job_id,
+                                host: peer,
+                                module_hash: job.module_hash,
+                                input_hash: job.input_hash,
+                                output_hash: if is_canary && Some(peer) == liar {
+                                    Digest::from_u64(0xBAD)
+                                } else {
+                                    truth(&job.input_hash)
+                                },
+                                fuel_used: 5000,
+                                peak_memory_bytes: 64,
+                                wall_ms: 10,
+                            },
+                        });
+                    }
+                    Action::NeedCanaries { count } => {
+                        for _ in 0..count {
+                            *canaries += 1;
+                            let mut input = Digest::from_u64(*canaries);
+                            input.0[0] = 0xCA;
+                            events.push(Event::CanaryAvailable(Canary {
+                                module_hash: Digest::from_u64(1),
+                                input_hash: input,
+                                fuel_limit: 1 << 20,
+                                output_hash: truth(&input),
+                                fuel: 5000,
+                                peak_memory_bytes: 64,
+                            }));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if events.is_empty() {
+                return (real, canary);
+            }
+            for e in events {
+                c.handle(now, e).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn without_trust_only_a_first_round_is_placed_and_the_rest_waits_for_it() {
+        let mut c = Coordinator::new(SecurityConfig::default()).unwrap();
+        join_all(&mut c, 1000);
+        let batch = c.config().bootstrap_batch as u64;
+        let mut canaries = 0;
+        answer_all(&mut c, 0, &mut canaries);
+        for t in 0..32 {
+            c.handle(5, Event::TaskSubmitted(spec(t))).unwrap();
+        }
+        assert_eq!(c.open_tasks(), 32, "waiting tasks are open tasks");
+        assert_eq!(
+            c.stats().replicas,
+            batch * 4,
+            "four newcomers per placed task"
+        );
+        // The first round comes back: its newcomers are trusted now, and the
+        // waiting tasks are placed at once, mostly on them.
+        let (real, _) = answer_all(&mut c, 100, &mut canaries);
+        assert!(c.reputation().trusted_count() > 0);
+        assert!(
+            c.open_tasks() == 0 && real.values().sum::<u32>() > 0,
+            "open {} after the first round",
+            c.open_tasks()
+        );
+    }
+
+    #[test]
+    fn without_trust_and_no_answers_waiting_tasks_move_up_as_placed_ones_finish() {
+        let mut c = Coordinator::new(SecurityConfig {
+            bootstrap_batch: 2,
+            ..Default::default()
+        })
+        .unwrap();
+        join_all(&mut c, 50);
+        for t in 0..5 {
+            c.handle(5, Event::TaskSubmitted(spec(t))).unwrap();
+        }
+        let first = drain_dispatches(&mut c);
+        assert_eq!(first.values().sum::<u32>(), 2 * 4);
+        // Every job times out: nobody becomes trusted, the budget runs out,
+        // the placed tasks are given up and the waiting ones are placed.
+        let mut now = 5;
+        let mut given_up = 0;
+        while given_up < 5 && now < 10_000_000 {
+            now = c.poll_timeout().unwrap().max(now + 1);
+            c.handle_timeout(now);
+            while let Some(a) = c.poll() {
+                given_up += usize::from(matches!(a, Action::GiveUp { .. }));
+            }
+        }
+        assert_eq!(given_up, 5, "no task is stranded in the queue");
+        assert_eq!(c.open_tasks(), 0);
+    }
+
+    #[test]
+    fn probation_canaries_go_out_together() {
+        let mut c = Coordinator::new(SecurityConfig {
+            min_trusted: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        join_all(&mut c, 1000);
+        let mut canaries = 0;
+        answer_all(&mut c, 0, &mut canaries);
+        for t in 0..12 {
+            c.handle(5, Event::TaskSubmitted(spec(t))).unwrap();
+        }
+        answer_all(&mut c, 10, &mut canaries);
+        let trusted: Vec<PeerId> = c
+            .reputation()
+            .peers()
+            .filter(|(_, r)| r.state == PeerState::Trusted)
+            .map(|(p, _)| *p)
+            .collect();
+        assert!(!trusted.is_empty());
+        // The next tasks draw trusted primaries: each gets its probation
+        // canaries in one go, before any solo real work.
+        let mut sent: HashMap<PeerId, u32> = HashMap::new();
+        for t in 12..40 {
+            c.handle(20, Event::TaskSubmitted(spec(t))).unwrap();
+            while let Some(a) = c.poll() {
+                if let Action::Dispatch { peer, job, .. } = a
+                    && job.input_hash.0[0] == 0xCA
+                {
+                    *sent.entry(peer).or_default() += 1;
+                }
+            }
+        }
+        let owed = c.config().probation_canaries;
+        assert!(!sent.is_empty());
+        assert!(sent.values().all(|&n| n == owed), "{sent:?}");
+    }
+
+    #[test]
+    fn trials_prefer_newcomers_from_uncrowded_prefixes() {
+        let mut c = Coordinator::new(SecurityConfig {
+            layers: LayerSet::ALL.without(Layer::Deception),
+            ..Default::default()
+        })
+        .unwrap();
+        // 250 identities packed into 32 prefixes, 750 each in their own.
+        for i in 0..1000u64 {
+            let region = if i < 250 {
+                Region(i as u32 % 32)
+            } else {
+                Region(i as u32)
+            };
+            c.handle(
+                0,
+                Event::PeerJoined {
+                    peer: PeerId::from_u64(i),
+                    region,
+                    advertised_fuel_per_ms: 1000,
+                },
+            )
+            .unwrap();
+        }
+        for t in 0..12 {
+            c.handle(5, Event::TaskSubmitted(spec(t))).unwrap();
+        }
+        let per = drain_dispatches(&mut c);
+        let crowded: u32 = (0..250).filter_map(|i| per.get(&PeerId::from_u64(i))).sum();
+        let all: u32 = per.values().sum();
+        // Uniform draws would give a quarter of the jobs to the crowd.
+        assert!(
+            crowded * 20 < all,
+            "{crowded} of {all} jobs to crowded prefixes"
+        );
+    }
+
+    #[test]
+    fn one_lie_caught_on_a_trusted_peer_lifts_every_trusted_rate_above_the_floor_for_a_while() {
+        let cfg = SecurityConfig {
+            min_trusted: 1,
+            placement: PlacementConfig {
+                // Straight to the floor after probation, to see the lift.
+                spot_check_initial: 0.01,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let floor = cfg.placement.spot_check_floor;
+        let mut c = Coordinator::new(cfg).unwrap();
+        join_all(&mut c, 200);
+        let mut canaries = 0;
+        answer_all(&mut c, 0, &mut canaries);
+        for t in 0..15 {
+            c.handle(5, Event::TaskSubmitted(spec(t))).unwrap();
+        }
+        answer_all(&mut c, 10, &mut canaries);
+        let trusted = |c: &Coordinator| -> Vec<PeerId> {
+            c.reputation()
+                .peers()
+                .filter(|(_, r)| r.state == PeerState::Trusted)
+                .map(|(p, _)| *p)
+                .collect()
+        };
+        let ts = trusted(&c);
+        assert!(ts.len() >= 3, "{} trusted", ts.len());
+        let liar = ts[0];
+        // The next tasks send probation canaries; the liar fails its own.
+        let mut t = 15;
+        let mut now = 20;
+        while c.alarm(now) == 0.0 && t < 400 {
+            c.handle(now, Event::TaskSubmitted(spec(t))).unwrap();
+            answer_all_but(&mut c, now, &mut canaries, Some(liar));
+            t += 1;
+            now += 1;
+        }
+        assert!(c.alarm(now) > 0.9, "alarm {}", c.alarm(now));
+        assert_ne!(
+            c.reputation().peer(&liar).unwrap().state,
+            PeerState::Trusted
+        );
+        // Every trusted peer past probation now faces more than the floor...
+        let honest: Vec<PeerId> = trusted(&c)
+            .into_iter()
+            .filter(|p| c.reputation().peer(p).unwrap().checks_passed >= 2)
+            .collect();
+        assert!(!honest.is_empty());
+        for p in &honest {
+            let r = c.spot_check_rate(p).unwrap();
+            assert!(r > floor * 1.4, "{r}");
+        }
+        // ...and back at the floor once the alarm has decayed (no more lies).
+        let later = now + 3 * c.config().alarm_half_life_ms;
+        assert!(c.alarm(later) < c.config().alarm_free);
+        c.handle_timeout(later);
+        for p in &honest {
+            assert_eq!(c.spot_check_rate(p), Some(floor));
+        }
+    }
 }

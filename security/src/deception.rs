@@ -78,12 +78,16 @@ pub fn check_canary(
 pub struct DeceptionConfig {
     /// Share of hidden spot checks done with a canary instead of an audit
     /// replica. Canaries cannot be fooled by a colluding auditor; audits also
-    /// protect the real result being checked. Both cost one execution.
+    /// protect the real result being checked (a hardware fault or a lie in
+    /// it is not accepted). An audit costs one execution, a canary two (the
+    /// host's run and its local computation), so 0.3 rather than 0.5: more
+    /// of the checks protect results, and they cost less.
     pub canary_share: f64,
     /// Decoys sent to suspects per real task submitted, on average (while
     /// any suspect is online), at most one outstanding per suspect. Higher =
     /// suspects resolved sooner, at two executions each (the host's run and
-    /// the canary's local computation).
+    /// the canary's local computation). 0.03: a suspect online for a few
+    /// hundred tasks still meets its `release_after` decoys.
     pub decoys_per_task: f64,
     /// Canaries held ready.
     pub pool_capacity: usize,
@@ -94,8 +98,8 @@ pub struct DeceptionConfig {
 impl Default for DeceptionConfig {
     fn default() -> Self {
         Self {
-            canary_share: 0.5,
-            decoys_per_task: 0.05,
+            canary_share: 0.3,
+            decoys_per_task: 0.03,
             pool_capacity: 16,
             low_water: 4,
         }
