@@ -261,6 +261,8 @@ impl Client {
         if let Some(p) = expected
             && self.connected(&p)
         {
+            // Discovery may have reached it already, through a relay.
+            self.prefer_direct(p).await;
             return Ok(p);
         }
         let err = |reason: String| ClientError::Connect {
@@ -302,6 +304,7 @@ impl Client {
     /// turn.
     pub async fn connect_host(&mut self, peer: PeerId, advert: &Advert) -> Result<(), ClientError> {
         if self.connected(&peer) {
+            self.prefer_direct(peer).await;
             return Ok(());
         }
         let mut last = ClientError::Connect {
@@ -334,6 +337,7 @@ impl Client {
         timeout: Duration,
     ) -> Result<(), ClientError> {
         if self.connected(&peer) {
+            self.prefer_direct(peer).await;
             return Ok(());
         }
         let mut why = "none recorded".to_string();
@@ -456,7 +460,9 @@ impl Client {
         if !self.is_relayed(&peer) {
             return;
         }
-        self.punched.remove(&peer);
+        // Hole punching runs once per relayed connection, when it opens:
+        // a failure already recorded for this peer's connections stands (it
+        // is forgotten when the last of them closes).
         let deadline = tokio::time::Instant::now() + self.hole_punch_wait;
         while self.is_relayed(&peer) && !self.punched.get(&peer).is_some_and(|r| r.is_err()) {
             match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
@@ -861,6 +867,7 @@ impl Client {
                     self.awaiting.remove(&peer_id);
                     self.remotes.remove(&peer_id);
                     self.conns.remove(&peer_id);
+                    self.punched.remove(&peer_id);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => {

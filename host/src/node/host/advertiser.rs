@@ -205,6 +205,13 @@ impl Advertiser {
         {
             return;
         }
+        if self.advertised.is_empty() {
+            // Nobody could dial an advert without an address (a host behind
+            // NAT before its relay reservation holds), and a submitter that
+            // picked it would fail at once: held back, and published as soon
+            // as there is an address to carry (`wanted` stays set).
+            return;
+        }
         let signed = SignedAdvert::sign(&self.advert(load), &self.id.signing);
         discovery.publish(swarm, &signed);
         self.last_advert = Some(Instant::now());
