@@ -583,6 +583,10 @@ idle_timeout_secs = 120
 # addresses, and loopback/private ones only to peers in the same scope)
 # or "all" (every listen address).
 advertise = "reachable"
+# Addresses this host is known to be reachable at (a relay or bootstrap host
+# with a public IP, e.g. "/ip4/203.0.113.7/udp/7450/quic-v1"), confirmed at
+# start so it relays at once; [] = AutoNAT decides.
+external_addrs = []
 # Answer other hosts' AutoNAT dial-back checks.
 autonat_server = true
 # Relay for hosts behind NAT once AutoNAT confirmed this host reachable,
@@ -717,5 +721,22 @@ mod tests {
         assert!(NodeConfig::from_toml("version = 2\n").is_err());
         let c = NodeConfig::from_toml("[market]\nprice_per_mfuel = 9\n").unwrap();
         assert_eq!(c.market.price_per_mfuel, 9);
+    }
+
+    #[test]
+    fn external_addrs_must_be_own_direct_multiaddrs() {
+        let ok = "[network.nat]\nexternal_addrs = [\"/ip4/198.51.100.7/udp/7450/quic-v1\"]\n";
+        let c = NodeConfig::from_toml(ok).unwrap();
+        assert_eq!(c.network.nat.external_addrs.len(), 1);
+        let bad = "[network.nat]\nexternal_addrs = [\"198.51.100.7:7450\"]\n";
+        assert!(NodeConfig::from_toml(bad).is_err());
+        let relayed = "[network.nat]\nexternal_addrs = [\"/ip4/198.51.100.7/udp/7450/quic-v1/p2p/12D3KooWPbRHQz49xwQNqZ4QBjZWg5W2McJGAeDMugMJJ8mv5RP7/p2p-circuit\"]\n";
+        let e = NodeConfig::from_toml(relayed).unwrap_err().to_string();
+        assert!(e.contains("relayed"), "{e}");
+        let many = format!(
+            "[network.nat]\nexternal_addrs = [{}]\n",
+            vec!["\"/ip4/198.51.100.7/tcp/7450\""; 17].join(",")
+        );
+        assert!(NodeConfig::from_toml(&many).is_err());
     }
 }

@@ -23,6 +23,9 @@ use crate::net::reachability::{self, Reachability, Scope, Status};
 /// Relay candidates remembered (peers offering relaying).
 const MAX_CANDIDATES: usize = 64;
 
+/// Relays remembered as having refused or dropped us.
+const MAX_REFUSED: usize = 256;
+
 pub(super) struct Nat {
     cfg: NatConfig,
     reach: Reachability,
@@ -202,7 +205,7 @@ impl Nat {
             return false;
         };
         tracing::info!(%relay, %reason, "relay reservation ended");
-        self.refused.insert(relay);
+        self.refuse(relay);
         self.reach.on_reservation_lost(&relay)
     }
 
@@ -246,10 +249,19 @@ impl Nat {
                 }
                 Err(e) => {
                     tracing::warn!(%relay, error = %e, "cannot listen through relay");
-                    self.refused.insert(relay);
+                    self.refuse(relay);
                 }
             }
         }
+    }
+
+    /// Remembers a relay not to ask again, within [`MAX_REFUSED`]: past it
+    /// the list starts over, which only means asking some relays again.
+    fn refuse(&mut self, relay: PeerId) {
+        if self.refused.len() >= MAX_REFUSED {
+            self.refused.clear();
+        }
+        self.refused.insert(relay);
     }
 
     fn pending_reservations(&self) -> usize {
