@@ -254,10 +254,14 @@ impl Client {
     /// Dials `addr` and waits for the connection. The peer id comes from the
     /// address's `/p2p/` part, or from the handshake when it has none.
     pub async fn connect(&mut self, addr: &Multiaddr) -> Result<PeerId, ClientError> {
-        let expected = addr.iter().find_map(|p| match p {
-            Protocol::P2p(id) => Some(id),
-            _ => None,
-        });
+        // The last `/p2p/`: a relayed address names the relay first.
+        let expected = addr
+            .iter()
+            .filter_map(|p| match p {
+                Protocol::P2p(id) => Some(id),
+                _ => None,
+            })
+            .last();
         if let Some(p) = expected
             && self.connected(&p)
         {
@@ -316,7 +320,13 @@ impl Client {
                 continue;
             };
             match self.connect(&crate::net::with_peer_id(&addr, peer)).await {
-                Ok(_) => return Ok(()),
+                Ok(p) if p == peer => return Ok(()),
+                Ok(p) => {
+                    last = ClientError::Connect {
+                        addr: a.clone(),
+                        reason: format!("reached {p}, not {peer}"),
+                    }
+                }
                 Err(e) => last = e,
             }
         }
