@@ -103,6 +103,96 @@ pub struct NetworkConfig {
     /// Seconds an idle connection is kept open (dials cost milliseconds;
     /// requests on an open connection, microseconds).
     pub idle_timeout_secs: u64,
+    /// `[network.nat]`: reachability, relaying and hole punching.
+    pub nat: NatConfig,
+}
+
+/// Which addresses a host's adverts carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdvertiseAddrs {
+    /// Addresses AutoNAT confirmed reachable, relayed (`/p2p-circuit`)
+    /// addresses, and a loopback or private address only while a peer is
+    /// connected from that same scope (loopback, or the same private /16 or
+    /// /48): what a volunteer behind a home router needs, since a private
+    /// address is useless, and slow to fail, for anyone outside its LAN.
+    Reachable,
+    /// Every listen address, reachable or not (the behaviour before NAT
+    /// traversal; for closed test networks).
+    All,
+}
+
+/// `[network.nat]`: how a host learns whether it can be dialed, relays for
+/// others when it can, and is reached through relays and hole punching
+/// when it cannot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatConfig {
+    /// What adverts carry.
+    pub advertise: AdvertiseAddrs,
+    /// Serve AutoNAT v2 dial-back checks for other hosts (each check costs
+    /// one dial; the protocol makes a client send more bytes than the check
+    /// costs, so it is no amplifier).
+    pub autonat_server: bool,
+    /// Addresses this host is known to be reachable at (multiaddrs, e.g.
+    /// `/ip4/203.0.113.7/udp/7450/quic-v1`), taken as confirmed at start:
+    /// for a bootstrap or relay host with a public IP. AutoNAT needs another
+    /// host to dial it back, and the first host of a swarm has nobody yet;
+    /// without this it would stay `unknown` and offer no relaying until a
+    /// second public host joined. Default: none (AutoNAT decides).
+    pub external_addrs: Vec<String>,
+    /// Offer circuit relay v2 to others once AutoNAT confirmed this host
+    /// publicly reachable (never before: a relay nobody can reach is
+    /// useless). Bounded by the `relay_*` limits below.
+    pub relay_server: bool,
+    /// Reservations held for others at once (each is a slot a NATed host
+    /// keeps open through us).
+    pub relay_max_reservations: usize,
+    /// Reservations one peer may hold at once.
+    pub relay_max_reservations_per_peer: usize,
+    /// Seconds a reservation lasts before it must be renewed.
+    pub relay_reservation_secs: u64,
+    /// Relayed connections (circuits) at once, in all.
+    pub relay_max_circuits: usize,
+    /// Circuits at once per peer (as source or destination).
+    pub relay_max_circuits_per_peer: usize,
+    /// Seconds a circuit may last; then the relay closes it.
+    pub relay_circuit_secs: u64,
+    /// Bytes a circuit may carry (each way); then the relay closes it. This
+    /// bounds what relaying costs a volunteer's uplink.
+    pub relay_circuit_bytes: u64,
+    /// Relays a host behind NAT reserves a slot on (picked among its
+    /// bootstrap peers and connected hosts that offer relaying); 0: none.
+    pub relays: usize,
+    /// Largest job (module plus input bytes) a host takes from a submitter
+    /// it reaches only through a relay: relays carry small jobs, never
+    /// large blobs. Larger ones are refused `too_large`, saying why.
+    pub max_relayed_job_bytes: u64,
+    /// Seconds a submitter that reached a host through a relay waits for
+    /// hole punching (DCUtR) to give a direct connection before it sends
+    /// the job through the relay.
+    pub hole_punch_secs: u64,
+}
+
+impl Default for NatConfig {
+    fn default() -> Self {
+        NatConfig {
+            advertise: AdvertiseAddrs::Reachable,
+            external_addrs: Vec::new(),
+            autonat_server: true,
+            relay_server: true,
+            relay_max_reservations: 32,
+            relay_max_reservations_per_peer: 1,
+            relay_reservation_secs: 3600,
+            relay_max_circuits: 16,
+            relay_max_circuits_per_peer: 4,
+            relay_circuit_secs: 120,
+            relay_circuit_bytes: 1 << 20,
+            relays: 2,
+            max_relayed_job_bytes: 256 << 10,
+            hole_punch_secs: 5,
+        }
+    }
 }
 
 impl Default for NetworkConfig {
@@ -123,6 +213,7 @@ impl Default for NetworkConfig {
             max_pending: 64,
             request_timeout_secs: 600,
             idle_timeout_secs: 120,
+            nat: NatConfig::default(),
         }
     }
 }
@@ -381,6 +472,44 @@ impl NodeConfig {
                 net.swarm
             )));
         }
+        let nat = &net.nat;
+        if nat.relay_max_circuits_per_peer == 0
+            || nat.relay_circuit_secs == 0
+            || nat.relay_reservation_secs == 0
+            || nat.relay_circuit_bytes < 1024
+        {
+            return Err(ConfigError::Invalid(
+                "network.nat: relay_max_circuits_per_peer, relay_circuit_secs and relay_reservation_secs must be at least 1, relay_circuit_bytes at least 1024".into(),
+            ));
+        }
+        if nat.max_relayed_job_bytes >= nat.relay_circuit_bytes {
+            return Err(ConfigError::Invalid(format!(
+                "network.nat.max_relayed_job_bytes {} must be under relay_circuit_bytes {} (a relayed job must fit its circuit)",
+                nat.max_relayed_job_bytes, nat.relay_circuit_bytes
+            )));
+        }
+        if !(1..=60).contains(&nat.hole_punch_secs) {
+            return Err(ConfigError::Invalid(format!(
+                "network.nat.hole_punch_secs {} is not in 1..=60",
+                nat.hole_punch_secs
+            )));
+        }
+        if nat.external_addrs.len() > 16 {
+            return Err(ConfigError::Invalid(format!(
+                "network.nat.external_addrs has {} addresses, at most 16",
+                nat.external_addrs.len()
+            )));
+        }
+        for a in &nat.external_addrs {
+            let m = a.parse::<libp2p::Multiaddr>().map_err(|e| {
+                ConfigError::Invalid(format!("network.nat.external_addrs {a:?}: {e}"))
+            })?;
+            if crate::net::reachability::is_relayed(&m) {
+                return Err(ConfigError::Invalid(format!(
+                    "network.nat.external_addrs {a:?}: a relayed address is not this host's own"
+                )));
+            }
+        }
         for b in &net.bootstrap {
             b.parse::<libp2p::Multiaddr>()
                 .map_err(|e| ConfigError::Invalid(format!("network.bootstrap {b:?}: {e}")))?;
@@ -448,6 +577,38 @@ max_pending = 64
 request_timeout_secs = 600
 # Idle connections are kept this long (dials cost milliseconds).
 idle_timeout_secs = 120
+
+[network.nat]
+# What adverts carry: "reachable" (addresses AutoNAT confirmed, relayed
+# addresses, and loopback/private ones only to peers in the same scope)
+# or "all" (every listen address).
+advertise = "reachable"
+# Addresses this host is known to be reachable at (a relay or bootstrap host
+# with a public IP, e.g. "/ip4/203.0.113.7/udp/7450/quic-v1"), confirmed at
+# start so it relays at once; [] = AutoNAT decides.
+external_addrs = []
+# Answer other hosts' AutoNAT dial-back checks.
+autonat_server = true
+# Relay for hosts behind NAT once AutoNAT confirmed this host reachable,
+# within these limits (all advertised): reservations in all and per peer,
+# how long one lasts, circuits in all and per peer, and how long and how
+# many bytes (each way) one circuit may carry.
+relay_server = true
+relay_max_reservations = 32
+relay_max_reservations_per_peer = 1
+relay_reservation_secs = 3600
+relay_max_circuits = 16
+relay_max_circuits_per_peer = 4
+relay_circuit_secs = 120
+relay_circuit_bytes = 1048576
+# Behind NAT: relays to reserve a slot on (0 = none).
+relays = 2
+# Largest job (module + input bytes) taken from a submitter reached only
+# through a relay; larger ones are refused as too_large.
+max_relayed_job_bytes = 262144
+# A submitter that reached a host through a relay waits this long for hole
+# punching before it sends the job through the relay.
+hole_punch_secs = 5
 
 [biological]
 # Starting role: Young, Caste, Havoc, Thermal, Memory, Trust, Alpha, Bravo, Super.
@@ -560,5 +721,22 @@ mod tests {
         assert!(NodeConfig::from_toml("version = 2\n").is_err());
         let c = NodeConfig::from_toml("[market]\nprice_per_mfuel = 9\n").unwrap();
         assert_eq!(c.market.price_per_mfuel, 9);
+    }
+
+    #[test]
+    fn external_addrs_must_be_own_direct_multiaddrs() {
+        let ok = "[network.nat]\nexternal_addrs = [\"/ip4/198.51.100.7/udp/7450/quic-v1\"]\n";
+        let c = NodeConfig::from_toml(ok).unwrap();
+        assert_eq!(c.network.nat.external_addrs.len(), 1);
+        let bad = "[network.nat]\nexternal_addrs = [\"198.51.100.7:7450\"]\n";
+        assert!(NodeConfig::from_toml(bad).is_err());
+        let relayed = "[network.nat]\nexternal_addrs = [\"/ip4/198.51.100.7/udp/7450/quic-v1/p2p/12D3KooWPbRHQz49xwQNqZ4QBjZWg5W2McJGAeDMugMJJ8mv5RP7/p2p-circuit\"]\n";
+        let e = NodeConfig::from_toml(relayed).unwrap_err().to_string();
+        assert!(e.contains("relayed"), "{e}");
+        let many = format!(
+            "[network.nat]\nexternal_addrs = [{}]\n",
+            vec!["\"/ip4/198.51.100.7/tcp/7450\""; 17].join(",")
+        );
+        assert!(NodeConfig::from_toml(&many).is_err());
     }
 }

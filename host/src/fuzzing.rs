@@ -258,6 +258,7 @@ fn advert_body() -> Advert {
         roles: vec!["Caste".into(), "Young".into()],
         region: "001".into(),
         thresholds: [0.5, 0.25, 1.0],
+        relay: None,
         issued_at_ms: 1_700_000_000_000,
         expires_at_ms: 1_700_000_015_000,
     }

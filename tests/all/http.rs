@@ -516,6 +516,15 @@ fn host_serves_http_and_stops_gracefully_on_sigterm() {
     assert_eq!(status["state"], "paused", "--paused");
     assert_eq!(status["tasks_done"], 0);
     assert!(status["peer_id"].as_str().unwrap().starts_with("12D3KooW"));
+    // What the host learned of its reachability (`unknown` while alone;
+    // other tests' hosts on this machine may have told it more).
+    let reach = status["reachability"].as_str().unwrap();
+    assert!(
+        ["unknown", "public", "private ("]
+            .iter()
+            .any(|w| reach.starts_with(w)),
+        "reachability: {reach}"
+    );
     let page = ureq::get(&url)
         .call()
         .unwrap()

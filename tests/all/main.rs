@@ -14,6 +14,7 @@ mod guests;
 mod http;
 mod ledger;
 mod meter;
+mod nat;
 mod netns;
 mod network;
 mod replicas;

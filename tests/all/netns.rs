@@ -42,7 +42,8 @@ pub const NO_NETNS: &str = "BIOP2P_NO_NETNS";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn ip(args: &[&str]) -> Result<(), String> {
+/// Runs `ip ARGS`; the error carries its stderr.
+pub fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
         .args(args)
         .stdin(Stdio::null())
@@ -112,7 +113,8 @@ pub struct Namespaces {
 }
 
 impl Namespaces {
-    fn new(n: usize) -> Result<Self, String> {
+    /// `n` fresh namespaces, each with its loopback up.
+    pub fn new(n: usize) -> Result<Self, String> {
         sweep_stale();
         let k = COUNTER.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
@@ -132,6 +134,113 @@ impl Namespaces {
     /// The name of namespace `i`.
     pub fn name(&self, i: usize) -> &str {
         &self.names[i]
+    }
+
+    /// A veth pair `TAG<name>a` (in `i`, at `addr_i`, a CIDR) and
+    /// `TAG<name>b` (in `j`, at `addr_j`), both up. Returns their names.
+    pub fn veth(
+        &self,
+        name: &str,
+        i: usize,
+        addr_i: &str,
+        j: usize,
+        addr_j: &str,
+    ) -> Result<(String, String), String> {
+        let (a, b) = (
+            format!("{}{name}a", self.tag),
+            format!("{}{name}b", self.tag),
+        );
+        assert!(b.len() <= 15, "interface name {b} too long");
+        ip(&[
+            "-n",
+            self.name(i),
+            "link",
+            "add",
+            &a,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &b,
+            "netns",
+            self.name(j),
+        ])?;
+        for (ns, dev, addr) in [(i, &a, addr_i), (j, &b, addr_j)] {
+            ip(&["-n", self.name(ns), "addr", "add", addr, "dev", dev])?;
+            ip(&["-n", self.name(ns), "link", "set", dev, "up"])?;
+        }
+        Ok((a, b))
+    }
+
+    /// A bridge `br0` in namespace `switch` with one veth to each member,
+    /// at its CIDR address. Returns the members' interface names.
+    pub fn bridge(&self, switch: usize, members: &[(usize, &str)]) -> Result<Vec<String>, String> {
+        let sw = self.name(switch).to_string();
+        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &sw, "link", "set", "br0", "up"])?;
+        let mut names = Vec::new();
+        for (k, (m, addr)) in members.iter().enumerate() {
+            let (a, b) = (format!("{}p{k}", self.tag), format!("{}q{k}", self.tag));
+            ip(&[
+                "-n", &sw, "link", "add", &a, "type", "veth", "peer", "name", &b,
+            ])?;
+            ip(&["-n", &sw, "link", "set", &a, "netns", self.name(*m)])?;
+            ip(&["-n", &sw, "link", "set", &b, "master", "br0", "up"])?;
+            ip(&["-n", self.name(*m), "addr", "add", addr, "dev", &a])?;
+            ip(&["-n", self.name(*m), "link", "set", &a, "up"])?;
+            names.push(a);
+        }
+        Ok(names)
+    }
+
+    /// Runs `program ARGS` in namespace `i`; the error carries its stderr.
+    pub fn run(&self, i: usize, program: &str, args: &[&str]) -> Result<String, String> {
+        let out = self
+            .command(i, program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {program}: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "`{program} {}` in {} failed: {}",
+                args.join(" "),
+                self.name(i),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Replaces namespace `i`'s nftables ruleset with `rules` (needs the
+    /// `nft` binary, Debian's `nftables`).
+    pub fn nft(&self, i: usize, rules: &str) -> Result<(), String> {
+        let mut child = self
+            .command(i, "nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run `nft` (install nftables): {e}"))?;
+        let script = format!("flush ruleset\n{rules}");
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(script.as_bytes())
+            .map_err(|e| format!("nft: {e}"))?;
+        let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "nft in {} refused the rules: {}",
+                self.name(i),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
     }
 
     /// `program` to be run inside namespace `i`.

@@ -504,6 +504,7 @@ async fn forged_and_garbled_adverts_are_rejected() {
         roles: vec!["Caste".into()],
         region: "001".into(),
         thresholds: [0.5; 3],
+        relay: None,
         issued_at_ms: at,
         expires_at_ms: at + 60_000,
     };

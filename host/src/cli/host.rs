@@ -331,8 +331,14 @@ fn print_event(ev: &HostEvent, json: bool) -> Result<()> {
             s
         }
         HostEvent::Accepted {
-            job_id, submitter, ..
-        } => format!("accepted {job_id} from {submitter}"),
+            job_id,
+            submitter,
+            via_relay,
+            ..
+        } => format!(
+            "accepted {job_id} from {submitter}{}",
+            if *via_relay { " (via relay)" } else { "" }
+        ),
         HostEvent::Finished {
             job_id,
             status,
@@ -382,6 +388,12 @@ fn print_event(ev: &HostEvent, json: bool) -> Result<()> {
         } => format!(
             "ledger: earned {earned} in {entries} settled entries; {unaccepted} not accepted yet"
         ),
+        HostEvent::Reachability { status, .. } => format!("reachability: {status}"),
+        HostEvent::Relay {
+            action,
+            peer,
+            detail,
+        } => format!("relay: {action} for {peer} {detail}"),
     };
     common::print_line(&line)
 }

@@ -100,6 +100,9 @@ pub struct Snapshot {
     pub peer_id: String,
     /// Where it listens.
     pub addrs: Vec<String>,
+    /// `reachability: public | private (relayed via …) | unknown`, the
+    /// words after the colon.
+    pub reachability: String,
     /// `serving`, `paused` or `busy`.
     pub state: &'static str,
     /// Why no new work is taken, when `busy` or `paused`.
@@ -191,6 +194,7 @@ pub struct View {
     started: Instant,
     peer_id: String,
     addrs: Vec<String>,
+    reachability: String,
     fuel_per_sec: u64,
     tasks_done: u64,
     running: HashMap<String, (TaskView, Instant)>,
@@ -217,6 +221,7 @@ impl View {
             started: Instant::now(),
             peer_id: facts.peer_id.clone(),
             addrs: facts.addrs.clone(),
+            reachability: "unknown".into(),
             role: (facts.role.clone(), now_ms),
             facts,
             fuel_per_sec: 0,
@@ -310,10 +315,12 @@ impl View {
                 self.addrs = addrs.clone();
                 self.fuel_per_sec = *fuel_per_sec;
             }
+            HostEvent::Reachability { status, .. } => self.reachability = status.clone(),
             HostEvent::Accepted {
                 job_id,
                 submitter,
                 module_hash,
+                ..
             } => {
                 m.accepted.inc();
                 let s = self.submitter(submitter, now_ms);
@@ -401,7 +408,8 @@ impl View {
             }
             HostEvent::Recovered { .. }
             | HostEvent::Forgotten { .. }
-            | HostEvent::NoteAccepted { .. } => {}
+            | HostEvent::NoteAccepted { .. }
+            | HostEvent::Relay { .. } => {}
         }
     }
 
@@ -498,6 +506,7 @@ impl View {
         Snapshot {
             peer_id: self.peer_id.clone(),
             addrs: self.addrs.clone(),
+            reachability: self.reachability.clone(),
             state,
             stopped_because: stop.as_ref().map(|s| s.to_string()),
             tasks_done: self.tasks_done,

@@ -9,7 +9,8 @@ use std::time::Duration;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, connection_limits, gossipsub, identify, kad, mdns, ping, request_response,
+    StreamProtocol, autonat, connection_limits, dcutr, gossipsub, identify, kad, mdns, ping, relay,
+    request_response,
 };
 
 use super::codec::{Codec, Limits};
@@ -117,6 +118,36 @@ pub struct Behaviour {
     pub gossipsub: gossipsub::Behaviour,
     /// Raw streams: the long-lived job stream `/biop2p/jobs/1.0.0`.
     pub stream: libp2p_stream::Behaviour,
+    /// Circuit relay v2, client side: dials and listens through relays.
+    pub relay_client: relay::client::Behaviour,
+    /// Circuit relay v2, relay side (hosts with `[network.nat]
+    /// relay_server`; active only once AutoNAT confirmed an address).
+    pub relay: Toggle<relay::Behaviour>,
+    /// Hole punching: upgrades a relayed connection to a direct one.
+    pub dcutr: dcutr::Behaviour,
+    /// AutoNAT v2, asking side (hosts): confirms our own addresses.
+    pub autonat: Toggle<autonat::v2::client::Behaviour>,
+    /// AutoNAT v2, answering side (hosts with `autonat_server`).
+    pub autonat_server: Toggle<autonat::v2::server::Behaviour>,
+}
+
+/// How often AutoNAT tests addresses not tested yet (a test is one
+/// dial-back; tested addresses are not tested again).
+const AUTONAT_PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// The relay's limits, from `[network.nat]`.
+pub fn relay_config(nat: &crate::config::NatConfig) -> relay::Config {
+    relay::Config {
+        max_reservations: nat.relay_max_reservations,
+        max_reservations_per_peer: nat.relay_max_reservations_per_peer,
+        reservation_duration: Duration::from_secs(nat.relay_reservation_secs),
+        max_circuits: nat.relay_max_circuits,
+        max_circuits_per_peer: nat.relay_max_circuits_per_peer,
+        max_circuit_duration: Duration::from_secs(nat.relay_circuit_secs),
+        max_circuit_bytes: nat.relay_circuit_bytes,
+        // libp2p's rate limits (per peer and per IP) stay on.
+        ..relay::Config::default()
+    }
 }
 
 impl Behaviour {
@@ -126,6 +157,7 @@ impl Behaviour {
         net: &NetworkConfig,
         job: Limits,
         kind: NodeKind,
+        relay_client: relay::client::Behaviour,
     ) -> Result<Self, String> {
         let me = key.public().to_peer_id();
         let limits = connection_limits::ConnectionLimits::default()
@@ -198,6 +230,26 @@ impl Behaviour {
             kad,
             gossipsub,
             stream: libp2p_stream::Behaviour::new(),
+            relay_client,
+            relay: (kind == NodeKind::Host && net.nat.relay_server)
+                .then(|| relay::Behaviour::new(me, relay_config(&net.nat)))
+                .into(),
+            dcutr: dcutr::Behaviour::new(me),
+            autonat: (kind == NodeKind::Host)
+                .then(|| {
+                    // AutoNAT's rand (0.10) is not ours; seeded from ours.
+                    autonat::v2::client::Behaviour::new(
+                        <rand_wasi::rngs::StdRng as rand_wasi::SeedableRng>::from_seed(
+                            rand::random(),
+                        ),
+                        autonat::v2::client::Config::default()
+                            .with_probe_interval(AUTONAT_PROBE_EVERY),
+                    )
+                })
+                .into(),
+            autonat_server: (kind == NodeKind::Host && net.nat.autonat_server)
+                .then(autonat::v2::server::Behaviour::default)
+                .into(),
         })
     }
 }

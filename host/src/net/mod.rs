@@ -4,6 +4,7 @@ pub mod behaviour;
 pub mod codec;
 pub mod job_stream;
 pub mod prefix_limits;
+pub mod reachability;
 mod swarm;
 
 pub use behaviour::{

@@ -69,9 +69,13 @@ pub async fn build_swarm(
         .map_err(|e| t(&e))?
         // `/dns4`, `/dns6` and `/dns` addresses (bootstrap peers by name).
         .with_dns_config(dns.0, dns.1)
+        // Circuit relay v2: `/p2p-circuit` addresses, dialed and listened on
+        // through a relay, secured end to end by Noise.
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| t(&e))?
         .with_bandwidth_metrics(bandwidth)
-        .with_behaviour(move |key| {
-            Behaviour::new(key, &net2, job_limits, kind)
+        .with_behaviour(move |key, relay_client| {
+            Behaviour::new(key, &net2, job_limits, kind, relay_client)
                 .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
         })
         .map_err(|e| t(&e))?
@@ -119,9 +123,11 @@ pub fn default_listen_addrs(net: &NetworkConfig) -> Vec<Multiaddr> {
     v
 }
 
-/// `addr` with `/p2p/<peer>` appended (a full multiaddr), unless present.
+/// `addr` with `/p2p/<peer>` appended (a full multiaddr), unless it ends
+/// with one already. A relayed address names its relay before
+/// `/p2p-circuit`, and the peer after it.
 pub fn with_peer_id(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
-    if addr.iter().any(|p| matches!(p, Protocol::P2p(_))) {
+    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
         addr.clone()
     } else {
         addr.clone().with(Protocol::P2p(peer))

@@ -149,6 +149,7 @@ mod tests {
             roles: Vec::new(),
             region: String::new(),
             thresholds: [0.5; 3],
+            relay: None,
             issued_at_ms: issued,
             expires_at_ms: issued + ttl,
         }

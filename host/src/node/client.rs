@@ -161,6 +161,16 @@ pub struct Client {
     waits: HashMap<RequestId, (proto::JobId, bool)>,
     /// Our own `AcceptNote` requests: their answers go nowhere else.
     note_requests: HashSet<RequestId>,
+    /// Live connections per peer, and whether each goes through a relay
+    /// (jobs and blobs never do when a direct one exists).
+    conns: HashMap<PeerId, Vec<(libp2p::swarm::ConnectionId, bool)>>,
+    /// Hole punching's last outcome per peer (`Err` says why it failed).
+    punched: HashMap<PeerId, Result<(), String>>,
+    /// How long to wait for hole punching after reaching a host through a
+    /// relay.
+    hole_punch_wait: Duration,
+    /// What the user should know, taken by [`Client::take_notes`].
+    user_notes: Vec<String>,
 }
 
 /// Blob requests a withholding client keeps unanswered at most.
@@ -195,6 +205,15 @@ impl Client {
             &mut prometheus_client::registry::Registry::default(),
         )
         .await?;
+        // Hole punching needs a socket that both dials and listens: the
+        // relay sees the port a NAT gave it, and the host dials that port.
+        let quic: Multiaddr = "/ip4/0.0.0.0/udp/0/quic-v1".parse().expect("quic addr");
+        swarm
+            .listen_on(quic.clone())
+            .map_err(|e| crate::net::NetError::Listen {
+                addr: quic.to_string(),
+                reason: e.to_string(),
+            })?;
         let mut discovery = Discovery::new(id.peer_id, net);
         discovery.start(&mut swarm, net)?;
         let control = swarm.behaviour().stream.new_control();
@@ -220,6 +239,10 @@ impl Client {
             notes: Default::default(),
             waits: HashMap::new(),
             note_requests: HashSet::new(),
+            conns: HashMap::new(),
+            punched: HashMap::new(),
+            hole_punch_wait: Duration::from_secs(net.nat.hole_punch_secs),
+            user_notes: Vec::new(),
         })
     }
 
@@ -231,13 +254,19 @@ impl Client {
     /// Dials `addr` and waits for the connection. The peer id comes from the
     /// address's `/p2p/` part, or from the handshake when it has none.
     pub async fn connect(&mut self, addr: &Multiaddr) -> Result<PeerId, ClientError> {
-        let expected = addr.iter().find_map(|p| match p {
-            Protocol::P2p(id) => Some(id),
-            _ => None,
-        });
+        // The last `/p2p/`: a relayed address names the relay first.
+        let expected = addr
+            .iter()
+            .filter_map(|p| match p {
+                Protocol::P2p(id) => Some(id),
+                _ => None,
+            })
+            .last();
         if let Some(p) = expected
             && self.connected(&p)
         {
+            // Discovery may have reached it already, through a relay.
+            self.prefer_direct(p).await;
             return Ok(p);
         }
         let err = |reason: String| ClientError::Connect {
@@ -254,10 +283,15 @@ impl Client {
                 .map_err(|_| err("timed out".into()))?;
             match ev {
                 SwarmEvent::ConnectionEstablished {
-                    peer_id, endpoint, ..
+                    peer_id,
+                    endpoint,
+                    connection_id,
+                    ..
                 } if expected.is_none_or(|e| e == peer_id) => {
+                    self.track(peer_id, connection_id, &endpoint);
                     self.remotes
                         .insert(peer_id, endpoint.get_remote_address().clone());
+                    self.prefer_direct(peer_id).await;
                     return Ok(peer_id);
                 }
                 SwarmEvent::OutgoingConnectionError { peer_id, error, .. }
@@ -274,6 +308,7 @@ impl Client {
     /// turn.
     pub async fn connect_host(&mut self, peer: PeerId, advert: &Advert) -> Result<(), ClientError> {
         if self.connected(&peer) {
+            self.prefer_direct(peer).await;
             return Ok(());
         }
         let mut last = ClientError::Connect {
@@ -285,7 +320,13 @@ impl Client {
                 continue;
             };
             match self.connect(&crate::net::with_peer_id(&addr, peer)).await {
-                Ok(_) => return Ok(()),
+                Ok(p) if p == peer => return Ok(()),
+                Ok(p) => {
+                    last = ClientError::Connect {
+                        addr: a.clone(),
+                        reason: format!("reached {p}, not {peer}"),
+                    }
+                }
                 Err(e) => last = e,
             }
         }
@@ -306,6 +347,7 @@ impl Client {
         timeout: Duration,
     ) -> Result<(), ClientError> {
         if self.connected(&peer) {
+            self.prefer_direct(peer).await;
             return Ok(());
         }
         let mut why = "none recorded".to_string();
@@ -325,6 +367,7 @@ impl Client {
         let mut next_try = tokio::time::Instant::now();
         while tokio::time::Instant::now() < deadline {
             if self.swarm.is_connected(&peer) {
+                self.prefer_direct(peer).await;
                 return Ok(());
             }
             if let Some(a) = self.discovery.table.get(&peer, Instant::now()).cloned()
@@ -370,6 +413,99 @@ impl Client {
                 Some(ev) => self.on_event(ev),
                 None => break,
             }
+        }
+    }
+
+    /// Takes the notes gathered so far (the CLI prints each after
+    /// `note: `), e.g. that a host was reached only through a relay.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.user_notes)
+    }
+
+    /// Whether every connection to `peer` goes through a relay.
+    pub fn is_relayed(&self, peer: &PeerId) -> bool {
+        self.conns
+            .get(peer)
+            .is_some_and(|c| !c.is_empty() && c.iter().all(|(_, r)| *r))
+    }
+
+    fn track(
+        &mut self,
+        peer: PeerId,
+        id: libp2p::swarm::ConnectionId,
+        endpoint: &libp2p::core::ConnectedPoint,
+    ) {
+        let relayed = endpoint.is_relayed();
+        let c = self.conns.entry(peer).or_default();
+        if !c.iter().any(|(i, _)| *i == id) {
+            c.push((id, relayed));
+        }
+        if !relayed {
+            // Verification diversity is judged on the direct path.
+            self.remotes
+                .insert(peer, endpoint.get_remote_address().clone());
+            self.close_relayed(peer);
+        }
+    }
+
+    /// Closes the relayed connections to `peer` once a direct one exists,
+    /// so that no job or blob goes through a relay then.
+    fn close_relayed(&mut self, peer: PeerId) {
+        let Some(c) = self.conns.get(&peer) else {
+            return;
+        };
+        if !c.iter().any(|(_, r)| !*r) {
+            return;
+        }
+        for (id, _) in c.iter().filter(|(_, r)| *r) {
+            self.swarm.close_connection(*id);
+        }
+    }
+
+    /// After reaching `peer` through a relay: waits (at most
+    /// `[network.nat] hole_punch_secs`) for hole punching to give a direct
+    /// connection. Without one the host is used through the relay, within
+    /// the relay's limits, and a note says so.
+    async fn prefer_direct(&mut self, peer: PeerId) {
+        if !self.is_relayed(&peer) {
+            return;
+        }
+        // Hole punching runs once per relayed connection, when it opens:
+        // a failure already recorded for this peer's connections stands (it
+        // is forgotten when the last of them closes).
+        let deadline = tokio::time::Instant::now() + self.hole_punch_wait;
+        while self.is_relayed(&peer) && !self.punched.get(&peer).is_some_and(|r| r.is_err()) {
+            match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
+                Ok(ev) => self.on_event(ev),
+                Err(_) => break,
+            }
+        }
+        // Direct now: wait (briefly) for the relayed connections to be
+        // gone, so that no stream is opened on one of them.
+        let closing = tokio::time::Instant::now() + Duration::from_secs(2);
+        while !self.is_relayed(&peer)
+            && self
+                .conns
+                .get(&peer)
+                .is_some_and(|c| c.iter().any(|(_, r)| *r))
+        {
+            match tokio::time::timeout_at(closing, self.swarm.select_next_some()).await {
+                Ok(ev) => self.on_event(ev),
+                Err(_) => break,
+            }
+        }
+        if self.is_relayed(&peer) {
+            let why = match self.punched.get(&peer) {
+                Some(Err(e)) => e.clone(),
+                _ => format!(
+                    "no direct connection within {} s",
+                    self.hole_punch_wait.as_secs()
+                ),
+            };
+            tracing::info!(%peer, %why, "host reachable only through a relay");
+            self.user_notes.push(format!(
+                "host {peer} runs the job via relay (hole punching failed: {why}); relays carry small jobs only"
+            ));
         }
     }
 
@@ -718,19 +854,43 @@ impl Client {
                 }
             }
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                endpoint,
+                connection_id,
+                ..
             } => {
                 self.remotes
                     .entry(peer_id)
                     .or_insert_with(|| endpoint.get_remote_address().clone());
+                self.track(peer_id, connection_id, &endpoint);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
-                self.awaiting.remove(&peer_id);
-                self.remotes.remove(&peer_id);
+                if let Some(c) = self.conns.get_mut(&peer_id) {
+                    c.retain(|(i, _)| *i != connection_id);
+                }
+                if num_established == 0 {
+                    self.awaiting.remove(&peer_id);
+                    self.remotes.remove(&peer_id);
+                    self.conns.remove(&peer_id);
+                    self.punched.remove(&peer_id);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => {
+                let r = e.result.map(|_| ()).map_err(|e| e.to_string());
+                match &r {
+                    Ok(()) => {
+                        tracing::info!(peer = %e.remote_peer_id, "hole punched: direct connection")
+                    }
+                    Err(why) => {
+                        tracing::info!(peer = %e.remote_peer_id, %why, "hole punching failed")
+                    }
+                }
+                self.punched.insert(e.remote_peer_id, r);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Job(request_response::Event::Message {
                 message: request_response::Message::Request { channel, .. },

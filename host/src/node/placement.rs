@@ -197,6 +197,9 @@ pub async fn run_replicas(
                 match got {
                     Ok((peer, _)) if used.contains(&peer) => continue,
                     Ok((peer, addr)) => {
+                        for m in client.take_notes() {
+                            note(&m);
+                        }
                         let Some(job) = jobs.pop_front() else {
                             break;
                         };

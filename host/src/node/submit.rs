@@ -417,6 +417,19 @@ async fn connect_one(
     c: &Candidate,
     on: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<(PeerId, Multiaddr, u64), ClientError> {
+    let reached = connect_one_quiet(client, c, on).await;
+    // E.g. that the host is reached only through a relay.
+    for m in client.take_notes() {
+        on(Progress::Note(format!("note: {m}")));
+    }
+    reached
+}
+
+async fn connect_one_quiet(
+    client: &mut Client,
+    c: &Candidate,
+    on: &mut (dyn FnMut(Progress) + Send),
+) -> Result<(PeerId, Multiaddr, u64), ClientError> {
     match c {
         Candidate::Addr(addr) => {
             on(Progress::Stage(format!("connecting to {addr}")));

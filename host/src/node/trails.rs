@@ -237,6 +237,7 @@ mod tests {
             roles: Vec::new(),
             region: String::new(),
             thresholds: [0.5; 3],
+            relay: None,
             issued_at_ms: 0,
             expires_at_ms: 1,
         }

@@ -55,6 +55,23 @@ pub struct Advert {
     pub issued_at_ms: u64,
     /// Unix milliseconds after which it must be forgotten.
     pub expires_at_ms: u64,
+    /// The host relays for hosts behind NAT (circuit relay v2), within
+    /// these limits; `None` when it does not (not confirmed reachable, or
+    /// `[network.nat] relay_server = false`).
+    pub relay: Option<RelayOffer>,
+}
+
+/// A relay's limits, as its adverts state them (`[network.nat] relay_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayOffer {
+    /// Reservations held for others at once.
+    pub max_reservations: u32,
+    /// Circuits at once per peer.
+    pub max_circuits_per_peer: u32,
+    /// Seconds a circuit may last.
+    pub circuit_secs: u64,
+    /// Bytes a circuit may carry each way.
+    pub circuit_bytes: u64,
 }
 
 impl Advert {
@@ -186,6 +203,7 @@ mod tests {
             roles: vec!["Young".into()],
             region: "001".into(),
             thresholds: [0.5; 3],
+            relay: None,
             issued_at_ms: 1000,
             expires_at_ms: 16_000,
         }

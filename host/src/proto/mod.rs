@@ -16,7 +16,8 @@ mod statement;
 
 pub use acceptance::{AcceptanceBody, SettledEntry, SignedAcceptance, receipt_hash};
 pub use advert::{
-    Advert, MAX_ADVERT_ADDRS, MAX_ADVERT_BYTES, MAX_ADVERT_TTL_MS, SignedAdvert, region_of,
+    Advert, MAX_ADVERT_ADDRS, MAX_ADVERT_BYTES, MAX_ADVERT_TTL_MS, RelayOffer, SignedAdvert,
+    region_of,
 };
 pub use job::{DataRef, JobId, JobSpec, MAX_DATA_BLOBS, SignedJob, valid_data_name};
 pub use messages::{

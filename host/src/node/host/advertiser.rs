@@ -46,7 +46,7 @@ pub(super) struct Advertiser {
     id: Identity,
     cfg: NodeConfig,
     fuel_per_sec: u64,
-    /// Where this host listens (full multiaddrs).
+    /// Where this host listens (full multiaddrs), relayed addresses too.
     pub listen_addrs: Vec<Multiaddr>,
     /// The response thresholds a Caste host learns: each task done lowers
     /// its class's threshold, so the host specialises, and its adverts say
@@ -54,6 +54,12 @@ pub(super) struct Advertiser {
     pub caste: roles::ResponseThresholds,
     /// The role now (Young, Caste, Havoc...) and when it changes.
     pub role: roles::HostRole,
+    /// What its adverts carry (chosen from `listen_addrs` by the NAT
+    /// owner: reachable addresses only, see `[network.nat] advertise`).
+    pub advertised: Vec<Multiaddr>,
+    /// The relay limits adverts state while this host relays (set by the
+    /// NAT owner once AutoNAT confirmed it reachable).
+    pub relay_offer: Option<proto::RelayOffer>,
     last_advert: Option<Instant>,
     last_peers_file: Option<Instant>,
     /// A peer subscribed since the last advert: publish soon.
@@ -82,6 +88,8 @@ impl Advertiser {
             cfg,
             fuel_per_sec,
             listen_addrs,
+            advertised: Vec::new(),
+            relay_offer: None,
             last_advert: None,
             last_peers_file: None,
             wanted: true,
@@ -106,7 +114,7 @@ impl Advertiser {
             version: proto::VERSION,
             host_key: self.id.public_key(),
             addrs: self
-                .listen_addrs
+                .advertised
                 .iter()
                 .take(proto::MAX_ADVERT_ADDRS)
                 .map(|a| a.to_string())
@@ -125,6 +133,7 @@ impl Advertiser {
                 .thresholds(Some(&self.caste), &roles::CasteConfig::default()),
             issued_at_ms: now,
             expires_at_ms: now + ttl,
+            relay: self.relay_offer,
         }
     }
 
@@ -194,6 +203,13 @@ impl Advertiser {
                 .last_advert
                 .is_some_and(|t| t.elapsed() < MIN_ADVERT_GAP)
         {
+            return;
+        }
+        if self.advertised.is_empty() {
+            // Nobody could dial an advert without an address (a host behind
+            // NAT before its relay reservation holds), and a submitter that
+            // picked it would fail at once: held back, and published as soon
+            // as there is an address to carry (`wanted` stays set).
             return;
         }
         let signed = SignedAdvert::sign(&self.advert(load), &self.id.signing);

@@ -38,6 +38,8 @@ pub(super) struct Incoming {
     /// The input's bytes when they came inline or were fetched: handed to
     /// the task as they are, not read back from disk and hashed again.
     pub input: Option<Vec<u8>>,
+    /// Whether its submitter was reachable only through a relay.
+    pub relayed: bool,
 }
 
 struct BlobFetch {

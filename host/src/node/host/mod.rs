@@ -29,6 +29,7 @@ mod advertiser;
 pub mod board;
 mod fetcher;
 mod journal;
+mod nat;
 mod notes;
 mod results;
 mod scheduler;
@@ -110,6 +111,9 @@ pub enum HostEvent {
         submitter: String,
         /// Its module's hash (hex).
         module_hash: String,
+        /// Whether it came through a relay (no direct connection to its
+        /// submitter: hole punching failed or was impossible).
+        via_relay: bool,
     },
     /// A job finished (ok or with a sandbox error).
     Finished {
@@ -177,6 +181,28 @@ pub enum HostEvent {
         entries: u64,
         /// Value of receipts not accepted yet.
         unaccepted: u64,
+    },
+    /// What the host knows of its reachability: said at start (`unknown`)
+    /// and whenever it changes.
+    Reachability {
+        /// `public`, `private` or `unknown`.
+        reachability: String,
+        /// The same in words, e.g. `private (relayed via 12D3…)`.
+        status: String,
+        /// Relays holding a reservation for this host.
+        relays: Vec<String>,
+        /// The addresses its adverts carry now.
+        advertised: Vec<String>,
+    },
+    /// This host, as a relay, refused or served a peer.
+    Relay {
+        /// `reservation_accepted`, `reservation_denied`, `circuit_accepted`,
+        /// `circuit_denied` or `circuit_closed`.
+        action: String,
+        /// The peer that asked (the source of a circuit).
+        peer: String,
+        /// The destination of a circuit, or the refusal's status.
+        detail: String,
     },
 }
 
@@ -394,6 +420,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
             addrs.clone(),
             opts.data_dir.join(PEERS_FILE),
         ),
+        nat: nat::Nat::new(cfg.network.nat.clone(), &cfg.network.bootstrap),
         cfg,
         id: id.clone(),
         store,
@@ -417,6 +444,19 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         fuel_per_sec,
     });
     host.emit_ledger();
+    host.say_reachability();
+    // Addresses the operator vouches for (a relay with a public IP): public
+    // at once, so it relays before any AutoNAT server is around.
+    let mut changed = false;
+    for a in &host.cfg.network.nat.external_addrs.clone() {
+        let a: Multiaddr = a
+            .parse()
+            .map_err(|_| crate::net::NetError::BadAddr(a.clone()))?;
+        tracing::info!(addr = %a, "external address from the config");
+        swarm.add_external_address(a.clone());
+        changed |= host.nat.on_confirmed(&a);
+    }
+    host.on_reachability(&mut swarm, changed);
     host.recover()?;
     let task = tokio::spawn(host.run(swarm, shutdown_rx, durable_rx, stream_rx, notes_rx));
     Ok(HostHandle {
@@ -484,6 +524,7 @@ struct Host {
     results: Results,
     discovery: Discovery,
     advertiser: Advertiser,
+    nat: nat::Nat,
     /// Settled entries and unaccepted claims, mirrored from the store
     /// (loaded at start): what credit admission reads.
     ledger: Ledger,
@@ -507,6 +548,112 @@ impl Host {
 
     fn emit(&self, e: HostEvent) {
         let _ = self.events.try_send(e);
+    }
+
+    /// Says what the host knows of its reachability (log and event).
+    fn say_reachability(&mut self) {
+        let status = self.nat.status();
+        let relays = match &status {
+            crate::net::reachability::Status::Private { relays } => {
+                relays.iter().map(|r| r.to_string()).collect()
+            }
+            _ => Vec::new(),
+        };
+        self.refresh_addrs();
+        tracing::info!("reachability: {status}");
+        self.emit(HostEvent::Reachability {
+            reachability: status.word().to_string(),
+            status: status.to_string(),
+            relays,
+            advertised: self
+                .advertiser
+                .advertised
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+        });
+    }
+
+    /// Recomputes what adverts carry; a change is advertised soon.
+    fn refresh_addrs(&mut self) {
+        let nat = &self.cfg.network.nat;
+        let offer = (nat.relay_server
+            && self.nat.status() == crate::net::reachability::Status::Public)
+            .then(|| proto::RelayOffer {
+                max_reservations: nat.relay_max_reservations.min(u32::MAX as usize) as u32,
+                max_circuits_per_peer: nat.relay_max_circuits_per_peer.min(u32::MAX as usize)
+                    as u32,
+                circuit_secs: nat.relay_circuit_secs,
+                circuit_bytes: nat.relay_circuit_bytes,
+            });
+        if offer != self.advertiser.relay_offer {
+            self.advertiser.relay_offer = offer;
+            self.advertiser.want();
+        }
+        let addrs = self
+            .nat
+            .advert_addrs(&self.advertiser.listen_addrs, proto::MAX_ADVERT_ADDRS);
+        if addrs != self.advertiser.advertised {
+            self.advertiser.advertised = addrs;
+            self.advertiser.want();
+        }
+    }
+
+    /// A NAT-related status change: say it, give back or take relay slots.
+    fn on_reachability(&mut self, swarm: &mut Swarm<Behaviour>, changed: bool) {
+        if changed {
+            self.nat.release_if_public(swarm);
+            self.nat.maybe_reserve(swarm);
+            self.say_reachability();
+        }
+    }
+
+    fn on_relay_event(&self, e: libp2p::relay::Event) {
+        use libp2p::relay::Event as R;
+        let (action, peer, detail) = match e {
+            R::ReservationReqAccepted { src_peer_id, .. } => {
+                ("reservation_accepted", src_peer_id, String::new())
+            }
+            R::ReservationReqDenied {
+                src_peer_id,
+                status,
+            } => ("reservation_denied", src_peer_id, format!("{status:?}")),
+            R::CircuitReqAccepted {
+                src_peer_id,
+                dst_peer_id,
+            } => ("circuit_accepted", src_peer_id, dst_peer_id.to_string()),
+            R::CircuitReqDenied {
+                src_peer_id,
+                dst_peer_id,
+                status,
+            } => (
+                "circuit_denied",
+                src_peer_id,
+                format!("{dst_peer_id}: {status:?}"),
+            ),
+            R::CircuitClosed {
+                src_peer_id,
+                dst_peer_id,
+                error,
+            } => (
+                "circuit_closed",
+                src_peer_id,
+                match error {
+                    Some(e) => format!("{dst_peer_id}: {e}"),
+                    None => dst_peer_id.to_string(),
+                },
+            ),
+            other => {
+                tracing::debug!(event = ?other, "relay");
+                return;
+            }
+        };
+        tracing::info!(%peer, %detail, "relay: {action}");
+        self.emit(HostEvent::Relay {
+            action: action.to_string(),
+            peer: peer.to_string(),
+            detail,
+        });
     }
 
     fn load(&self) -> Load {
@@ -652,7 +799,50 @@ impl Host {
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(e)) => self.discovery.on_mdns(swarm, e),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.discovery.on_kad(swarm, e),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => {
+                let changed = self.nat.on_identify(&e, &self.advertiser.listen_addrs);
+                self.on_reachability(swarm, changed);
+                // A new relay candidate may have appeared.
+                self.nat.maybe_reserve(swarm);
                 self.discovery.on_identify(swarm, e)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(e)) => {
+                let changed = self.nat.on_autonat(&e);
+                self.on_reachability(swarm, changed);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => self.on_relay_event(e),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(e)) => {
+                tracing::debug!(event = ?e, "relay client");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => match e.result {
+                Ok(_) => {
+                    tracing::info!(peer = %e.remote_peer_id, "hole punched: direct connection")
+                }
+                Err(err) => {
+                    tracing::info!(peer = %e.remote_peer_id, error = %err, "hole punching failed")
+                }
+            },
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                let changed = self.nat.on_confirmed(&address);
+                self.on_reachability(swarm, changed);
+                self.refresh_addrs();
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                let changed = self.nat.on_expired(&address);
+                self.on_reachability(swarm, changed);
+                self.refresh_addrs();
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                self.nat.on_established(peer_id, connection_id, &endpoint);
+                self.refresh_addrs();
+            }
+            SwarmEvent::ConnectionClosed { connection_id, .. } => {
+                self.nat.on_closed(connection_id);
+                self.refresh_addrs();
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => {
                 let learned = self.discovery.on_gossip(swarm, e);
@@ -684,15 +874,39 @@ impl Host {
                     _ => {}
                 }
             }
-            SwarmEvent::NewListenAddr { address, .. } => {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
                 let a = with_peer_id(&address, self.id.peer_id);
                 if !self.advertiser.listen_addrs.contains(&a) {
                     self.advertiser.listen_addrs.push(a);
                 }
+                let changed = self.nat.on_listen_addr(listener_id, &address);
+                self.refresh_addrs();
+                self.on_reachability(swarm, changed);
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 let a = with_peer_id(&address, self.id.peer_id);
                 self.advertiser.listen_addrs.retain(|x| *x != a);
+                self.refresh_addrs();
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
+            } => {
+                for address in addresses {
+                    let a = with_peer_id(&address, self.id.peer_id);
+                    self.advertiser.listen_addrs.retain(|x| *x != a);
+                }
+                let why = match reason {
+                    Ok(()) => "closed".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                let changed = self.nat.on_listener_closed(listener_id, &why);
+                self.refresh_addrs();
+                self.on_reachability(swarm, changed);
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 tracing::debug!(%error, "incoming connection failed");
@@ -726,6 +940,7 @@ impl Host {
         if self.control.take_changed() {
             self.advertiser.want();
         }
+        self.nat.maybe_reserve(swarm);
         let load = self.load();
         let known = self.discovery.table.len();
         for sw in self.advertiser.observe(&gone, known, &load) {
@@ -1152,6 +1367,25 @@ impl Host {
         {
             return self.refuse(swarm, channel, peer, Some(job_id), r);
         }
+        let relayed = self.nat.relayed_only(&peer);
+        if relayed {
+            let bytes = spec.module_size.saturating_add(spec.input_size);
+            let limit = self.cfg.network.nat.max_relayed_job_bytes;
+            if bytes > limit {
+                return self.refuse(
+                    swarm,
+                    channel,
+                    peer,
+                    Some(job_id),
+                    (
+                        RefuseReason::TooLarge,
+                        format!(
+                            "job of {bytes} bytes (module and input) is over the {limit} bytes this host takes through a relay: there is no direct connection to you (hole punching failed); relays carry small jobs only"
+                        ),
+                    ),
+                );
+            }
+        }
         if let Err(stop) = self.control.admit(spec.memory_bytes) {
             return self.refuse(
                 swarm,
@@ -1251,6 +1485,7 @@ impl Host {
             wait,
             held,
             input,
+            relayed,
         };
         if let Some(ready) = self
             .fetcher
@@ -1341,6 +1576,7 @@ impl Host {
             job_id: proto::hex(&job_id),
             submitter: f.peer.to_string(),
             module_hash: proto::hex(&f.spec.module_hash),
+            via_relay: f.relayed,
         });
         if f.wait {
             // The result is the acknowledgement: nothing is promised before
