@@ -228,10 +228,21 @@ async fn inbound_connections_are_bounded_per_prefix() {
     cfg.network.max_connections_per_prefix = 2;
     let host = start_host(dir.path(), cfg).await;
     let addr = host.addr("tcp").unwrap();
+    // Each of the first two is served once before the next dials: with
+    // lazy protocol negotiation a dialer's `connect` can return before the
+    // host has finished (and counted) its side, and the host counts
+    // connections in the order their handshakes end there, not the order
+    // they were dialed.
+    let unknown = JobRequest::Fetch {
+        job_id: [9; 32],
+        wait: false,
+    };
     let mut first = client().await;
     let peer = first.connect(&addr).await.unwrap();
+    first.request(&peer, unknown.clone()).await.unwrap();
     let mut second = client().await;
     second.connect(&addr).await.unwrap();
+    second.request(&peer, unknown.clone()).await.unwrap();
     // A third identity from the same /24 (127.0.0.0/24) is turned away:
     // before its handshake once the host has counted the others, or at the
     // end of it when the host was still finishing theirs. With lazy
@@ -241,21 +252,46 @@ async fn inbound_connections_are_bounded_per_prefix() {
     let mut third = client().await;
     let served = match third.connect(&addr).await {
         Err(_) => false,
-        Ok(p) => third
-            .request(
-                &p,
-                JobRequest::Fetch {
-                    job_id: [9; 32],
-                    wait: false,
-                },
-            )
-            .await
-            .is_ok(),
+        Ok(p) => third.request(&p, unknown).await.is_ok(),
     };
     assert!(!served, "a third connection from one prefix was served");
     // Those already connected are served.
     assert_echo_works(&mut first, &peer).await;
     host.shutdown().await;
+}
+
+/// Asks for an unknown job on a raw job stream, as request `id`, and
+/// returns the host's answer to that id.
+async fn fetch_unknown(stream: &mut libp2p::Stream, id: u64) -> JobResponse {
+    use futures::AsyncWriteExt;
+    let mut frame = Vec::new();
+    biop2p::net::job_stream::encode_frame(
+        &mut frame,
+        id,
+        &JobRequest::Fetch {
+            job_id: [3; 32],
+            wait: false,
+        },
+        1 << 20,
+    )
+    .unwrap();
+    stream.write_all(&frame).await.unwrap();
+    stream.flush().await.unwrap();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        biop2p::net::job_stream::read_frame(stream, 1 << 20),
+    )
+    .await
+    .expect("answered")
+    .unwrap()
+    .expect("a frame");
+    match answer {
+        biop2p::net::job_stream::Frame::Body { id: got, body } => {
+            assert_eq!(got, id);
+            postcard::from_bytes(&body).unwrap()
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,9 +330,17 @@ async fn hostile_job_streams_are_bounded_and_closed_alone() {
         }
     });
     let proto = biop2p::net::JOB_STREAM_PROTOCOL;
+    // One request answered on each stream before the next is opened: the
+    // host's stream acceptor holds one stream waiting at a time
+    // (libp2p-stream drops a stream that arrives while one is still
+    // waiting), so streams opened in a burst could be dropped before the
+    // per-peer bound is what refuses them.
     let mut streams = Vec::new();
-    for _ in 0..per_peer {
-        streams.push(control.open_stream(peer, proto.clone()).await.unwrap());
+    for i in 0..per_peer {
+        let mut s = control.open_stream(peer, proto.clone()).await.unwrap();
+        let answer = fetch_unknown(&mut s, i as u64).await;
+        assert!(matches!(answer, JobResponse::Unknown { .. }), "{answer:?}");
+        streams.push(s);
     }
     // One stream more than a peer may have is closed at once.
     let mut extra = control.open_stream(peer, proto.clone()).await.unwrap();
@@ -307,9 +351,12 @@ async fn hostile_job_streams_are_bounded_and_closed_alone() {
     assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
 
     // A frame too short to hold its id closes that stream only.
+    // In one write: the host refuses the frame on reading its length and
+    // closes the stream, so a second write could find it closed.
     let bad = &mut streams[0];
-    bad.write_all(&5u32.to_le_bytes()).await.unwrap();
-    bad.write_all(&[0; 5]).await.unwrap();
+    let mut garbled = 5u32.to_le_bytes().to_vec();
+    garbled.extend([0; 5]);
+    bad.write_all(&garbled).await.unwrap();
     bad.flush().await.unwrap();
     let n = tokio::time::timeout(Duration::from_secs(10), bad.read(&mut buf))
         .await
@@ -317,36 +364,8 @@ async fn hostile_job_streams_are_bounded_and_closed_alone() {
     assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
 
     // Another stream of the same peer still answers, by request id.
-    let mut frame = Vec::new();
-    biop2p::net::job_stream::encode_frame(
-        &mut frame,
-        77,
-        &JobRequest::Fetch {
-            job_id: [3; 32],
-            wait: false,
-        },
-        1 << 20,
-    )
-    .unwrap();
-    let good = &mut streams[1];
-    good.write_all(&frame).await.unwrap();
-    good.flush().await.unwrap();
-    let answer = tokio::time::timeout(
-        Duration::from_secs(10),
-        biop2p::net::job_stream::read_frame(good, 1 << 20),
-    )
-    .await
-    .expect("answered")
-    .unwrap()
-    .expect("a frame");
-    match answer {
-        biop2p::net::job_stream::Frame::Body { id, body } => {
-            assert_eq!(id, 77);
-            let r: JobResponse = postcard::from_bytes(&body).unwrap();
-            assert!(matches!(r, JobResponse::Unknown { .. }), "{r:?}");
-        }
-        other => panic!("{other:?}"),
-    }
+    let answer = fetch_unknown(&mut streams[1], 77).await;
+    assert!(matches!(answer, JobResponse::Unknown { .. }), "{answer:?}");
 
     // And an honest submitter on its own connection is served.
     let mut c = client().await;
