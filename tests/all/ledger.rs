@@ -300,7 +300,23 @@ async fn an_overbilling_host_is_paid_the_quorums_count_and_a_liar_nothing() {
             break;
         }
     }
-    let over = over_paid.expect("the over-billing host answered in an accepted quorum");
+    let over = over_paid.unwrap_or_else(|| {
+        // Say what the submitter made of the over-biller instead.
+        let (_, evidence) = s.stored_trust().unwrap();
+        let about: Vec<_> = evidence
+            .iter()
+            .filter(|e| e.peer_id == overbiller.to_string())
+            .map(|e| format!("{}: {}", e.kind, e.detail))
+            .collect();
+        let row = s
+            .hosts()
+            .into_iter()
+            .find(|h| h.peer_id == overbiller.to_string());
+        panic!(
+            "the over-billing host answered in no accepted quorum in 20 batches; \
+             the submitter's view of it: {row:?}; its evidence: {about:?}"
+        )
+    });
     for e in &over.entries {
         let extra = e.over_claim.expect("every receipt of it over-claims");
         assert_eq!(e.claimed_fuel, 2 * e.agreed_fuel + 1000, "{e:?}");
