@@ -137,6 +137,11 @@ pub struct SecurityConfig {
     /// once. The default, 15 tasks of four jobs, is enough for `min_trusted`
     /// newcomers to reach `reputation.trust_after` verified results in one
     /// round. 0 = no limit.
+    ///
+    /// The bootstrap round and concentrated newcomer trials apply only while
+    /// at least this many peers are online (see `concentrating`): in a
+    /// smaller swarm a few newcomers would hold every task, so colluders
+    /// could hold whole quorums and the other hosts would stay untried.
     pub bootstrap_batch: usize,
 }
 

@@ -59,6 +59,19 @@ fn run_json_reports_output_and_counters() {
 }
 
 #[test]
+fn run_help_names_every_builtin_workload() {
+    let out = run_ok(biop2p().args(["run", "--help"]));
+    let help = String::from_utf8(out.stdout).unwrap();
+    for b in biop2p::workloads::ALL {
+        assert!(
+            help.contains(b.name),
+            "`biop2p run --help` does not name {}: {help}",
+            b.name
+        );
+    }
+}
+
+#[test]
 fn run_raw_output_and_error_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.wasm");
