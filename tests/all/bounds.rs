@@ -263,18 +263,19 @@ async fn inbound_connections_are_bounded_per_prefix() {
 /// Asks for an unknown job on a raw job stream, as request `id`, and
 /// returns the host's answer to that id.
 async fn fetch_unknown(stream: &mut libp2p::Stream, id: u64) -> JobResponse {
+    let fetch = JobRequest::Fetch {
+        job_id: [3; 32],
+        wait: false,
+    };
+    ask(stream, id, &fetch).await
+}
+
+/// Sends `request` on a raw job stream as request `id` and returns the
+/// answer to that id.
+async fn ask(stream: &mut libp2p::Stream, id: u64, request: &JobRequest) -> JobResponse {
     use futures::AsyncWriteExt;
     let mut frame = Vec::new();
-    biop2p::net::job_stream::encode_frame(
-        &mut frame,
-        id,
-        &JobRequest::Fetch {
-            job_id: [3; 32],
-            wait: false,
-        },
-        1 << 20,
-    )
-    .unwrap();
+    biop2p::net::job_stream::encode_frame(&mut frame, id, request, 1 << 20).unwrap();
     stream.write_all(&frame).await.unwrap();
     stream.flush().await.unwrap();
     let answer = tokio::time::timeout(
@@ -363,9 +364,12 @@ async fn hostile_job_streams_are_bounded_and_closed_alone() {
         .expect("the garbled stream is closed");
     assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
 
-    // Another stream of the same peer still answers, by request id.
+    // Another stream of the same peer still answers, by request id; a
+    // hello is answered by the stream itself.
     let answer = fetch_unknown(&mut streams[1], 77).await;
     assert!(matches!(answer, JobResponse::Unknown { .. }), "{answer:?}");
+    let answer = ask(&mut streams[1], 78, &JobRequest::Hello).await;
+    assert!(matches!(answer, JobResponse::Hello), "{answer:?}");
 
     // And an honest submitter on its own connection is served.
     let mut c = client().await;
@@ -373,4 +377,97 @@ async fn hostile_job_streams_are_bounded_and_closed_alone() {
     assert_echo_works(&mut c, &p).await;
     driver.abort();
     host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_stream_dropped_before_its_hello_is_opened_again() {
+    use biop2p::net::job_stream::{Frame, encode_frame, read_frame, write_frames};
+    use futures::StreamExt;
+    use libp2p::multiaddr::Protocol;
+    use libp2p::swarm::SwarmEvent;
+
+    // A peer speaking the job stream by hand, which drops the first stream
+    // it is given, as libp2p-stream does with one that arrives while
+    // another still waits to be taken, and serves the next.
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .build();
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            break address.with(Protocol::P2p(*swarm.local_peer_id()));
+        }
+    };
+    let mut incoming = swarm
+        .behaviour()
+        .new_control()
+        .accept(biop2p::net::JOB_STREAM_PROTOCOL)
+        .unwrap();
+    let driver = tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    let server = tokio::spawn(async move {
+        let (_, first) = incoming.next().await.unwrap();
+        drop(first);
+        let (_, mut stream) = incoming.next().await.unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let Some(Frame::Body { id, body }) = read_frame(&mut stream, 1 << 20).await.unwrap()
+            else {
+                panic!("no request frame");
+            };
+            let request: JobRequest = postcard::from_bytes(&body).unwrap();
+            let answer = match &request {
+                JobRequest::Hello => JobResponse::Hello,
+                JobRequest::Fetch { job_id, .. } => JobResponse::Unknown { job_id: *job_id },
+                other => panic!("unexpected {other:?}"),
+            };
+            seen.push(request);
+            let mut buf = Vec::new();
+            encode_frame(&mut buf, id, &answer, 1 << 20).unwrap();
+            write_frames(&mut stream, &buf).await.unwrap();
+        }
+        seen
+    });
+
+    let mut c = client().await;
+    let peer = c.connect(&addr).await.unwrap();
+    let answer = c
+        .request(
+            &peer,
+            JobRequest::Fetch {
+                job_id: [5; 32],
+                wait: false,
+            },
+        )
+        .await
+        .expect("the request went on the stream opened again");
+    assert!(
+        matches!(answer, JobResponse::Unknown { job_id } if job_id == [5; 32]),
+        "{answer:?}"
+    );
+    let seen = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the peer saw both requests")
+        .unwrap();
+    assert!(
+        matches!(
+            seen.as_slice(),
+            [JobRequest::Hello, JobRequest::Fetch { .. }]
+        ),
+        "{seen:?}"
+    );
+    driver.abort();
 }

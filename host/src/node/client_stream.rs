@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::AsyncReadExt;
 use libp2p::PeerId;
@@ -21,6 +22,67 @@ pub(super) const QUEUE: usize = 1024;
 
 /// An answer (or failure) for the client.
 pub(super) type Answer = (RequestId, Result<JobResponse, ClientError>);
+
+/// Streams opened before one is answered; the wait before the next
+/// doubles from [`REOPEN_PAUSE`].
+const OPEN_ATTEMPTS: u32 = 4;
+/// The first pause before opening a stream again.
+const REOPEN_PAUSE: Duration = Duration::from_millis(10);
+/// How long the host may take to answer a new stream's hello.
+const HELLO_WAIT: Duration = Duration::from_secs(30);
+/// The request id of the hello (the client's own ids count up from 0).
+const HELLO_ID: u64 = u64::MAX;
+
+/// Opens the job stream and sees it answered once ([`JobRequest::Hello`])
+/// before any job is written on it. A host takes inbound streams one at a
+/// time, and libp2p-stream drops a stream that arrives while another still
+/// waits to be taken (a host taking many connections at once, or a loaded
+/// one): such a stream is reset before the host has read anything from it,
+/// so opening it again cannot run anything twice. Without the hello the
+/// jobs written on it would fail, and count against an honest host. A host
+/// that refuses every stream (too many from this peer) fails after
+/// [`OPEN_ATTEMPTS`].
+async fn open(
+    control: &mut libp2p_stream::Control,
+    peer: PeerId,
+    response_limit: usize,
+) -> Result<libp2p::Stream, String> {
+    let mut hello = Vec::new();
+    encode_frame(&mut hello, HELLO_ID, &JobRequest::Hello, usize::MAX)
+        .map_err(|e| e.to_string())?;
+    let mut why = String::new();
+    for attempt in 0..OPEN_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(REOPEN_PAUSE * (1 << (attempt - 1))).await;
+        }
+        let mut stream = control
+            .open_stream(peer, JOB_STREAM_PROTOCOL)
+            .await
+            .map_err(|e| format!("cannot open the job stream: {e}"))?;
+        if let Err(e) = write_frames(&mut stream, &hello).await {
+            why = e.to_string();
+            continue;
+        }
+        match tokio::time::timeout(HELLO_WAIT, read_frame(&mut stream, response_limit)).await {
+            Ok(Ok(Some(Frame::Body { id: HELLO_ID, .. }))) => return Ok(stream),
+            Ok(Ok(Some(_))) => {
+                return Err("the host answered a new job stream's hello with another id".into());
+            }
+            Ok(Ok(None)) => why = "closed at once".into(),
+            Ok(Err(e)) => why = e.to_string(),
+            Err(_) => {
+                return Err(format!(
+                    "the host did not answer a new job stream within {} s",
+                    HELLO_WAIT.as_secs()
+                ));
+            }
+        }
+        tracing::debug!(%peer, attempt, %why, "job stream closed before its hello was answered");
+    }
+    Err(format!(
+        "the host closed the job stream {OPEN_ATTEMPTS} times before answering it (the last: {why})"
+    ))
+}
 
 /// Runs one host's job stream until the client drops its sender or the
 /// stream breaks.
@@ -41,10 +103,9 @@ pub(super) async fn run(
             }),
         ));
     };
-    let stream = match control.open_stream(peer, JOB_STREAM_PROTOCOL).await {
+    let stream = match open(&mut control, peer, response_limit).await {
         Ok(s) => s,
-        Err(e) => {
-            let reason = format!("cannot open the job stream: {e}");
+        Err(reason) => {
             rx.close();
             while let Some((id, _)) = rx.recv().await {
                 fail(id, &reason);

@@ -136,6 +136,12 @@ async fn serve(
                 };
                 let (id, request) = match frame {
                     Frame::Body { id, body } => match postcard::from_bytes(&body) {
+                        // Answered here: it only shows the stream is read,
+                        // and the permit it took bounds how fast.
+                        Ok(JobRequest::Hello) => {
+                            StreamReply { id, tx: tx.clone() }.send(JobResponse::Hello);
+                            continue;
+                        }
                         Ok(r) => (id, Inbound::Ok(r)),
                         Err(e) => (id, Inbound::Malformed(e.to_string())),
                     },

@@ -607,7 +607,8 @@ pub async fn record_response(
         | JobResponse::Note { .. }
         | JobResponse::NoteAccepted { .. }
         | JobResponse::ReportKept { .. }
-        | JobResponse::Reports { .. } => return Err(SubmitError::Misanswered),
+        | JobResponse::Reports { .. }
+        | JobResponse::Hello => return Err(SubmitError::Misanswered),
     };
     state.store.put(job_id, record).await?;
     Ok(())

@@ -77,6 +77,12 @@ pub enum JobRequest {
         /// Most report bytes in the answer (the host caps it too).
         max_bytes: u32,
     },
+    /// The first request on a new job stream, answered [`JobResponse::Hello`]
+    /// by the stream's own task. A host takes inbound streams one at a time
+    /// and libp2p-stream drops one that arrives while another still waits
+    /// to be taken; an answer shows the stream was taken, so that jobs are
+    /// written only on a stream that will be read.
+    Hello,
 }
 
 /// Where an unfinished job is.
@@ -243,6 +249,8 @@ pub enum JobResponse {
         /// More is stored past this page.
         more: bool,
     },
+    /// Answer to [`JobRequest::Hello`]: this stream is being read.
+    Hello,
 }
 
 /// One report on a host's board.

@@ -1074,6 +1074,14 @@ impl Host {
                 let (items, next, more) = self.board.page(after, max_bytes);
                 channel.send(swarm, JobResponse::Reports { items, next, more })
             }
+            // Job streams answer it themselves; on request-response it
+            // costs as much as a fetch.
+            Inbound::Ok(JobRequest::Hello) => {
+                if let Err(r) = self.quotas.admit_fetch(&peer, Instant::now()) {
+                    return self.refuse(swarm, channel, peer, None, r);
+                }
+                channel.send(swarm, JobResponse::Hello)
+            }
         }
     }
 
