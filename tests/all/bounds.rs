@@ -260,6 +260,22 @@ async fn inbound_connections_are_bounded_per_prefix() {
     host.shutdown().await;
 }
 
+/// A bare libp2p peer over TCP with only the stream behaviour, to speak
+/// the job stream's framing by hand.
+fn stream_peer() -> libp2p::Swarm<libp2p_stream::Behaviour> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .build()
+}
+
 /// Asks for an unknown job on a raw job stream, as request `id`, and
 /// returns the host's answer to that id.
 async fn fetch_unknown(stream: &mut libp2p::Stream, id: u64) -> JobResponse {
@@ -307,17 +323,7 @@ async fn hostile_job_streams_are_bounded_and_closed_alone() {
     let addr = host.addr("tcp").unwrap();
 
     // A raw peer that speaks the job stream's framing by hand.
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .unwrap()
-        .build();
+    let mut swarm = stream_peer();
     let mut control = swarm.behaviour().new_control();
     swarm.dial(addr.clone()).unwrap();
     let peer = loop {
@@ -389,17 +395,7 @@ async fn a_job_stream_dropped_before_its_hello_is_opened_again() {
     // A peer speaking the job stream by hand, which drops the first stream
     // it is given, as libp2p-stream does with one that arrives while
     // another still waits to be taken, and serves the next.
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .unwrap()
-        .build();
+    let mut swarm = stream_peer();
     swarm
         .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
         .unwrap();
