@@ -148,18 +148,19 @@ pub struct NatConfig {
     /// Reservations held for others at once (each is a slot a NATed host
     /// keeps open through us).
     pub relay_max_reservations: usize,
-    /// Reservations one peer may hold at once.
+    /// Reservations one peer may hold at once (at least 1).
     pub relay_max_reservations_per_peer: usize,
     /// Seconds a reservation lasts before it must be renewed.
     pub relay_reservation_secs: u64,
     /// Relayed connections (circuits) at once, in all.
     pub relay_max_circuits: usize,
-    /// Circuits at once per peer (as source or destination).
+    /// Circuits one peer may be part of at once (as source or
+    /// destination); a circuit it asks for past that is refused.
     pub relay_max_circuits_per_peer: usize,
     /// Seconds a circuit may last; then the relay closes it.
     pub relay_circuit_secs: u64,
-    /// Bytes a circuit may carry (each way); then the relay closes it. This
-    /// bounds what relaying costs a volunteer's uplink.
+    /// Bytes a circuit may carry, both ways together; then the relay closes
+    /// it. This bounds what relaying costs a volunteer's uplink.
     pub relay_circuit_bytes: u64,
     /// Relays a host behind NAT reserves a slot on (picked among its
     /// bootstrap peers and connected hosts that offer relaying); 0: none.
@@ -474,12 +475,13 @@ impl NodeConfig {
         }
         let nat = &net.nat;
         if nat.relay_max_circuits_per_peer == 0
+            || nat.relay_max_reservations_per_peer == 0
             || nat.relay_circuit_secs == 0
             || nat.relay_reservation_secs == 0
             || nat.relay_circuit_bytes < 1024
         {
             return Err(ConfigError::Invalid(
-                "network.nat: relay_max_circuits_per_peer, relay_circuit_secs and relay_reservation_secs must be at least 1, relay_circuit_bytes at least 1024".into(),
+                "network.nat: relay_max_circuits_per_peer, relay_max_reservations_per_peer, relay_circuit_secs and relay_reservation_secs must be at least 1, relay_circuit_bytes at least 1024".into(),
             ));
         }
         if nat.max_relayed_job_bytes >= nat.relay_circuit_bytes {
@@ -592,7 +594,7 @@ autonat_server = true
 # Relay for hosts behind NAT once AutoNAT confirmed this host reachable,
 # within these limits (all advertised): reservations in all and per peer,
 # how long one lasts, circuits in all and per peer, and how long and how
-# many bytes (each way) one circuit may carry.
+# many bytes (both ways together) one circuit may carry.
 relay_server = true
 relay_max_reservations = 32
 relay_max_reservations_per_peer = 1

@@ -16,6 +16,12 @@
 //!   work: the small job runs through the relay and the submitter says so,
 //!   and a large one is refused `too_large`, naming the relay.
 //!
+//! And, in a second run, the relay's limits per circuit against peers the
+//! test plays itself from behind NAT B: one more circuit than
+//! `relay_max_circuits_per_peer` is refused, idle circuits are closed at
+//! `relay_circuit_secs`, a peer pushing bytes is cut off past
+//! `relay_circuit_bytes`, and a submitter's small job still goes through.
+//!
 //! The figures (time from A's start to its first job accepted, hole-punch
 //! successes) are printed; what is asserted is behaviour.
 
@@ -487,4 +493,269 @@ fn hosts_behind_nat_are_reached_by_hole_punching_or_through_a_relay() {
         all.contains("too_large") && all.contains("through a relay"),
         "the submitter does not say why: {all}"
     );
+}
+
+/// What a greedy peer saw of the circuits it asked for.
+#[derive(Debug)]
+struct Circuits {
+    peer: String,
+    opened: usize,
+    refused: Vec<String>,
+    closed: usize,
+}
+
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct Greedy {
+    relay: libp2p::relay::client::Behaviour,
+    ping: libp2p::swarm::behaviour::toggle::Toggle<libp2p::ping::Behaviour>,
+}
+
+/// A peer the test plays itself (run it with `Namespaces::spawn_in`): it
+/// connects to the relay, then asks for `circuits` circuits to `target`
+/// through it at once, pings over them every `ping` (never: `None`), and
+/// watches them until every one has been refused or has ended, or
+/// `within` has passed.
+async fn greedy(
+    relay_tcp: libp2p::Multiaddr,
+    relay: libp2p::PeerId,
+    target: libp2p::PeerId,
+    circuits: usize,
+    ping: Option<Duration>,
+    within: Duration,
+) -> Circuits {
+    use futures::StreamExt;
+    use libp2p::multiaddr::Protocol;
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+
+    let ping = ping.map(|every| {
+        libp2p::ping::Behaviour::new(libp2p::ping::Config::new().with_interval(every))
+    });
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_relay_client(libp2p::noise::Config::new, libp2p::yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_, relay| Greedy {
+            relay,
+            ping: ping.into(),
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+    let mut seen = Circuits {
+        peer: swarm.local_peer_id().to_string(),
+        opened: 0,
+        refused: Vec::new(),
+        closed: 0,
+    };
+    let deadline = tokio::time::Instant::now() + within;
+    // The relay first: the relay client asks for circuits over an
+    // existing connection (several dials at once to an unconnected relay
+    // would race each other).
+    swarm.dial(relay_tcp.clone()).unwrap();
+    loop {
+        match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
+            Ok(SwarmEvent::ConnectionEstablished { peer_id, .. }) if peer_id == relay => break,
+            Ok(SwarmEvent::OutgoingConnectionError { error, .. }) => {
+                panic!("the greedy peer cannot reach the relay: {error}")
+            }
+            Ok(_) => {}
+            Err(_) => panic!("the greedy peer did not reach the relay within {within:?}"),
+        }
+    }
+    let circuit = relay_tcp
+        .with(Protocol::P2pCircuit)
+        .with(Protocol::P2p(target));
+    for _ in 0..circuits {
+        swarm
+            .dial(
+                DialOpts::peer_id(target)
+                    .addresses(vec![circuit.clone()])
+                    .condition(PeerCondition::Always)
+                    .build(),
+            )
+            .unwrap();
+    }
+    while seen.opened + seen.refused.len() < circuits || seen.closed < seen.opened {
+        match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
+            Ok(SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            }) if peer_id == target => {
+                assert!(endpoint.is_relayed(), "{endpoint:?}");
+                seen.opened += 1;
+            }
+            Ok(SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(p),
+                error,
+                ..
+            }) if p == target => seen.refused.push(error.to_string()),
+            Ok(SwarmEvent::ConnectionClosed { peer_id, .. }) if peer_id == target => {
+                seen.closed += 1;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    seen
+}
+
+impl Host {
+    /// Waits until the events seen so far, with those still to come within
+    /// `within`, satisfy `pred`; whether they did.
+    fn until(&mut self, within: Duration, pred: impl Fn(&[Value]) -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        while !pred(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => self.seen.push(v),
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
+/// Whether `seen` holds a `relay` event `action` about `peer` whose detail
+/// contains `detail`, `n` times or more.
+fn relay_said(seen: &[Value], action: &str, peer: &str, detail: &str, n: usize) -> bool {
+    seen.iter()
+        .filter(|v| {
+            v["event"] == "relay"
+                && v["action"] == action
+                && v["peer"] == peer
+                && v["detail"].as_str().is_some_and(|d| d.contains(detail))
+        })
+        .count()
+        >= n
+}
+
+/// The relay's limits per circuit hold against peers that go past them, and
+/// the relay keeps serving others: a peer that asks for more circuits than
+/// `relay_max_circuits_per_peer` is refused the extra one; circuits left
+/// open are closed after `relay_circuit_secs`; a peer that pushes bytes
+/// through its circuit is cut off past `relay_circuit_bytes`; and then a
+/// submitter behind a symmetric NAT still gets its small job through the
+/// same relay. (The reservation limit is shown in
+/// `hosts_behind_nat_are_reached_by_hole_punching_or_through_a_relay`.)
+#[test]
+fn relay_limits_hold_against_greedy_peers_and_the_relay_keeps_serving() {
+    if !required("relay_limits_hold_against_greedy_peers_and_the_relay_keeps_serving") {
+        return;
+    }
+    let net = internet().unwrap_or_else(|e| panic!("cannot build the NATed network: {e}"));
+    for m in [RELAY, ROUTER_A, ROUTER_B] {
+        let routes = net.ns.run(m, "ip", &["route"]).unwrap();
+        assert!(!routes.contains("default"), "{m} routes out: {routes}");
+    }
+    // NAT B is symmetric: whatever comes from behind it stays relayed.
+    net.ns
+        .nft(ROUTER_B, &router_rules(&net.public_if[2], true))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("echo.wat");
+    std::fs::write(&work, ECHO).unwrap();
+    let small = dir.path().join("small.txt");
+    std::fs::write(&small, "past the greedy ones").unwrap();
+
+    const PER_PEER: usize = 2;
+    const CIRCUIT_SECS: u64 = 20;
+    let mut relay = Host::start(
+        &net,
+        RELAY,
+        RELAY_IP,
+        &format!(
+            "{RELAY_PUBLIC}relay_max_circuits_per_peer = {PER_PEER}\nrelay_circuit_secs = {CIRCUIT_SECS}\nrelay_circuit_bytes = 65536\nmax_relayed_job_bytes = 32768\n[market]\nprice_per_mfuel = 50\n"
+        ),
+        None,
+    );
+    let relay_addr = relay.quic.clone();
+    let mut a = Host::start(&net, HOST_A, "10.1.1.2", "", Some(&relay_addr));
+    a.wait(Duration::from_secs(30), |v| {
+        v["event"] == "reachability"
+            && v["status"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("private (relayed via"))
+    });
+
+    // Two greedy peers behind NAT B, played by this test: one asks for one
+    // circuit more than it may hold and leaves them idle; the other pings
+    // over its circuit every millisecond.
+    let relay_tcp: libp2p::Multiaddr = format!("/ip4/{RELAY_IP}/tcp/7450/p2p/{}", relay.peer_id)
+        .parse()
+        .unwrap();
+    let relay_id: libp2p::PeerId = relay.peer_id.parse().unwrap();
+    let a_id: libp2p::PeerId = a.peer_id.parse().unwrap();
+    let hostile = net.ns.spawn_in(SUBMITTER, move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let within = Duration::from_secs(CIRCUIT_SECS + 40);
+            tokio::join!(
+                greedy(
+                    relay_tcp.clone(),
+                    relay_id,
+                    a_id,
+                    PER_PEER + 1,
+                    None,
+                    within
+                ),
+                greedy(
+                    relay_tcp,
+                    relay_id,
+                    a_id,
+                    1,
+                    Some(Duration::from_millis(1)),
+                    within
+                ),
+            )
+        })
+    });
+    let (idle, pinger) = hostile.join().expect("the greedy peers ran");
+
+    assert_eq!(idle.opened, PER_PEER, "{idle:?}");
+    assert_eq!(idle.refused.len(), 1, "{idle:?}");
+    assert_eq!(
+        idle.closed, PER_PEER,
+        "the idle circuits were never closed: {idle:?}"
+    );
+    assert_eq!((pinger.opened, pinger.closed), (1, 1), "{pinger:?}");
+    let why = |seen: &[Value]| {
+        relay_said(
+            seen,
+            "circuit_denied",
+            &idle.peer,
+            "ResourceLimitExceeded",
+            1,
+        ) && relay_said(seen, "circuit_closed", &idle.peer, "timed out", PER_PEER)
+            && relay_said(seen, "circuit_closed", &pinger.peer, "Max circuit bytes", 1)
+    };
+    assert!(
+        relay.until(Duration::from_secs(10), why),
+        "the relay did not refuse and close the greedy peers' circuits for their limits ({idle:?}, {pinger:?}): {}",
+        relay.report()
+    );
+
+    // And it keeps serving: a small job from behind the symmetric NAT B
+    // goes to host A through it.
+    let out = submit(&net, &work, &small, &relay_addr, &dir.path().join("s"));
+    assert!(
+        out.status.success(),
+        "relayed submit failed: {}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("via relay"),
+        "no note that the job went via the relay: {}",
+        text(&out)
+    );
+    let acc = a.wait(Duration::from_secs(60), |v| v["event"] == "accepted");
+    assert_eq!(acc["via_relay"], true, "{acc}");
 }

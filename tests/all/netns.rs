@@ -249,6 +249,30 @@ impl Namespaces {
         c.args(["netns", "exec", &self.names[i]]).arg(program);
         c
     }
+
+    /// Runs `f` on a new thread that joined namespace `i` first. A network
+    /// namespace is a per-thread attribute, so the test process's other
+    /// threads stay where they are, and every socket `f` opens is made in
+    /// `i`. For peers the test plays itself (a hostile one, speaking raw
+    /// libp2p) rather than a `biop2p` process; `f` must not spawn threads
+    /// of its own that open sockets (a current-thread runtime does not).
+    pub fn spawn_in<T: Send + 'static>(
+        &self,
+        i: usize,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        use std::os::fd::AsFd;
+        let path = format!("/run/netns/{}", self.names[i]);
+        std::thread::spawn(move || {
+            let ns = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            rustix::thread::move_into_link_name_space(
+                ns.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .unwrap_or_else(|e| panic!("setns into {path}: {e}"));
+            f()
+        })
+    }
 }
 
 impl Drop for Namespaces {

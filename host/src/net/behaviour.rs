@@ -136,13 +136,19 @@ pub struct Behaviour {
 const AUTONAT_PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// The relay's limits, from `[network.nat]`.
+///
+/// libp2p-relay 0.22 refuses a peer's reservation or circuit only when the
+/// peer already holds *more* than its per-peer value (`count > max`), so it
+/// lets one more through than it is given; it is given one less, so that
+/// the configured (and advertised) per-peer limits are the ones that hold.
+/// The totals (`count >= max`) are exact and passed as they are.
 pub fn relay_config(nat: &crate::config::NatConfig) -> relay::Config {
     relay::Config {
         max_reservations: nat.relay_max_reservations,
-        max_reservations_per_peer: nat.relay_max_reservations_per_peer,
+        max_reservations_per_peer: nat.relay_max_reservations_per_peer.saturating_sub(1),
         reservation_duration: Duration::from_secs(nat.relay_reservation_secs),
         max_circuits: nat.relay_max_circuits,
-        max_circuits_per_peer: nat.relay_max_circuits_per_peer,
+        max_circuits_per_peer: nat.relay_max_circuits_per_peer.saturating_sub(1),
         max_circuit_duration: Duration::from_secs(nat.relay_circuit_secs),
         max_circuit_bytes: nat.relay_circuit_bytes,
         // libp2p's rate limits (per peer and per IP) stay on.

@@ -70,7 +70,7 @@ pub struct RelayOffer {
     pub max_circuits_per_peer: u32,
     /// Seconds a circuit may last.
     pub circuit_secs: u64,
-    /// Bytes a circuit may carry each way.
+    /// Bytes a circuit may carry, both ways together.
     pub circuit_bytes: u64,
 }
 
