@@ -7,6 +7,7 @@ pub(crate) mod calibration;
 pub mod client;
 mod client_stream;
 pub mod control;
+pub mod demo;
 pub mod discovery;
 pub mod faulty;
 mod fetch_auth;
