@@ -112,32 +112,37 @@ impl Board {
         self.entries.is_empty()
     }
 
-    /// Keeps a report `sender` published. `paid(key)` says whether this
-    /// host has settled payments from that submitter key (its reports are
-    /// kept over strangers' when the board is full). Returns whether it
-    /// was new; a report that does not decode or whose signatures do not
-    /// verify is refused.
-    pub fn publish(
+    /// Decodes a published report and checks its signatures and that a
+    /// reader could re-run it: the costly part of publishing (up to a
+    /// request's size of postcard and three ed25519 verifications), so the
+    /// host runs it off its loop ([`Checks`]). Needs no board.
+    pub fn check(bytes: &[u8]) -> Result<LieReport, (RefuseReason, String)> {
+        let report: LieReport = postcard::from_bytes(bytes)
+            .map_err(|e| (RefuseReason::Malformed, format!("not a trust report: {e}")))?;
+        match report.check() {
+            Ok(_) => Ok(report),
+            Err(ReportError::Forged(why)) => {
+                Err((RefuseReason::BadSignature, format!("forged report: {why}")))
+            }
+            Err(ReportError::Unverifiable(why)) => Err((
+                RefuseReason::Malformed,
+                format!("a report no reader could re-run: {why}"),
+            )),
+        }
+    }
+
+    /// Keeps a report `sender` published, once [`Board::check`] passed it
+    /// (`bytes` is its encoding). `paid(key)` says whether this host has
+    /// settled payments from that submitter key (its reports are kept over
+    /// strangers' when the board is full). Returns whether it was new.
+    pub fn keep(
         &mut self,
         sender: &PeerId,
+        report: &LieReport,
         bytes: Vec<u8>,
         paid: impl Fn(&[u8; 32]) -> bool,
     ) -> Result<bool, (RefuseReason, String)> {
-        let report: LieReport = postcard::from_bytes(&bytes)
-            .map_err(|e| (RefuseReason::Malformed, format!("not a trust report: {e}")))?;
-        match report.check() {
-            Ok(_) => {}
-            Err(ReportError::Forged(why)) => {
-                return Err((RefuseReason::BadSignature, format!("forged report: {why}")));
-            }
-            Err(ReportError::Unverifiable(why)) => {
-                return Err((
-                    RefuseReason::Malformed,
-                    format!("a report no reader could re-run: {why}"),
-                ));
-            }
-        }
-        let id = report_id(&report);
+        let id = report_id(report);
         if self.ids.contains(&id) {
             return Ok(false);
         }
@@ -217,11 +222,89 @@ impl Board {
     }
 }
 
+/// Published reports checked at once, off the host loop; past that a
+/// publisher is told `busy` (the per-peer fetch quota bounds each peer's
+/// share, this bounds all of them together).
+pub const CHECKS_AT_ONCE: usize = 4;
+
+/// A report [`Checks`] finished checking, with what the loop needs to keep
+/// it and answer its publisher.
+pub struct Checked<R> {
+    /// The peer that published it.
+    pub sender: PeerId,
+    /// Where the answer goes.
+    pub reply: R,
+    /// The report's encoding, as it is kept.
+    pub bytes: Vec<u8>,
+    /// What [`Board::check`] made of it.
+    pub outcome: Result<LieReport, (RefuseReason, String)>,
+}
+
+/// Runs [`Board::check`] on the blocking pool, at most [`CHECKS_AT_ONCE`]
+/// at a time, and hands the results back to the host loop, which alone
+/// owns the board.
+pub struct Checks<R> {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    tx: tokio::sync::mpsc::Sender<Checked<R>>,
+    rx: tokio::sync::mpsc::Receiver<Checked<R>>,
+}
+
+impl<R: Send + 'static> Default for Checks<R> {
+    fn default() -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(CHECKS_AT_ONCE);
+        Checks {
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(CHECKS_AT_ONCE)),
+            tx,
+            rx,
+        }
+    }
+}
+
+impl<R: Send + 'static> Checks<R> {
+    /// Starts checking `bytes`; gives `reply` back when [`CHECKS_AT_ONCE`]
+    /// checks are running already.
+    pub fn start(&self, sender: PeerId, reply: R, bytes: Vec<u8>) -> Result<(), R> {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            return Err(reply);
+        };
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let outcome = Board::check(&bytes);
+            // A permit is held per message, so there is always room; the
+            // loop may have ended (shutdown), and then nobody answers.
+            let _ = tx.try_send(Checked {
+                sender,
+                reply,
+                bytes,
+                outcome,
+            });
+            drop(permit);
+        });
+        Ok(())
+    }
+
+    /// The next finished check.
+    pub async fn next(&mut self) -> Option<Checked<R>> {
+        self.rx.recv().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::proto::{JobSpec, ReceiptBody, ReceiptOutcome, SignedJob, SignedReceipt};
     use ed25519_dalek::SigningKey;
+
+    /// What the host loop does with a published report, in one call.
+    fn publish(
+        b: &mut Board,
+        sender: &PeerId,
+        bytes: Vec<u8>,
+        paid: impl Fn(&[u8; 32]) -> bool,
+    ) -> Result<bool, (RefuseReason, String)> {
+        let report = Board::check(&bytes)?;
+        b.keep(sender, &report, bytes, paid)
+    }
 
     /// A genuine report by `reporter` against the host `host`, job `n`.
     fn report(reporter: &SigningKey, host: &SigningKey, n: u8) -> Vec<u8> {
@@ -280,8 +363,14 @@ mod tests {
         let unpaid = |_: &[u8; 32]| false;
 
         // Kept once; the same report again changes nothing.
-        assert_eq!(b.publish(&p1, report(&alice, &host, 0), unpaid), Ok(true));
-        assert_eq!(b.publish(&p2, report(&alice, &host, 0), unpaid), Ok(false));
+        assert_eq!(
+            publish(&mut b, &p1, report(&alice, &host, 0), unpaid),
+            Ok(true)
+        );
+        assert_eq!(
+            publish(&mut b, &p2, report(&alice, &host, 0), unpaid),
+            Ok(false)
+        );
         assert_eq!(b.len(), 1);
 
         // Garbled and forged reports are refused with their reason.
@@ -289,18 +378,23 @@ mod tests {
         forged.correct_output[0] ^= 1;
         let forged = postcard::to_stdvec(&forged).unwrap();
         assert_eq!(
-            b.publish(&p1, forged, unpaid).unwrap_err().0,
+            publish(&mut b, &p1, forged, unpaid).unwrap_err().0,
             RefuseReason::BadSignature
         );
         assert_eq!(
-            b.publish(&p1, b"garbage".to_vec(), unpaid).unwrap_err().0,
+            publish(&mut b, &p1, b"garbage".to_vec(), unpaid)
+                .unwrap_err()
+                .0,
             RefuseReason::Malformed
         );
         assert_eq!(b.len(), 1);
 
         // One reporter keeps its newest PER_REPORTER.
         for n in 1..=PER_REPORTER as u8 {
-            assert_eq!(b.publish(&p1, report(&alice, &host, n), unpaid), Ok(true));
+            assert_eq!(
+                publish(&mut b, &p1, report(&alice, &host, n), unpaid),
+                Ok(true)
+            );
         }
         assert_eq!(b.len(), PER_REPORTER);
         let (page, _, _) = b.page(0, u32::MAX);
@@ -311,7 +405,7 @@ mod tests {
         let mut refused = None;
         for i in 0..PER_SENDER as u8 + 1 {
             let reporter = SigningKey::from_bytes(&[100 + i; 32]);
-            if let Err(r) = b.publish(&p2, report(&reporter, &host, 0), unpaid) {
+            if let Err(r) = publish(&mut b, &p2, report(&reporter, &host, 0), unpaid) {
                 refused = Some(r.0);
                 break;
             }

@@ -437,6 +437,7 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         ledger_changed: false,
         credit,
         board,
+        report_checks: board::Checks::default(),
     };
     host.emit(HostEvent::Listening {
         peer_id: id.peer_id.to_string(),
@@ -534,6 +535,8 @@ struct Host {
     /// Trust reports kept for other submitters (a store handle: dropped
     /// before the store is closed).
     board: board::Board,
+    /// Published reports being checked off the loop.
+    report_checks: board::Checks<Reply>,
 }
 
 impl Host {
@@ -710,6 +713,7 @@ impl Host {
                 Some(out) = self.fetcher.next_verified() => self.on_fetched(&mut swarm, out),
                 Some(job_id) = notes_rx.recv() => self.on_note_issued(&mut swarm, job_id),
                 Some((ch, resp)) = durable_rx.recv() => ch.send(&mut swarm, resp),
+                Some(c) = self.report_checks.next() => self.on_report_checked(&mut swarm, c),
                 _ = tick.tick() => self.on_tick(&mut swarm),
                 ev = swarm.select_next_some() => self.on_swarm_event(&mut swarm, ev),
                 Some(r) = stream_rx.recv() => {
@@ -999,6 +1003,18 @@ impl Host {
         request: Inbound<JobRequest>,
         channel: Reply,
     ) {
+        // Everything but a job costs one fetch token (jobs have quotas of
+        // their own), taken before any work is done for it.
+        if let Inbound::Ok(r) = &request
+            && !matches!(r, JobRequest::Submit { .. })
+            && let Err(why) = self.quotas.admit_fetch(&peer, Instant::now())
+        {
+            let job_id = match r {
+                JobRequest::Fetch { job_id, .. } => Some(*job_id),
+                _ => None,
+            };
+            return self.refuse(swarm, channel, peer, job_id, why);
+        }
         match request {
             Inbound::TooLarge { len, limit } => self.refuse(
                 swarm,
@@ -1021,9 +1037,6 @@ impl Host {
                 self.on_submit(swarm, peer, channel, job, inline, wait)
             }
             Inbound::Ok(JobRequest::Fetch { job_id, wait }) => {
-                if let Err(r) = self.quotas.admit_fetch(&peer, Instant::now()) {
-                    return self.refuse(swarm, channel, peer, Some(job_id), r);
-                }
                 if let Some(why) = super::fetch_auth::fetch_refusal(&self.store, &peer, &job_id) {
                     return self.refuse(
                         swarm,
@@ -1036,52 +1049,52 @@ impl Host {
                 self.on_fetch(swarm, channel, job_id, wait)
             }
             Inbound::Ok(JobRequest::Settle { entry }) => {
-                if let Err(r) = self.quotas.admit_fetch(&peer, Instant::now()) {
-                    return self.refuse(swarm, channel, peer, None, r);
-                }
                 self.on_settle(swarm, peer, channel, entry)
             }
             Inbound::Ok(JobRequest::Reconcile { statement }) => {
-                if let Err(r) = self.quotas.admit_fetch(&peer, Instant::now()) {
-                    return self.refuse(swarm, channel, peer, None, r);
-                }
                 self.on_reconcile(swarm, peer, channel, statement)
             }
             Inbound::Ok(JobRequest::AcceptNote { entry }) => {
-                if let Err(r) = self.quotas.admit_fetch(&peer, Instant::now()) {
-                    return self.refuse(swarm, channel, peer, None, r);
-                }
                 self.on_accept_note(swarm, peer, channel, entry)
             }
             Inbound::Ok(JobRequest::PublishReport { report }) => {
-                if let Err(r) = self.quotas.admit_fetch(&peer, Instant::now()) {
-                    return self.refuse(swarm, channel, peer, None, r);
-                }
-                let ledger = &self.ledger;
-                let paid = |k: &[u8; 32]| ledger.account(&Party(*k)).entries > 0;
-                match self.board.publish(&peer, report, paid) {
-                    Ok(new) => {
-                        tracing::info!(%peer, new, kept = self.board.len(), "trust report published");
-                        channel.send(swarm, JobResponse::ReportKept { new })
-                    }
-                    Err(r) => self.refuse(swarm, channel, peer, None, r),
+                if let Err(channel) = self.report_checks.start(peer, channel, report) {
+                    self.refuse(
+                        swarm,
+                        channel,
+                        peer,
+                        None,
+                        (
+                            RefuseReason::Busy,
+                            "this host is checking other trust reports; publish again later".into(),
+                        ),
+                    );
                 }
             }
             Inbound::Ok(JobRequest::Reports { after, max_bytes }) => {
-                if let Err(r) = self.quotas.admit_fetch(&peer, Instant::now()) {
-                    return self.refuse(swarm, channel, peer, None, r);
-                }
                 let (items, next, more) = self.board.page(after, max_bytes);
                 channel.send(swarm, JobResponse::Reports { items, next, more })
             }
             // Job streams answer it themselves; on request-response it
-            // costs as much as a fetch.
-            Inbound::Ok(JobRequest::Hello) => {
-                if let Err(r) = self.quotas.admit_fetch(&peer, Instant::now()) {
-                    return self.refuse(swarm, channel, peer, None, r);
-                }
-                channel.send(swarm, JobResponse::Hello)
+            // costs as much as a fetch (taken above).
+            Inbound::Ok(JobRequest::Hello) => channel.send(swarm, JobResponse::Hello),
+        }
+    }
+
+    /// A published report came back from its check: kept (or refused with
+    /// the check's reason), and its publisher answered.
+    fn on_report_checked(&mut self, swarm: &mut Swarm<Behaviour>, c: board::Checked<Reply>) {
+        let ledger = &self.ledger;
+        let paid = |k: &[u8; 32]| ledger.account(&Party(*k)).entries > 0;
+        let kept = c
+            .outcome
+            .and_then(|report| self.board.keep(&c.sender, &report, c.bytes, paid));
+        match kept {
+            Ok(new) => {
+                tracing::info!(peer = %c.sender, new, kept = self.board.len(), "trust report published");
+                c.reply.send(swarm, JobResponse::ReportKept { new })
             }
+            Err(r) => self.refuse(swarm, c.reply, c.sender, None, r),
         }
     }
 
