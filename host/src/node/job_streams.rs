@@ -43,6 +43,10 @@ pub struct StreamRequest {
     pub peer: PeerId,
     /// The request as it arrived.
     pub request: Inbound<JobRequest>,
+    /// For a `Submit`, its job's signature already checked here, on the
+    /// stream's own task: the costliest check of admission stays off the
+    /// host loop, and streams check in parallel.
+    pub verified: Option<Result<crate::proto::JobSpec, crate::proto::ProtoError>>,
     /// Where its one answer goes.
     pub reply: StreamReply,
 }
@@ -153,11 +157,16 @@ async fn serve(
                         },
                     ),
                 };
+                let verified = match &request {
+                    Inbound::Ok(JobRequest::Submit { job, .. }) => Some(job.verify()),
+                    _ => None,
+                };
                 let reply = StreamReply { id, tx: tx.clone() };
                 if to_host
                     .send(StreamRequest {
                         peer,
                         request,
+                        verified,
                         reply,
                     })
                     .await

@@ -539,6 +539,16 @@ struct Host {
     report_checks: board::Checks<Reply>,
 }
 
+/// A `Submit` as the host loop takes it: the job, what checking its
+/// signature gave (on a job stream's task, or on the loop for
+/// request-response), its inline blobs, and whether its submitter waits.
+struct Submission {
+    job: SignedJob,
+    spec: Result<proto::JobSpec, proto::ProtoError>,
+    inline: Vec<InlineBlob>,
+    wait: bool,
+}
+
 impl Host {
     fn on_role_switch(&self, sw: roles::RoleSwitch) {
         tracing::info!(from = %sw.from, to = %sw.to, reason = %sw.reason, "role switched");
@@ -717,7 +727,8 @@ impl Host {
                 _ = tick.tick() => self.on_tick(&mut swarm),
                 ev = swarm.select_next_some() => self.on_swarm_event(&mut swarm, ev),
                 Some(r) = stream_rx.recv() => {
-                    self.on_request(&mut swarm, r.peer, r.request, Reply::Stream(r.reply));
+                    let reply = Reply::Stream(r.reply);
+                    self.on_request(&mut swarm, r.peer, r.request, r.verified, reply);
                 }
                 _ = gc.tick() => self.collect_garbage(),
             }
@@ -992,15 +1003,18 @@ impl Host {
         else {
             return;
         };
-        self.on_request(swarm, peer, request, Reply::Rr(channel));
+        self.on_request(swarm, peer, request, None, Reply::Rr(channel));
     }
 
-    /// A job request from either protocol.
+    /// A job request from either protocol; `verified` is a job stream's
+    /// check of a `Submit`'s signature, made on its own task (`None`: check
+    /// it here).
     fn on_request(
         &mut self,
         swarm: &mut Swarm<Behaviour>,
         peer: PeerId,
         request: Inbound<JobRequest>,
+        verified: Option<Result<proto::JobSpec, proto::ProtoError>>,
         channel: Reply,
     ) {
         // Everything but a job costs one fetch token (jobs have quotas of
@@ -1034,7 +1048,14 @@ impl Host {
                 (RefuseReason::Malformed, format!("undecodable request: {m}")),
             ),
             Inbound::Ok(JobRequest::Submit { job, inline, wait }) => {
-                self.on_submit(swarm, peer, channel, job, inline, wait)
+                let spec = verified.unwrap_or_else(|| job.verify());
+                let submission = Submission {
+                    job,
+                    spec,
+                    inline,
+                    wait,
+                };
+                self.on_submit(swarm, peer, channel, submission)
             }
             Inbound::Ok(JobRequest::Fetch { job_id, wait }) => {
                 if let Some(why) = super::fetch_auth::fetch_refusal(&self.store, &peer, &job_id) {
@@ -1347,11 +1368,15 @@ impl Host {
         swarm: &mut Swarm<Behaviour>,
         peer: PeerId,
         channel: Reply,
-        job: SignedJob,
-        inline: Vec<InlineBlob>,
-        wait: bool,
+        submission: Submission,
     ) {
-        let spec = match job.verify() {
+        let Submission {
+            job,
+            spec,
+            inline,
+            wait,
+        } = submission;
+        let spec = match spec {
             Ok(s) => s,
             Err(e) => return self.refuse(swarm, channel, peer, None, refusal_of(&e)),
         };
