@@ -222,13 +222,15 @@ impl Board {
     }
 }
 
-/// Published reports checked at once, off the host loop; past that a
-/// publisher is told `busy` (the per-peer fetch quota bounds each peer's
-/// share, this bounds all of them together).
-pub const CHECKS_AT_ONCE: usize = 4;
+/// Published reports checked at once, off the host loop, and admitted to
+/// wait for a check; past that a publisher is told `busy` (the per-peer
+/// fetch quota bounds each peer's share, this bounds all of them).
+pub const CHECKS_AT_ONCE: usize = 2;
+/// See [`CHECKS_AT_ONCE`].
+pub const CHECKS_QUEUED: usize = 16;
 
-/// A report [`Checks`] finished checking, with what the loop needs to keep
-/// it and answer its publisher.
+/// A report checked off the loop ([`Board::check`]), with what the loop
+/// needs to keep it and answer its publisher.
 pub struct Checked<R> {
     /// The peer that published it.
     pub sender: PeerId,
@@ -238,55 +240,6 @@ pub struct Checked<R> {
     pub bytes: Vec<u8>,
     /// What [`Board::check`] made of it.
     pub outcome: Result<LieReport, (RefuseReason, String)>,
-}
-
-/// Runs [`Board::check`] on the blocking pool, at most [`CHECKS_AT_ONCE`]
-/// at a time, and hands the results back to the host loop, which alone
-/// owns the board.
-pub struct Checks<R> {
-    permits: std::sync::Arc<tokio::sync::Semaphore>,
-    tx: tokio::sync::mpsc::Sender<Checked<R>>,
-    rx: tokio::sync::mpsc::Receiver<Checked<R>>,
-}
-
-impl<R: Send + 'static> Default for Checks<R> {
-    fn default() -> Self {
-        let (tx, rx) = tokio::sync::mpsc::channel(CHECKS_AT_ONCE);
-        Checks {
-            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(CHECKS_AT_ONCE)),
-            tx,
-            rx,
-        }
-    }
-}
-
-impl<R: Send + 'static> Checks<R> {
-    /// Starts checking `bytes`; gives `reply` back when [`CHECKS_AT_ONCE`]
-    /// checks are running already.
-    pub fn start(&self, sender: PeerId, reply: R, bytes: Vec<u8>) -> Result<(), R> {
-        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            return Err(reply);
-        };
-        let tx = self.tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let outcome = Board::check(&bytes);
-            // A permit is held per message, so there is always room; the
-            // loop may have ended (shutdown), and then nobody answers.
-            let _ = tx.try_send(Checked {
-                sender,
-                reply,
-                bytes,
-                outcome,
-            });
-            drop(permit);
-        });
-        Ok(())
-    }
-
-    /// The next finished check.
-    pub async fn next(&mut self) -> Option<Checked<R>> {
-        self.rx.recv().await
-    }
 }
 
 #[cfg(test)]

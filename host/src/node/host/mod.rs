@@ -31,6 +31,7 @@ mod fetcher;
 mod journal;
 mod nat;
 mod notes;
+mod offload;
 mod results;
 mod scheduler;
 
@@ -52,6 +53,7 @@ use tokio::sync::{mpsc, oneshot};
 use self::admission::Refusal;
 use self::advertiser::{Advertiser, Load, MIN_ADVERT_GAP};
 use self::fetcher::{Fetcher, Incoming, Outcome};
+use self::offload::Offload;
 use self::results::Results;
 use self::scheduler::{Done, Scheduler};
 use super::discovery::{Discovery, Learned};
@@ -67,6 +69,7 @@ use crate::proto::{
 use crate::sandbox::WorkerPool;
 use crate::store::{BlobStore, HostStore, JobRecord, LedgerRecord, StoredState, unix_now};
 use security::settlement::{Applied, CreditPolicy, Ledger, Party, Side};
+
 /// How a host is started.
 #[derive(Debug, Clone)]
 pub struct HostOptions {
@@ -437,7 +440,8 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         ledger_changed: false,
         credit,
         board,
-        report_checks: board::Checks::default(),
+        report_checks: Offload::new(board::CHECKS_AT_ONCE, board::CHECKS_QUEUED),
+        settle_checks: Offload::new(SETTLE_CHECKS_AT_ONCE, SETTLE_CHECKS_QUEUED),
     };
     host.emit(HostEvent::Listening {
         peer_id: id.peer_id.to_string(),
@@ -536,7 +540,24 @@ struct Host {
     /// before the store is closed).
     board: board::Board,
     /// Published reports being checked off the loop.
-    report_checks: board::Checks<Reply>,
+    report_checks: Offload<board::Checked<Reply>>,
+    /// Settlements (acceptances) being checked off the loop.
+    settle_checks: Offload<SettleChecked>,
+}
+
+/// Acceptances checked at once off the loop, and admitted to wait for a
+/// check (a batch's submitter settles many at once); past that `busy`, and
+/// the submitter keeps them owed and settles them again later.
+const SETTLE_CHECKS_AT_ONCE: usize = 2;
+/// See [`SETTLE_CHECKS_AT_ONCE`].
+const SETTLE_CHECKS_QUEUED: usize = 1024;
+
+/// An acceptance checked off the loop, with what applying it needs.
+struct SettleChecked {
+    peer: PeerId,
+    reply: Reply,
+    evidence: proto::SettledEntry,
+    checked: Result<security::settlement::Entry, admission::SettleCheck>,
 }
 
 /// A `Submit` as the host loop takes it: the job, what checking its
@@ -724,6 +745,7 @@ impl Host {
                 Some(job_id) = notes_rx.recv() => self.on_note_issued(&mut swarm, job_id),
                 Some((ch, resp)) = durable_rx.recv() => ch.send(&mut swarm, resp),
                 Some(c) = self.report_checks.next() => self.on_report_checked(&mut swarm, c),
+                Some(c) = self.settle_checks.next() => self.on_settle_checked(&mut swarm, c),
                 _ = tick.tick() => self.on_tick(&mut swarm),
                 ev = swarm.select_next_some() => self.on_swarm_event(&mut swarm, ev),
                 Some(r) = stream_rx.recv() => {
@@ -1079,7 +1101,18 @@ impl Host {
                 self.on_accept_note(swarm, peer, channel, entry)
             }
             Inbound::Ok(JobRequest::PublishReport { report }) => {
-                if let Err(channel) = self.report_checks.start(peer, channel, report) {
+                let checked = self
+                    .report_checks
+                    .start((channel, report), move |(reply, bytes)| {
+                        let outcome = board::Board::check(&bytes);
+                        board::Checked {
+                            sender: peer,
+                            reply,
+                            bytes,
+                            outcome,
+                        }
+                    });
+                if let Err((channel, _)) = checked {
                     self.refuse(
                         swarm,
                         channel,
@@ -1305,10 +1338,44 @@ impl Host {
         channel: Reply,
         evidence: proto::SettledEntry,
     ) {
-        let store = &self.store;
-        let checked = admission::check_settlement(&self.id.public_key(), &evidence, |j| {
-            store.job(j).ok().flatten()
-        });
+        let (store, own_key) = (self.store.clone(), self.id.public_key());
+        let started = self
+            .settle_checks
+            .start((channel, evidence), move |(reply, evidence)| {
+                let checked = admission::check_settlement(&own_key, &evidence, |j| {
+                    store.job(j).ok().flatten()
+                });
+                SettleChecked {
+                    peer,
+                    reply,
+                    evidence,
+                    checked,
+                }
+            });
+        if let Err((channel, _)) = started {
+            self.refuse(
+                swarm,
+                channel,
+                peer,
+                None,
+                (
+                    RefuseReason::Busy,
+                    "this host is checking many acceptances; settle again later".into(),
+                ),
+            );
+        }
+    }
+
+    /// An acceptance came back from its check (both signatures, our
+    /// receipt, its job, the price rule): applied once, stored, and
+    /// confirmed once durable.
+    fn on_settle_checked(&mut self, swarm: &mut Swarm<Behaviour>, c: SettleChecked) {
+        let SettleChecked {
+            peer,
+            reply: channel,
+            evidence,
+            checked,
+        } = c;
         match checked {
             Err(admission::SettleCheck::Refused(job_id, r)) => {
                 self.refuse(swarm, channel, peer, job_id, r)
