@@ -305,13 +305,26 @@ fn list_hosts(
     faulty
 }
 
-/// The submitter's network: it knows one host's address and learns the
-/// rest from adverts gossiped through it.
-fn submitter_net(swarm: &str, nodes: &[Node]) -> NetworkConfig {
+/// The submitter's client and the hosts it discovered. It knows one
+/// host's address and learns the rest from adverts gossiped through it.
+async fn submitter_client(
+    id: Identity,
+    swarm: &str,
+    nodes: &[Node],
+) -> Result<(Client, Vec<(PeerId, Advert)>), DemoError> {
     let mut net = NetworkConfig::direct();
     net.swarm = swarm.to_string();
     net.bootstrap = vec![nodes[0].addrs()[0].to_string()];
-    net
+    let mut client = Client::new(id, &net, 16 << 20).await?;
+    let found = client
+        .discover(
+            nodes.len(),
+            |_| true,
+            Duration::from_millis(300),
+            Duration::from_secs(20),
+        )
+        .await;
+    Ok((client, found))
 }
 
 /// Fixed mode: each embedded workload on `replicas` hosts ranked by the
@@ -329,16 +342,8 @@ async fn drive(
 
     // The submitter knows one address; everything else it learns from
     // adverts gossiped through it.
-    let net = submitter_net(swarm, nodes);
-    let mut client = Client::new(Identity::from_seed(rand::random()), &net, 16 << 20).await?;
-    let found = client
-        .discover(
-            nodes.len(),
-            |_| true,
-            Duration::from_millis(300),
-            Duration::from_secs(20),
-        )
-        .await;
+    let (mut client, found) =
+        submitter_client(Identity::from_seed(rand::random()), swarm, nodes).await?;
     say(&format!(
         "submitter discovered {} host(s) from their adverts (bootstrap: host {})",
         found.len(),
@@ -535,17 +540,9 @@ async fn drive_adaptive(
     use super::submitter::{Submitter, SubmitterConfig, TaskInput, TaskStatus};
 
     let faulty = list_hosts(cfg, nodes, "  (faulty: colluding)", say);
-    let net = submitter_net(swarm, nodes);
     let state = root.join("submitter");
-    let mut client = Client::new(Identity::load_or_create(&state)?, &net, 16 << 20).await?;
-    let found = client
-        .discover(
-            nodes.len(),
-            |_| true,
-            Duration::from_millis(300),
-            Duration::from_secs(20),
-        )
-        .await;
+    let (mut client, found) =
+        submitter_client(Identity::load_or_create(&state)?, swarm, nodes).await?;
     let mut hosts = Vec::new();
     for (p, ad) in &found {
         client.connect_host(*p, ad).await?;
