@@ -793,9 +793,15 @@ impl Host {
             advertiser,
             fetcher,
             board,
+            report_checks,
+            settle_checks,
             ..
         } = self;
         drop(board);
+        // Checks still running hold store handles (a settlement's reads its
+        // job): they end before the store is closed.
+        report_checks.finish().await;
+        settle_checks.finish().await;
         acceptor.abort();
         let _ = acceptor.await;
         drop(fetcher);

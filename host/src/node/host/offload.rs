@@ -14,6 +14,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 /// One kind of offloaded work, whose results are `T`.
 pub struct Offload<T> {
+    queue_len: usize,
     queued: Arc<Semaphore>,
     running: Arc<Semaphore>,
     tx: mpsc::Sender<T>,
@@ -27,6 +28,7 @@ impl<T: Send + 'static> Offload<T> {
         let queued = queued.max(running).max(1);
         let (tx, rx) = mpsc::channel(queued);
         Offload {
+            queue_len: queued,
             queued: Arc::new(Semaphore::new(queued)),
             running: Arc::new(Semaphore::new(running.max(1))),
             tx,
@@ -61,6 +63,14 @@ impl<T: Send + 'static> Offload<T> {
         Ok(())
     }
 
+    /// Waits until every admitted piece of work has ended (what it
+    /// captured, a store handle say, is dropped by then): shutdown calls it
+    /// before the store is closed.
+    pub async fn finish(self) {
+        let all = u32::try_from(self.queue_len).unwrap_or(u32::MAX);
+        let _ = self.queued.acquire_many(all).await;
+    }
+
     /// The next finished result.
     pub async fn next(&mut self) -> Option<T> {
         self.rx.recv().await
@@ -72,7 +82,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn work_past_the_queue_is_given_back_and_the_rest_is_answered() {
+    async fn work_past_the_queue_is_given_back_the_rest_answered_and_finish_waits_for_it() {
         let mut o: Offload<u32> = Offload::new(1, 2);
         let gate = Arc::new(std::sync::Barrier::new(2));
         let g = gate.clone();
@@ -97,5 +107,19 @@ mod tests {
         // Room again once answered.
         assert!(o.start(4, |n| n).is_ok());
         assert_eq!(o.next().await, Some(4));
+
+        // `finish` returns only once admitted work has ended.
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = done.clone();
+        assert!(
+            o.start((), move |()| {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                d.store(true, std::sync::atomic::Ordering::SeqCst);
+                5
+            })
+            .is_ok()
+        );
+        o.finish().await;
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst));
     }
 }
