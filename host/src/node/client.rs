@@ -273,9 +273,14 @@ impl Client {
             addr: addr.to_string(),
             reason,
         };
-        self.swarm
-            .dial(addr.clone())
-            .map_err(|e| err(e.to_string()))?;
+        // Only this dial's own failure ends the wait: the swarm may be
+        // dialing the same peer at other addresses meanwhile (Kademlia's
+        // queries, hole punching, a dial by peer id), and one of those
+        // failing (a private address learned through the relay, say) says
+        // nothing of this one.
+        let opts = libp2p::swarm::dial_opts::DialOpts::from(addr.clone());
+        let ours = opts.connection_id();
+        self.swarm.dial(opts).map_err(|e| err(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + DIAL_TIMEOUT;
         loop {
             let ev = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
@@ -287,16 +292,18 @@ impl Client {
                     endpoint,
                     connection_id,
                     ..
-                } if expected.is_none_or(|e| e == peer_id) => {
+                } if connection_id == ours || expected == Some(peer_id) => {
                     self.track(peer_id, connection_id, &endpoint);
                     self.remotes
                         .insert(peer_id, endpoint.get_remote_address().clone());
                     self.prefer_direct(peer_id).await;
                     return Ok(peer_id);
                 }
-                SwarmEvent::OutgoingConnectionError { peer_id, error, .. }
-                    if expected.is_none() || peer_id == expected =>
-                {
+                SwarmEvent::OutgoingConnectionError {
+                    connection_id,
+                    error,
+                    ..
+                } if connection_id == ours => {
                     return Err(err(error.to_string()));
                 }
                 other => self.on_event(other),
@@ -943,4 +950,61 @@ pub fn chunk_range(req: &BlobRequest, len: usize) -> std::ops::Range<usize> {
     let start = usize::try_from(req.offset).unwrap_or(usize::MAX).min(len);
     let end = start + (req.len.min(BLOB_CHUNK) as usize).min(len - start);
     start..end
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+
+    use super::*;
+    use crate::node::{HostOptions, spawn_host};
+
+    /// The submitter behind NAT B once gave up on a host it was reaching
+    /// through a relay because another dial of the same host (Kademlia's,
+    /// at a private address the relay had learned) failed meanwhile: a
+    /// connect ends on its own dial's failure only.
+    #[tokio::test]
+    async fn another_dial_of_the_same_peer_failing_does_not_fail_a_connect() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::NodeConfig::default();
+        config.network.mdns = false;
+        let host = spawn_host(HostOptions {
+            config,
+            data_dir: dir.path().to_path_buf(),
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            faulty: Default::default(),
+        })
+        .await
+        .unwrap();
+        let good = host.addr("tcp").unwrap();
+        // A port nobody listens on: a dial there is refused at once, well
+        // before the good dial's handshakes are over.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = dead.local_addr().unwrap().port();
+        drop(dead);
+        let bad: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+
+        let mut c = Client::new(
+            Identity::from_seed(rand::random()),
+            &NetworkConfig::direct(),
+            16 << 20,
+        )
+        .await
+        .unwrap();
+        c.swarm
+            .dial(
+                DialOpts::peer_id(host.peer_id)
+                    .addresses(vec![bad])
+                    .condition(PeerCondition::Always)
+                    .build(),
+            )
+            .unwrap();
+        let reached = c
+            .connect(&crate::net::with_peer_id(&good, host.peer_id))
+            .await
+            .expect("the connect's own dial succeeds");
+        assert_eq!(reached, host.peer_id);
+        assert!(c.is_connected(&host.peer_id));
+        host.shutdown().await;
+    }
 }
