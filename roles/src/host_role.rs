@@ -22,8 +22,20 @@ use serde::{Deserialize, Serialize};
 use crate::havoc::{CrisisDetector, CrisisEvent, HavocAction, HavocConfig};
 use crate::id::{Millis, NodeId};
 use crate::role::BiologicalRole;
-use crate::switching::RoleSwitch;
 use crate::threshold::{CasteConfig, ResponseThresholds};
+
+/// One logged role change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoleSwitch {
+    /// When.
+    pub at: Millis,
+    /// Old role.
+    pub from: BiologicalRole,
+    /// New role.
+    pub to: BiologicalRole,
+    /// Why, with the numbers that decided it.
+    pub reason: String,
+}
 
 /// How a host changes role.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -13,7 +13,8 @@
 //! * [`MemorySnapshot`] (Memory) and [`TrustSource`] (Trust).
 //! * [`Election`] and [`GroupSummary`] (Alpha / Bravo / Super hierarchy).
 //! * [`ResourcePolicy`]: when the volunteer's host takes new work.
-//! * [`RoleSwitcher`]: role changes with hysteresis and a reasoned log.
+//! * [`HostRole`]: a live host's role (Young, then Caste; Havoc in a
+//!   crisis) with a reasoned log of its switches.
 //! * [`taxonomy()`]: the named node types, each a composition of the above.
 
 // Config validation writes `!(x > 0.0)` on purpose: unlike `x <= 0.0` it
@@ -32,7 +33,6 @@ mod pheromone;
 mod policy;
 mod role;
 pub mod sim;
-mod switching;
 mod taxonomy;
 mod threshold;
 mod trust;
@@ -43,14 +43,13 @@ pub use election::{Candidate, Elected, Election, ElectionConfig, ElectionEvent};
 pub use error::RolesError;
 pub use havoc::{CrisisDetector, CrisisEvent, CrisisState, HavocAction, HavocConfig};
 pub use hierarchy::{GroupSummary, Level};
-pub use host_role::{HostRole, HostRoleConfig};
+pub use host_role::{HostRole, HostRoleConfig, RoleSwitch};
 pub use id::{Millis, NodeId};
 pub use memory::{MemorySnapshot, SNAPSHOT_VERSION};
 pub use pheromone::{PheromoneTable, ThermalConfig};
 pub use policy::{DAY_MS, PolicyConfig, ResourcePolicy, Stop};
 pub use role::BiologicalRole;
-pub use switching::{NetworkState, RoleSwitch, RoleSwitcher, SwitchConfig};
 pub use taxonomy::{NodeConfig, NodeType, taxonomy};
 pub use threshold::{CasteConfig, ResponseThresholds, TaskClass};
-pub use trust::{TrustScores, TrustSource, trust_weighted};
+pub use trust::{TrustScores, TrustSource};
 pub use young::{Bootstrap, BootstrapAction, BootstrapEvent, ElderInfo, YoungConfig};

@@ -13,7 +13,6 @@ use crate::havoc::HavocConfig;
 use crate::id::Millis;
 use crate::pheromone::ThermalConfig;
 use crate::role::BiologicalRole;
-use crate::switching::SwitchConfig;
 use crate::threshold::CasteConfig;
 use crate::young::YoungConfig;
 
@@ -31,8 +30,6 @@ pub struct NodeConfig {
     pub young: YoungConfig,
     /// Election parameters for Alpha/Bravo/Super.
     pub election: ElectionConfig,
-    /// Role switching hysteresis.
-    pub switch: SwitchConfig,
     /// Memory settings and summary cadence.
     pub memory: MemoryConfig,
 }
@@ -70,7 +67,6 @@ impl NodeConfig {
         self.havoc.validate()?;
         self.young.validate()?;
         self.election.validate()?;
-        self.switch.validate()?;
         if self.memory.period_ms == 0
             || self.memory.capacity == 0
             || self.memory.summary_period_ms == 0
@@ -99,7 +95,6 @@ impl NodeConfig {
             "young.elders" => self.young.elders = v as usize,
             "young.min_experience" => self.young.min_experience = v as u64,
             "young.min_trust" => self.young.min_trust = v,
-            "switch.trust_suspicion" => self.switch.trust_suspicion = v,
             "election.incumbent_bonus" => self.election.incumbent_bonus = v,
             "election.uptime_full_ms" => self.election.uptime_full_ms = ms,
             "election.min_tier" => self.election.min_tier = v as u8,
@@ -265,7 +260,7 @@ const FAMILIES: &[Family] = &[
     Family {
         prefix: "trust",
         base: &[R::Trust, R::Young],
-        what: "gates learning and placement by reputation",
+        what: "learns only from elders it trusts",
         a: (
             "young.min_trust",
             [
@@ -275,11 +270,11 @@ const FAMILIES: &[Family] = &[
             ],
         ),
         b: (
-            "switch.trust_suspicion",
+            "young.elders",
             [
-                ("watchful", 0.02, "takes the Trust role at 2% bad results"),
-                ("tolerant", 0.25, "at 25%"),
-                ("lax", 0.5, "at 50%"),
+                ("lone", 1.0, "takes one trusted elder's word"),
+                ("panel", 3.0, "weighs three elders, so one liar is outvoted"),
+                ("jury", 12.0, "weighs twelve elders"),
             ],
         ),
     },

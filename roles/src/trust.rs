@@ -48,9 +48,3 @@ impl<F: Fn(NodeId) -> f64> TrustSource for F {
         self(node).clamp(0.0, 1.0)
     }
 }
-
-/// Scales a placement heuristic by trust: untrusted hosts get less work
-/// (never zero, so a new host can still earn reputation).
-pub fn trust_weighted(heuristic: f64, trust: f64) -> f64 {
-    heuristic * (0.1 + 0.9 * trust.clamp(0.0, 1.0))
-}
