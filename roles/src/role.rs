@@ -9,8 +9,8 @@ use crate::error::RolesError;
 
 /// The role a node currently plays. A node plays one role at a time; a live
 /// host's [`crate::HostRole`] moves it between Young, Caste and Havoc from
-/// what it observes. Names match the design document, and `FromStr` accepts them in
-/// any case so CLI flags and config files can spell them naturally.
+/// what it observes. Names match the design document, and `FromStr` accepts
+/// them in any case so CLI flags and config files can spell them naturally.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum BiologicalRole {
     /// New node learning from trusted elders instead of starting cold.

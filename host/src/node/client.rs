@@ -12,6 +12,7 @@ use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::mpsc;
 
@@ -278,7 +279,7 @@ impl Client {
         // queries, hole punching, a dial by peer id), and one of those
         // failing (a private address learned through the relay, say) says
         // nothing of this one.
-        let opts = libp2p::swarm::dial_opts::DialOpts::from(addr.clone());
+        let opts = DialOpts::from(addr.clone());
         let ours = opts.connection_id();
         self.swarm.dial(opts).map_err(|e| err(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + DIAL_TIMEOUT;
@@ -954,7 +955,7 @@ pub fn chunk_range(req: &BlobRequest, len: usize) -> std::ops::Range<usize> {
 
 #[cfg(test)]
 mod tests {
-    use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+    use libp2p::swarm::dial_opts::PeerCondition;
 
     use super::*;
     use crate::node::{HostOptions, spawn_host};
