@@ -13,6 +13,12 @@ const WORKLOADS: &[(&str, &str, &str, &str)] = &[
     ("wl-echo", "wasm32-wasip2", "wl_echo.wasm", ""),
     ("wl-sleep", "wasm32-wasip2", "wl_sleep.wasm", ""),
     (
+        "wl-tensor-probe",
+        "wasm32-wasip2",
+        "wl_tensor_probe.wasm",
+        "",
+    ),
+    (
         "wl-matmul",
         "wasm32-wasip2",
         "wl_matmul.wasm",

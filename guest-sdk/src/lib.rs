@@ -2,7 +2,9 @@
 //!
 //! A biop2p workload is a WebAssembly component of the world
 //! `biop2p:workload/workload@0.1.0` (see `wit/workload.wit`): it imports the
-//! `host` interface (progress and log) and exports
+//! `host` interface (progress and log), and, if it uses them, `tensor`
+//! (matrix products run natively by the host) and `data` (whole data
+//! files in one call); it exports
 //! `run: func(input: list<u8>) -> result<list<u8>, string>`.
 //!
 //! This crate generates the bindings once and gives you:
@@ -10,7 +12,8 @@
 //! * [`workload!`] — export a byte-level `run` from a closure or a function;
 //! * [`json_workload!`] — export a typed `run`: the input is decoded from JSON
 //!   into your type, your result is encoded back to JSON;
-//! * [`progress`] and the [`log`] module — safe wrappers over the host imports.
+//! * [`progress`] and the [`log`] module — safe wrappers over the host imports;
+//! * [`tensor`] — matrix products run natively by the host, metered.
 //!
 //! ```ignore
 //! biop2p_guest::workload!(|input: Vec<u8>| -> Result<Vec<u8>, String> { Ok(input) });
@@ -117,6 +120,47 @@ pub mod log {
     /// Write an error line.
     pub fn error(message: &str) {
         log(Level::Error, message);
+    }
+}
+
+/// Tensor operations run by the host natively (`biop2p:workload/tensor`):
+/// the heavy kernels of AI work at native speed, with the same bits on
+/// every host and a cost in meter units fixed by the shapes.
+///
+/// Natively (for unit tests) the same kernel runs in-process.
+pub mod tensor {
+    /// `a` (`m × k`, row-major) times the transpose of `b` (`n × k`,
+    /// row-major): the `m × n` product, row-major. This is a linear layer's
+    /// `x · Wᵀ` with `W` as it is stored. `Err` names a bad shape.
+    pub fn matmul_bt(a: &[f32], b: &[f32], m: u32, k: u32, n: u32) -> Result<Vec<f32>, String> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            crate::__bindings::biop2p::workload::tensor::matmul_bt(a, b, m, k, n)
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let shape = tensor_kernel::Shape::check(a.len(), b.len(), m, k, n, u64::MAX)
+                .map_err(|e| format!("matmul-bt: {e}"))?;
+            Ok(tensor_kernel::matmul_bt(a, b, shape))
+        }
+    }
+}
+
+/// The task's read-only data files (`--data NAME=FILE`, at `/data/NAME`).
+pub mod data {
+    /// The whole of the data file `name`, in one host call (WASI reads
+    /// 64 KiB per call; a model's weights are tens of megabytes). Natively,
+    /// reads `/data/NAME`.
+    pub fn read(name: &str) -> Result<Vec<u8>, String> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            crate::__bindings::biop2p::workload::data::read(name)
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let path = format!("/data/{name}");
+            std::fs::read(&path).map_err(|e| format!("cannot read {path}: {e}"))
+        }
     }
 }
 
@@ -276,6 +320,16 @@ mod tests {
         assert_eq!(out, b"true");
         let out = crate::json::call(b"", |(): ()| Ok::<_, String>("unit")).unwrap();
         assert_eq!(out, br#""unit""#);
+    }
+
+    #[test]
+    fn matmul_bt_natively_is_the_product_and_names_a_bad_shape() {
+        // [[1, 2], [3, 4]] · [[5, 6], [7, 8]]ᵀ
+        let c = crate::tensor::matmul_bt(&[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0, 7.0, 8.0], 2, 2, 2)
+            .unwrap();
+        assert_eq!(c, [17.0, 23.0, 39.0, 53.0]);
+        let e = crate::tensor::matmul_bt(&[1.0], &[1.0], 2, 1, 1).unwrap_err();
+        assert!(e.contains("a has 1 values"), "{e}");
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub const EMBED: &[u8] = include_bytes!(env!("BIOP2P_WASM_WL_EMBED"));
 /// A component that sleeps for the seconds in its input (virtual time).
 pub const SLEEP: &[u8] = include_bytes!(env!("BIOP2P_WASM_WL_SLEEP"));
 
+/// A test component that calls the tensor and data interfaces as its input
+/// says (see `workloads/tensor-probe`).
+pub const TENSOR_PROBE: &[u8] = include_bytes!(env!("BIOP2P_WASM_WL_TENSOR_PROBE"));
+
 /// Every embedded workload.
 pub const ALL: &[Builtin] = &[
     Builtin {
@@ -67,6 +71,11 @@ pub const ALL: &[Builtin] = &[
         name: "sleep",
         description: "component: sleeps for the seconds in its input; guest time is virtual, so it returns at once",
         bytes: SLEEP,
+    },
+    Builtin {
+        name: "tensor-probe",
+        description: "component: calls the host's tensor and data interfaces as its input says (`matmul M K N A_LEN B_LEN SPIN`, `data NAME`); for tests",
+        bytes: TENSOR_PROBE,
     },
 ];
 

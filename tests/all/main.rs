@@ -20,4 +20,5 @@ mod network;
 mod replicas;
 mod sandbox;
 mod swarm;
+mod tensor;
 mod trust;

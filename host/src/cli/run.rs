@@ -18,7 +18,7 @@ const MAX_INPUT: u64 = 256 << 20;
 pub struct Args {
     /// The module: a component, a WASI p1 command module, a `.wat` file, or
     /// `builtin:NAME` for an embedded workload (echo, echo-p1, matmul, mlp,
-    /// digits, embed, sleep).
+    /// digits, embed, sleep, tensor-probe).
     file: String,
     /// The input: a file, or `-` for stdin. Default: empty.
     #[arg(long)]

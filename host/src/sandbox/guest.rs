@@ -94,6 +94,9 @@ pub(crate) struct ComponentMeter {
     pub(crate) last: i64,
     /// The counter ran out (in guest code or at a host call).
     pub(crate) exhausted: bool,
+    /// What host calls cost since the last `sync` beyond their flat charge
+    /// (tensor operations), taken from the guest's counter at `settle`.
+    pub(crate) pending: i64,
 }
 
 impl ComponentMeter {
@@ -131,6 +134,53 @@ impl ComponentMeter {
     }
 }
 
+impl ComponentMeter {
+    /// A host call costs `units` more than its flat charge: refused with
+    /// `OutOfFuel` before any work if the count as of the `sync` just
+    /// before it cannot pay, else owed until the `settle` right after it.
+    /// Returns false when the meter is not running (the unmetered and fuel
+    /// engines), where the caller charges by its own means.
+    pub(crate) fn charge(&mut self, units: u64) -> wasmtime::Result<bool> {
+        if !self.started {
+            return Ok(false);
+        }
+        let units = units.min(i64::MAX as u64) as i64;
+        if self.last < units {
+            self.exhausted = true;
+            self.last = 0;
+            return Err(wasmtime::Trap::OutOfFuel.into());
+        }
+        self.last -= units;
+        self.pending += units;
+        Ok(true)
+    }
+
+    /// `settle(counter) -> counter`, after every host call: the counter
+    /// less what the call owes ([`charge`](Self::charge)), where a debit
+    /// note due is also asked for.
+    pub(crate) fn settle(&mut self, counter: i64) -> wasmtime::Result<i64> {
+        let owed = std::mem::take(&mut self.pending);
+        if owed == 0 {
+            return Ok(counter);
+        }
+        match self.budget.at_host_call(counter, owed) {
+            Ok(c) => {
+                self.last = c;
+                Ok(c)
+            }
+            Err(None) => {
+                self.exhausted = true;
+                self.last = 0;
+                Err(wasmtime::Trap::OutOfFuel.into())
+            }
+            Err(Some(unpaid)) => {
+                self.last = self.budget.cap - unpaid.fuel as i64;
+                Err(wasmtime::Error::new(unpaid))
+            }
+        }
+    }
+}
+
 /// Store state of a component (workload or WASI command).
 pub(crate) struct ComponentState {
     pub(crate) wasi: WasiCtx,
@@ -139,6 +189,8 @@ pub(crate) struct ComponentState {
     pub(crate) report: GuestReport,
     pub(crate) time: super::wasi::VirtualTime,
     pub(crate) meter: ComponentMeter,
+    /// The task's data files (name, host path), for `biop2p:workload/data`.
+    pub(crate) data: Vec<(String, std::path::PathBuf)>,
 }
 
 impl WasiView for ComponentState {

@@ -18,6 +18,7 @@ mod pool;
 mod run;
 mod scratch;
 mod sleep;
+mod tensor;
 mod wasi;
 
 pub use cache::{CacheSource, CacheStats};

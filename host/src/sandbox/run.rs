@@ -182,12 +182,24 @@ impl Runtime {
         let mut component: ComponentLinker<ComponentState> = ComponentLinker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut component)?;
         super::sleep::shadow_component(&mut component)?;
-        Workload::add_to_linker::<_, HasSelf<GuestReport>>(&mut component, |s| &mut s.report)?;
-        // The metered component's line to the host (`sandbox::meter`).
+        // The world's `host` interface; `tensor` needs the meter, so it is
+        // added by hand (`sandbox::tensor`).
+        super::guest::bindings::biop2p::workload::host::add_to_linker::<_, HasSelf<GuestReport>>(
+            &mut component,
+            |s| &mut s.report,
+        )?;
+        super::tensor::add_to_linker(&mut component)?;
+        // The metered component's lines to the host (`sandbox::meter`).
         component.root().func_wrap(
             super::meter::SYNC_IMPORT,
             |mut store: StoreContextMut<'_, ComponentState>, (counter,): (i64,)| {
                 store.data_mut().meter.sync(counter).map(|c| (c,))
+            },
+        )?;
+        component.root().func_wrap(
+            super::meter::SETTLE_IMPORT,
+            |mut store: StoreContextMut<'_, ComponentState>, (counter,): (i64,)| {
+                store.data_mut().meter.settle(counter).map(|c| (c,))
             },
         )?;
         Ok(Runtime {
@@ -397,7 +409,7 @@ impl Sandbox {
             None
         };
         let output_limit = usize::try_from(task.limits.output_bytes).unwrap_or(usize::MAX);
-        let (mut builder, stdio) = wasi::builder(
+        let (mut builder, mut stdio) = wasi::builder(
             seed,
             match &*prepared {
                 // A workload gets its input as the argument of `run`.
@@ -441,6 +453,13 @@ impl Sandbox {
                 "could not mount /data: {e}"
             )));
             return result;
+        }
+        if let Some(m) = &data {
+            stdio.data = task
+                .data
+                .iter()
+                .map(|f| (f.name.clone(), m.host_path().join(&f.name)))
+                .collect();
         }
         let limiter = TaskLimiter::new(task.limits.memory_bytes);
         let start = Instant::now();
@@ -637,7 +656,7 @@ fn component_store(
     engine: &Engine,
     mut builder: wasmtime_wasi::WasiCtxBuilder,
     limiter: TaskLimiter,
-    time: wasi::VirtualTime,
+    stdio: &wasi::Stdio,
 ) -> Store<ComponentState> {
     let mut store = Store::new(
         engine,
@@ -646,8 +665,9 @@ fn component_store(
             table: ResourceTable::new(),
             limiter,
             report: GuestReport::default(),
-            time,
+            time: stdio.time.clone(),
             meter: ComponentMeter::default(),
+            data: stdio.data.clone(),
         },
     );
     store.limiter(|s| &mut s.limiter);
@@ -722,6 +742,9 @@ fn component_left(
         };
     }
     let last = m.last;
+    // A charge not yet settled (the guest returned, or trapped, right
+    // after the host call) is still owed.
+    let owed = m.pending;
     if returned && let Some(instance) = instance {
         let read = (|| {
             let f = instance.get_typed_func::<(), (i64,)>(&mut *store, get)?;
@@ -729,6 +752,7 @@ fn component_left(
             wasmtime::Result::<i64>::Ok(v)
         })();
         if let Ok(v) = read {
+            let v = v.saturating_sub(owed);
             return Left {
                 left: v.max(0) as u64,
                 exhausted: v < 0,
@@ -773,7 +797,7 @@ fn run_workload(
     input: &[u8],
     stdio: &wasi::Stdio,
 ) -> RunOutcome {
-    let mut store = component_store(pre.engine(), builder, limiter, stdio.time.clone());
+    let mut store = component_store(pre.engine(), builder, limiter, stdio);
     store.data_mut().meter.budget = Segments::new(budget.cap, budget.debit.clone());
     let mut instance = None;
     let mut returned = false;
@@ -802,7 +826,7 @@ fn run_command(
     budget: &Budget,
     stdio: &wasi::Stdio,
 ) -> RunOutcome {
-    let mut store = component_store(pre.engine(), builder, limiter, stdio.time.clone());
+    let mut store = component_store(pre.engine(), builder, limiter, stdio);
     store.data_mut().meter.budget = Segments::new(budget.cap, budget.debit.clone());
     let mut instance = None;
     let mut returned = false;

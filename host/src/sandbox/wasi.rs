@@ -88,6 +88,9 @@ pub(crate) struct Stdio {
     pub(crate) stderr: BoundedOutput,
     /// The task's clocks, for the sleep functions the host answers itself.
     pub(crate) time: VirtualTime,
+    /// The task's read-only data files (name, host path), for
+    /// `biop2p:workload/data` (`sandbox::tensor`).
+    pub(crate) data: Vec<(String, std::path::PathBuf)>,
 }
 
 /// The output limit was crossed: the write that crossed it traps the guest.
@@ -247,6 +250,7 @@ pub(crate) fn builder(
             stdout,
             stderr,
             time,
+            data: Vec::new(),
         },
     )
 }

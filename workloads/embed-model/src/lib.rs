@@ -18,7 +18,7 @@
 pub mod model;
 pub mod tokenizer;
 
-pub use model::{HIDDEN, Model};
+pub use model::{HIDDEN, MatmulBt, Model};
 pub use tokenizer::{MAX_TOKENS, Tokenizer};
 
 /// Bytes before the values in the output format.
@@ -44,6 +44,9 @@ pub enum EmbedError {
     /// candle failed (reading the safetensors, a shape, an operation).
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
+    /// The tensor interface refused a product.
+    #[error("tensor: {0}")]
+    Tensor(String),
 }
 
 /// The tokenizer and the model, loaded once and used for many sentences.
@@ -72,12 +75,23 @@ impl Embedder {
     pub fn embed(
         &self,
         sentences: &[&str],
+        progress: impl FnMut(f32),
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_with(sentences, None, progress)
+    }
+
+    /// [`embed`](Self::embed) with the linear layers' products computed by
+    /// `mm` (see [`MatmulBt`]).
+    pub fn embed_with(
+        &self,
+        sentences: &[&str],
+        mm: Option<MatmulBt<'_>>,
         mut progress: impl FnMut(f32),
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut out = Vec::with_capacity(sentences.len());
         for chunk in sentences.chunks(SUB_BATCH) {
             let ids: Vec<Vec<u32>> = chunk.iter().map(|s| self.tokenizer.encode(s)).collect();
-            out.extend(self.model.embed(&ids)?);
+            out.extend(self.model.embed_with(&ids, mm)?);
             progress(out.len() as f32 / sentences.len() as f32);
         }
         Ok(out)

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Storage, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear};
 
 use crate::EmbedError;
@@ -22,14 +22,53 @@ const LAYERS: usize = 6;
 /// `layer_norm_eps` of the model's config.
 const EPS: f64 = 1e-12;
 
+/// Computes `a · bᵀ` for `a` of `m × k` and `b` of `n × k`, both row-major:
+/// the linear layers' products, which are nearly all of the model's
+/// arithmetic. The sandboxed workload passes the host's tensor interface
+/// (`biop2p_guest::tensor::matmul_bt`); without one, candle computes them.
+pub type MatmulBt<'a> = &'a dyn Fn(&[f32], &[f32], u32, u32, u32) -> Result<Vec<f32>, String>;
+
+/// A linear layer whose product can be computed elsewhere.
+struct Dense {
+    linear: Linear,
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Dense {
+    fn forward(&self, x: &Tensor, mm: Option<MatmulBt<'_>>) -> Result<Tensor, EmbedError> {
+        let Some(mm) = mm else {
+            return Ok(self.linear.forward(x)?);
+        };
+        let mut dims = x.dims().to_vec();
+        let k = dims.last().copied().unwrap_or(0);
+        let (n, _) = self.weight.dims2()?;
+        let m = x.elem_count() / k.max(1);
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let (storage, layout) = self.weight.storage_and_layout();
+        // The weights as stored (loaded contiguous), without a copy.
+        let w = match (&*storage, layout.contiguous_offsets()) {
+            (Storage::Cpu(c), Some((from, to))) => &c.as_slice::<f32>()?[from..to],
+            _ => return Err(EmbedError::Weights("weights are not contiguous f32".into())),
+        };
+        let dim = |v: usize| u32::try_from(v).map_err(|_| EmbedError::Input(format!("{v} rows")));
+        let out = mm(&xs, w, dim(m)?, dim(k)?, dim(n)?).map_err(EmbedError::Tensor)?;
+        drop(storage);
+        if let Some(last) = dims.last_mut() {
+            *last = n;
+        }
+        Ok(Tensor::from_vec(out, dims, x.device())?.broadcast_add(&self.bias)?)
+    }
+}
+
 struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attn_out: Linear,
+    query: Dense,
+    key: Dense,
+    value: Dense,
+    attn_out: Dense,
     attn_norm: LayerNorm,
-    inter: Linear,
-    out: Linear,
+    inter: Dense,
+    out: Dense,
     out_norm: LayerNorm,
 }
 
@@ -67,10 +106,14 @@ impl Weights {
         Ok(t)
     }
 
-    fn linear(&mut self, p: &str, out: usize, inp: usize) -> Result<Linear, EmbedError> {
-        let w = self.take(&format!("{p}.weight"), &[out, inp])?;
-        let b = self.take(&format!("{p}.bias"), &[out])?;
-        Ok(Linear::new(w, Some(b)))
+    fn linear(&mut self, p: &str, out: usize, inp: usize) -> Result<Dense, EmbedError> {
+        let weight = self.take(&format!("{p}.weight"), &[out, inp])?;
+        let bias = self.take(&format!("{p}.bias"), &[out])?;
+        Ok(Dense {
+            linear: Linear::new(weight.clone(), Some(bias.clone())),
+            weight,
+            bias,
+        })
     }
 
     fn norm(&mut self, p: &str) -> Result<LayerNorm, EmbedError> {
@@ -127,6 +170,16 @@ impl Model {
     /// (each `[CLS] … [SEP]`, at most 512 long): the batch is padded to its
     /// longest sequence, padding is masked out of attention and pooling.
     pub fn embed(&self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_with(batch, None)
+    }
+
+    /// [`embed`](Self::embed) with the linear layers' products computed by
+    /// `mm` (see [`MatmulBt`]).
+    pub fn embed_with(
+        &self,
+        batch: &[Vec<u32>],
+        mm: Option<MatmulBt<'_>>,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let b = batch.len();
         let len = batch.iter().map(Vec::len).max().unwrap_or(0);
         if b == 0 {
@@ -157,7 +210,7 @@ impl Model {
         // 0 where attended, -10000 on padding: added to the scores.
         let bias = mask.affine(10000.0, -10000.0)?.reshape((b, 1, 1, len))?;
         for l in &self.layers {
-            x = l.forward(&x, &bias)?;
+            x = l.forward(&x, &bias, mm)?;
         }
         let m = mask.unsqueeze(2)?;
         let sum = x.broadcast_mul(&m)?.sum(1)?;
@@ -168,15 +221,20 @@ impl Model {
 }
 
 impl Layer {
-    fn forward(&self, x: &Tensor, bias: &Tensor) -> Result<Tensor, EmbedError> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        bias: &Tensor,
+        mm: Option<MatmulBt<'_>>,
+    ) -> Result<Tensor, EmbedError> {
         let (b, len, _) = x.dims3()?;
         let d = HIDDEN / HEADS;
         let heads = |t: Tensor| -> candle_core::Result<Tensor> {
             t.reshape((b, len, HEADS, d))?.transpose(1, 2)?.contiguous()
         };
-        let q = heads(self.query.forward(x)?)?;
-        let k = heads(self.key.forward(x)?)?;
-        let v = heads(self.value.forward(x)?)?;
+        let q = heads(self.query.forward(x, mm)?)?;
+        let k = heads(self.key.forward(x, mm)?)?;
+        let v = heads(self.value.forward(x, mm)?)?;
         let scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?.broadcast_add(bias)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let ctx = probs
@@ -186,9 +244,9 @@ impl Layer {
             .reshape((b, len, HIDDEN))?;
         let a = self
             .attn_norm
-            .forward(&(self.attn_out.forward(&ctx)? + x)?)?;
-        let h = self.inter.forward(&a)?.gelu_erf()?;
-        let o = (self.out.forward(&h)? + &a)?;
+            .forward(&(self.attn_out.forward(&ctx, mm)? + x)?)?;
+        let h = self.inter.forward(&a, mm)?.gelu_erf()?;
+        let o = (self.out.forward(&h, mm)? + &a)?;
         Ok(self.out_norm.forward(&o)?)
     }
 }

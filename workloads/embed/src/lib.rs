@@ -1,5 +1,9 @@
-//! biop2p AI workload: all-MiniLM-L6-v2 sentence embeddings, run in pure
-//! wasm (candle's CPU backend, simd128).
+//! biop2p AI workload: all-MiniLM-L6-v2 sentence embeddings. The linear
+//! layers' products (nearly all of the arithmetic) go to the host's tensor
+//! interface, which runs them natively and meters them by their shapes;
+//! the rest runs in wasm on candle's CPU backend (simd128). With the
+//! argument `--pure-wasm` everything runs in wasm, as the fallback and the
+//! baseline the interface is measured against.
 //!
 //! The input is UTF-8 text, one sentence per line; the output is the
 //! sentences' L2-normalised 384-dimensional embeddings in the `EMB1`
@@ -10,9 +14,7 @@
 //! embedded in sub-batches, each padded to its longest sentence.
 
 fn read(name: &str) -> Result<Vec<u8>, String> {
-    let path = format!("/data/{name}");
-    std::fs::read(&path)
-        .map_err(|e| format!("cannot read {path} (attach it with --data {name}=FILE): {e}"))
+    biop2p_guest::data::read(name).map_err(|e| format!("{e} (attach it with --data {name}=FILE)"))
 }
 
 /// The workload: embeds the lines of `input`.
@@ -32,8 +34,10 @@ pub fn run(input: &[u8]) -> Result<Vec<u8>, String> {
         let model = read("model")?;
         embed_model::Embedder::load(&model, &vocab).map_err(|e| e.to_string())?
     };
+    let pure = std::env::args().any(|a| a == "--pure-wasm");
+    let host: embed_model::MatmulBt<'_> = &biop2p_guest::tensor::matmul_bt;
     let e = embedder
-        .embed(&sentences, biop2p_guest::progress)
+        .embed_with(&sentences, (!pure).then_some(host), biop2p_guest::progress)
         .map_err(|e| e.to_string())?;
     Ok(embed_model::encode(&e))
 }

@@ -12,20 +12,25 @@
 //! (type (func (param "g" s64) (result s64)))        ;; type 0
 //! (type (func (result s64)))                         ;; type 1
 //! (import "biop2p-meter-sync" (func (type 0)))       ;; func 0
+//! (import "biop2p-meter-settle" (func (type 0)))     ;; func 1
 //! (core func (canon lower (func 0)))                 ;; core func 0
-//! (core instance (export "sync" (func 0)))           ;; core instance 0
+//! (core func (canon lower (func 1)))                 ;; core func 1
+//! (core instance (export "sync" (func 0)) (export "settle" (func 1)))  ;; core instance 0
 //! (core module $meter ...)                           ;; module 0
 //! (core instance (instantiate $meter (with "m" (instance 0))))  ;; core instance 1
-//! (alias core export 1 "get" (core func))            ;; core func 1
-//! (func (canon lift (core func 1)) (type 1))         ;; func 1
-//! (export "biop2p-meter-get" (func 1))               ;; func 2
+//! (alias core export 1 "get" (core func))            ;; core func 2
+//! (func (canon lift (core func 2)) (type 1))         ;; func 2
+//! (export "biop2p-meter-get" (func 2))               ;; func 3
 //! ```
 //!
 //! `$meter` owns the counter global; its start function sets it from the
 //! host (`sync` called first returns the task's budget). Every embedded
 //! module imports the counter and `sync` from core instance 1, and calls
 //! `sync` before each call into the host, so the host charges host calls
-//! and knows the exact count at each. The host reads the final count through
+//! and knows the exact count at each, and `settle` after it, which takes
+//! what the call cost beyond its flat charge (a tensor operation is charged
+//! by its shapes, and its result must not leave guest code running on
+//! units that are already spent). The host reads the final count through
 //! the lifted `biop2p-meter-get` after a normal return; after a trap, the
 //! count at the guest's last host call is what is left (every result a guest
 //! can communicate passes through a host call or the return, so nothing it
@@ -52,12 +57,12 @@ use wasmparser::{
 };
 
 use super::module::{Mode, names, rewrite, unique};
-use super::{GET_EXPORT, SYNC_IMPORT};
+use super::{GET_EXPORT, SETTLE_IMPORT, SYNC_IMPORT};
 
 /// Items the prologue adds to each index space (all at the front).
 const ADDED_COMPONENT_TYPES: u32 = 2;
-const ADDED_COMPONENT_FUNCS: u32 = 3;
-const ADDED_CORE_FUNCS: u32 = 2;
+const ADDED_COMPONENT_FUNCS: u32 = 4;
+const ADDED_CORE_FUNCS: u32 = 3;
 const ADDED_CORE_INSTANCES: u32 = 2;
 const ADDED_MODULES: u32 = 1;
 /// The meter's core instance, which embedded modules import from.
@@ -67,11 +72,13 @@ const METER_INSTANCE: u32 = 1;
 const METER_MODULE: &str = r#"
 (module
   (import "m" "sync" (func $sync (param i64) (result i64)))
+  (import "m" "settle" (func $settle (param i64) (result i64)))
   (global $g (mut i64) (i64.const 0))
   (func $init (global.set $g (call $sync (i64.const 0))))
   (func (export "get") (result i64) (global.get $g))
   (export "g" (global $g))
   (export "sync" (func $sync))
+  (export "settle" (func $settle))
   (start $init))
 "#;
 
@@ -268,12 +275,17 @@ fn prologue(out: &mut Component) -> Result<(), String> {
     out.section(&types);
     let mut imports = ComponentImportSection::new();
     imports.import(SYNC_IMPORT, ComponentTypeRef::Func(0));
+    imports.import(SETTLE_IMPORT, ComponentTypeRef::Func(0));
     out.section(&imports);
     let mut canon = CanonicalFunctionSection::new();
     canon.lower(0, []);
+    canon.lower(1, []);
     out.section(&canon);
     let mut bundle = InstanceSection::new();
-    bundle.export_items([("sync", ExportKind::Func, 0)]);
+    bundle.export_items([
+        ("sync", ExportKind::Func, 0),
+        ("settle", ExportKind::Func, 1),
+    ]);
     out.section(&bundle);
     let meter = wat::parse_str(METER_MODULE).map_err(|e| e.to_string())?;
     out.section(&RawSection {
@@ -291,10 +303,10 @@ fn prologue(out: &mut Component) -> Result<(), String> {
     });
     out.section(&alias);
     let mut lift = CanonicalFunctionSection::new();
-    lift.lift(1, 1, []);
+    lift.lift(2, 1, []);
     out.section(&lift);
     let mut exports = ComponentExportSection::new();
-    exports.export(GET_EXPORT, ComponentExportKind::Func, 1, None);
+    exports.export(GET_EXPORT, ComponentExportKind::Func, 2, None);
     out.section(&exports);
     Ok(())
 }

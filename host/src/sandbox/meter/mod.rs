@@ -13,7 +13,9 @@
 //! `memory.init` one unit per 64 bytes, `memory.grow` 1024 units per 64 KiB
 //! page asked for, `table.grow`, `table.fill`, `table.copy` and `table.init`
 //! one unit per 8 elements; and each call into the host costs
-//! [`HOST_CALL_UNITS`](super::run::HOST_CALL_FUEL). The counts are what
+//! [`HOST_CALL_UNITS`](super::run::HOST_CALL_FUEL); a tensor operation of
+//! `biop2p:workload/tensor` costs what `tensor_kernel::Shape::cost` says
+//! (one unit per multiply-add, one per 16 values copied). The counts are what
 //! receipts, prices and `--timeout` use.
 //!
 //! # Why not wasmtime's fuel
@@ -34,13 +36,18 @@ mod module;
 
 /// Bumped whenever the rewriting changes, so cached compiled code made by an
 /// older meter is never loaded (it is part of the code cache's key).
-pub(crate) const METER_VERSION: u32 = 1;
+pub(crate) const METER_VERSION: u32 = 2;
 
 /// The component-level import through which a component's guest code talks
 /// to the host: `sync(counter) -> counter` (see [`component`]). Components
 /// that import or export anything named `biop2p-meter…` themselves are
 /// refused, so the guest can never reach it other than through the meter.
 pub(crate) const SYNC_IMPORT: &str = "biop2p-meter-sync";
+
+/// The component-level import called after each host call:
+/// `settle(counter) -> counter`, less what the call cost beyond its flat
+/// charge (a tensor operation's, by its shapes).
+pub(crate) const SETTLE_IMPORT: &str = "biop2p-meter-settle";
 
 /// The lifted export that returns a component's counter after a normal
 /// return.

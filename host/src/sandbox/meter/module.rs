@@ -158,6 +158,8 @@ struct Rewriter<'a> {
     counter: u32,
     /// Index of the imported `sync` function (embedded mode).
     sync: u32,
+    /// Index of the imported `settle` function, right after `sync`.
+    settle: u32,
     /// Original import index → wrapper function index (embedded mode).
     wrappers: HashMap<u32, u32>,
     /// Wrapped imports in wrapper order: (import index, type index).
@@ -180,6 +182,7 @@ pub(crate) fn rewrite(wasm: &[u8], mode: &Mode<'_>) -> Result<Vec<u8>, String> {
         mode,
         counter: 0,
         sync: n_imp,
+        settle: n_imp + 1,
         wrappers: HashMap::new(),
         wrapped: Vec::new(),
         next_func: 0,
@@ -201,11 +204,12 @@ pub(crate) fn rewrite(wasm: &[u8], mode: &Mode<'_>) -> Result<Vec<u8>, String> {
         }
         Mode::Embedded { host_imports, .. } => {
             // The counter is the last imported global: defined globals
-            // shift by one, and `sync` the last imported function.
+            // shift by one; `sync` and `settle` are the last imported
+            // functions, so defined functions shift by two.
             r.counter = r.scan.n_imported_globals;
             for (i, (m, n, t)) in r.scan.imported_funcs.iter().enumerate() {
                 if host_imports.contains(&(m.clone(), n.clone())) {
-                    let w = n_imp + 1 + n_def + r.wrapped.len() as u32;
+                    let w = n_imp + 2 + n_def + r.wrapped.len() as u32;
                     r.wrappers.insert(i as u32, w);
                     r.wrapped.push((i as u32, *t));
                 }
@@ -462,6 +466,11 @@ impl Rewriter<'_> {
             );
             s.import(
                 import_module,
+                "settle",
+                EntityType::Function(self.scan.n_types),
+            );
+            s.import(
+                import_module,
                 "g",
                 EntityType::Global(GlobalType {
                     val_type: ValType::I64,
@@ -504,7 +513,10 @@ impl Rewriter<'_> {
         }
     }
 
-    /// The wrappers: `counter = sync(counter); call import(params...)`.
+    /// The wrappers: `counter = sync(counter); call import(params...);
+    /// counter = settle(counter)`. `settle` takes what the host call itself
+    /// cost beyond its flat charge (a tensor operation's, by its shapes), so
+    /// guest code after the call runs on what is really left.
     fn extra_code(&mut self) {
         for &(import, ty) in &self.wrapped {
             let params = self.scan.type_params[ty as usize].0;
@@ -515,7 +527,11 @@ impl Rewriter<'_> {
             for p in 0..params {
                 f.instruction(&I::LocalGet(p));
             }
-            f.instruction(&I::Call(import)).instruction(&I::End);
+            f.instruction(&I::Call(import))
+                .instruction(&I::GlobalGet(self.counter))
+                .instruction(&I::Call(self.settle))
+                .instruction(&I::GlobalSet(self.counter))
+                .instruction(&I::End);
             self.code.function(&f);
         }
     }
@@ -694,7 +710,7 @@ impl Reencode for Rewriter<'_> {
             return Ok(*w);
         }
         let n_imp = self.scan.imported_funcs.len() as u32;
-        Ok(if func >= n_imp { func + 1 } else { func })
+        Ok(if func >= n_imp { func + 2 } else { func })
     }
 
     fn global_index(&mut self, global: u32) -> Result<u32, Error<String>> {
