@@ -1,7 +1,9 @@
 //! The host's tensor and data interfaces under the meter: an operation is
 //! charged by its shapes before any work, a task that cannot pay ends
 //! `fuel_exhausted` there, bad shapes and names come back to the guest as
-//! errors that say what is wrong, and counts repeat exactly.
+//! errors that say what is wrong, and counts repeat exactly. And the
+//! meter's hostile guests as a component (`tests/all/meter.rs` has them as
+//! core modules): each ends with its error kind within its budget.
 
 use std::sync::Arc;
 
@@ -182,4 +184,53 @@ fn a_data_file_is_read_whole_and_charged_by_its_size() {
     );
     let e = guest_error(&s.run(&probe("data missing", 1_000_000_000)));
     assert!(e.contains("no data file \"missing\""), "{e}");
+}
+
+#[test]
+fn hostile_component_guests_end_within_their_budget() {
+    let s = sandbox(Metering::Meter);
+    let budget = 200_000_000;
+    for (input, want) in [
+        // A loop with no calls, far longer than the budget.
+        ("spin 1000000000000", ErrorKind::FuelExhausted),
+        // 1 GiB against the task's 256 MiB: the allocation is refused by
+        // the memory limit before anything is filled.
+        ("fill 1073741824", ErrorKind::MemoryLimit),
+        // Host calls in a loop: each one charged.
+        ("calls 1000000000", ErrorKind::FuelExhausted),
+        // Deeper than the stack: ends at the stack bound.
+        ("recurse 100000000", ErrorKind::StackOverflow),
+    ] {
+        let r = s.run(&probe(input, budget));
+        assert_eq!(
+            r.outcome.as_ref().err().map(|e| e.kind()),
+            Some(want),
+            "{input}: {:?}",
+            r.outcome
+        );
+        assert!(
+            r.counters.fuel_used <= budget,
+            "{input}: {}",
+            r.counters.fuel_used
+        );
+        if want == ErrorKind::FuelExhausted {
+            assert_eq!(r.counters.fuel_used, budget, "{input}");
+        }
+    }
+    // A fill the memory allows but the budget does not: 128 MiB is 2 M
+    // units of `memory.fill` alone, against a budget of 1 M.
+    let r = s.run(&probe("fill 134217728", 1_000_000));
+    assert_eq!(
+        r.outcome.as_ref().err().map(|e| e.kind()),
+        Some(ErrorKind::FuelExhausted),
+        "{:?}",
+        r.outcome
+    );
+    // And the same guests, small, finish with the same count every run.
+    for input in ["spin 1000", "recurse 100", "fill 100000", "calls 10"] {
+        let a = s.run(&probe(input, budget));
+        let b = s.run(&probe(input, budget));
+        assert!(a.outcome.is_ok(), "{input}: {:?}", a.outcome);
+        assert_eq!(a.counters.fuel_used, b.counters.fuel_used, "{input}");
+    }
 }
