@@ -50,6 +50,15 @@ fn output(r: &TaskResult) -> String {
     }
 }
 
+fn assert_exhausted(r: &TaskResult) {
+    assert_eq!(
+        r.outcome.as_ref().err().map(|e| e.kind()),
+        Some(ErrorKind::FuelExhausted),
+        "{:?}",
+        r.outcome
+    );
+}
+
 fn guest_error(r: &TaskResult) -> String {
     match &r.outcome {
         Err(SandboxError::GuestError(m)) => m.clone(),
@@ -101,19 +110,11 @@ fn a_product_the_task_cannot_pay_for_ends_fuel_exhausted_at_its_budget() {
     // the guest some tens of millions of units to build.
     let budget = 2_000_000_000;
     let r = s.run(&matmul(2048, 2048, 2048, 0, budget));
-    assert_eq!(
-        r.outcome.as_ref().err().map(|e| e.kind()),
-        Some(ErrorKind::FuelExhausted),
-        "{:?}",
-        r.outcome
-    );
+    assert_exhausted(&r);
     assert_eq!(r.counters.fuel_used, budget);
     // On the fuel cross-check engine the charge ends it too.
     let f = sandbox(Metering::WasmtimeFuel).run(&matmul(2048, 2048, 2048, 0, budget));
-    assert_eq!(
-        f.outcome.as_ref().err().map(|e| e.kind()),
-        Some(ErrorKind::FuelExhausted)
-    );
+    assert_exhausted(&f);
 }
 
 #[test]
@@ -126,12 +127,7 @@ fn guest_code_after_a_product_runs_on_what_is_left_of_the_budget() {
     // product) must end the task, not run on units the product used.
     let budget = plain.counters.fuel_used + 10_000;
     let r = s.run(&matmul(128, 128, 128, 100_000, budget));
-    assert_eq!(
-        r.outcome.as_ref().err().map(|e| e.kind()),
-        Some(ErrorKind::FuelExhausted),
-        "{:?}",
-        r.outcome
-    );
+    assert_exhausted(&r);
     assert_eq!(r.counters.fuel_used, budget);
     // The loop was stopped inside: the log line after it never came.
     assert_eq!(plain.report.logs, ["info: spun"]);
@@ -220,12 +216,7 @@ fn hostile_component_guests_end_within_their_budget() {
     // A fill the memory allows but the budget does not: 128 MiB is 2 M
     // units of `memory.fill` alone, against a budget of 1 M.
     let r = s.run(&probe("fill 134217728", 1_000_000));
-    assert_eq!(
-        r.outcome.as_ref().err().map(|e| e.kind()),
-        Some(ErrorKind::FuelExhausted),
-        "{:?}",
-        r.outcome
-    );
+    assert_exhausted(&r);
     // And the same guests, small, finish with the same count every run.
     for input in ["spin 1000", "recurse 100", "fill 100000", "calls 10"] {
         let a = s.run(&probe(input, budget));

@@ -111,10 +111,14 @@ impl ComponentMeter {
             self.last = self.budget.cap;
             return Ok(self.budget.cap);
         }
-        match self
-            .budget
-            .at_host_call(counter, super::run::HOST_CALL_FUEL as i64)
-        {
+        self.take(counter, super::run::HOST_CALL_FUEL as i64)
+    }
+
+    /// Takes `charge` from the guest's `counter` at a host call: the new
+    /// counter, or the trap that ends the task (budget used up, or a debit
+    /// note refused).
+    fn take(&mut self, counter: i64, charge: i64) -> wasmtime::Result<i64> {
+        match self.budget.at_host_call(counter, charge) {
             Ok(c) => {
                 self.last = c;
                 Ok(c)
@@ -163,21 +167,7 @@ impl ComponentMeter {
         if owed == 0 {
             return Ok(counter);
         }
-        match self.budget.at_host_call(counter, owed) {
-            Ok(c) => {
-                self.last = c;
-                Ok(c)
-            }
-            Err(None) => {
-                self.exhausted = true;
-                self.last = 0;
-                Err(wasmtime::Trap::OutOfFuel.into())
-            }
-            Err(Some(unpaid)) => {
-                self.last = self.budget.cap - unpaid.fuel as i64;
-                Err(wasmtime::Error::new(unpaid))
-            }
-        }
+        self.take(counter, owed)
     }
 }
 
