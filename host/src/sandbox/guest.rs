@@ -136,9 +136,7 @@ impl ComponentMeter {
             }
         }
     }
-}
 
-impl ComponentMeter {
     /// A host call costs `units` more than its flat charge: refused with
     /// `OutOfFuel` before any work if the count as of the `sync` just
     /// before it cannot pay, else owed until the `settle` right after it.

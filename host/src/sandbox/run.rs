@@ -182,8 +182,8 @@ impl Runtime {
         let mut component: ComponentLinker<ComponentState> = ComponentLinker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut component)?;
         super::sleep::shadow_component(&mut component)?;
-        // The world's `host` interface; `tensor` needs the meter, so it is
-        // added by hand (`sandbox::tensor`).
+        // The world's `host` interface; `tensor` and `data` charge through
+        // the meter, so they are added by hand (`sandbox::tensor`).
         super::guest::bindings::biop2p::workload::host::add_to_linker::<_, HasSelf<GuestReport>>(
             &mut component,
             |s| &mut s.report,

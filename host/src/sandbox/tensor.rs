@@ -11,7 +11,7 @@
 //! `fuel_exhausted` here, not after the work), and the meter's `settle`
 //! right after the call takes the charge from the guest's counter.
 
-use tensor_kernel::{Shape, TensorError, VALUES_PER_UNIT};
+use tensor_kernel::{Shape, VALUES_PER_UNIT};
 use wasmtime::StoreContextMut;
 use wasmtime::component::Linker;
 
@@ -69,7 +69,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ComponentState>) -> wasmtime::Re
                 Err(e) => {
                     let copied = (a.len() + b.len()) as u64;
                     charge(&mut store, copied.div_ceil(VALUES_PER_UNIT))?;
-                    Ok((Err(message(&e)),))
+                    Ok((Err(format!("matmul-bt: {e}")),))
                 }
                 Ok(shape) => {
                     charge(&mut store, shape.cost())?;
@@ -79,10 +79,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ComponentState>) -> wasmtime::Re
         },
     )?;
     Ok(())
-}
-
-fn message(e: &TensorError) -> String {
-    format!("matmul-bt: {e}")
 }
 
 /// Charges `units` on whichever meter the engine has: ours (settled after

@@ -29,23 +29,20 @@ const EPS: f64 = 1e-12;
 pub type MatmulBt<'a> = &'a dyn Fn(&[f32], &[f32], u32, u32, u32) -> Result<Vec<f32>, String>;
 
 /// A linear layer whose product can be computed elsewhere.
-struct Dense {
-    linear: Linear,
-    weight: Tensor,
-    bias: Tensor,
-}
+struct Dense(Linear);
 
 impl Dense {
     fn forward(&self, x: &Tensor, mm: Option<MatmulBt<'_>>) -> Result<Tensor, EmbedError> {
         let Some(mm) = mm else {
-            return Ok(self.linear.forward(x)?);
+            return Ok(self.0.forward(x)?);
         };
         let mut dims = x.dims().to_vec();
         let k = dims.last().copied().unwrap_or(0);
-        let (n, _) = self.weight.dims2()?;
+        let weight = self.0.weight();
+        let (n, _) = weight.dims2()?;
         let m = x.elem_count() / k.max(1);
         let xs = x.flatten_all()?.to_vec1::<f32>()?;
-        let (storage, layout) = self.weight.storage_and_layout();
+        let (storage, layout) = weight.storage_and_layout();
         // The weights as stored (loaded contiguous), without a copy.
         let w = match (&*storage, layout.contiguous_offsets()) {
             (Storage::Cpu(c), Some((from, to))) => &c.as_slice::<f32>()?[from..to],
@@ -57,7 +54,11 @@ impl Dense {
         if let Some(last) = dims.last_mut() {
             *last = n;
         }
-        Ok(Tensor::from_vec(out, dims, x.device())?.broadcast_add(&self.bias)?)
+        let y = Tensor::from_vec(out, dims, x.device())?;
+        Ok(match self.0.bias() {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
     }
 }
 
@@ -109,11 +110,7 @@ impl Weights {
     fn linear(&mut self, p: &str, out: usize, inp: usize) -> Result<Dense, EmbedError> {
         let weight = self.take(&format!("{p}.weight"), &[out, inp])?;
         let bias = self.take(&format!("{p}.bias"), &[out])?;
-        Ok(Dense {
-            linear: Linear::new(weight.clone(), Some(bias.clone())),
-            weight,
-            bias,
-        })
+        Ok(Dense(Linear::new(weight, Some(bias))))
     }
 
     fn norm(&mut self, p: &str) -> Result<LayerNorm, EmbedError> {
