@@ -29,18 +29,6 @@ pub struct NetworkAddress {
     pub tier: u8,
 }
 
-/// Which level of the hierarchy two addresses first differ at; routing uses it
-/// to decide which leader must forward a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum RouteScope {
-    /// Same region and cluster: the Bravo handles it locally.
-    Cluster,
-    /// Same region, other cluster: goes through the region's Alpha.
-    Region,
-    /// Other region: goes through a Super node.
-    Global,
-}
-
 impl NetworkAddress {
     /// Builds an address, checking the ranges the textual form can carry.
     pub fn new(region: u16, cluster: u16, tier: u8) -> Result<Self, RolesError> {
@@ -56,32 +44,6 @@ impl NetworkAddress {
             });
         }
         Ok(a)
-    }
-
-    /// The `(region, cluster)` key of the cluster this node belongs to.
-    pub fn cluster_key(&self) -> (u16, u16) {
-        (self.region, self.cluster)
-    }
-
-    /// The hierarchy level that must forward a message from `self` to `other`.
-    pub fn scope_to(&self, other: &NetworkAddress) -> RouteScope {
-        if self.region != other.region {
-            RouteScope::Global
-        } else if self.cluster != other.cluster {
-            RouteScope::Region
-        } else {
-            RouteScope::Cluster
-        }
-    }
-
-    /// Hops a message takes from `self` to `other` through the leaders
-    /// (host → Bravo → Alpha → Super → Alpha → Bravo → host at worst).
-    pub fn hops_to(&self, other: &NetworkAddress) -> u32 {
-        match self.scope_to(other) {
-            RouteScope::Cluster => 1,
-            RouteScope::Region => 3,
-            RouteScope::Global => 5,
-        }
     }
 }
 
@@ -159,18 +121,6 @@ mod tests {
         }
         assert!(NetworkAddress::new(1000, 0, 0).is_err());
         assert!(NetworkAddress::new(0, 0, 10).is_err());
-    }
-
-    #[test]
-    fn scope_routes_by_prefix() {
-        let a: NetworkAddress = "001.002.3".parse().unwrap();
-        let same: NetworkAddress = "001.002.9".parse().unwrap();
-        let region: NetworkAddress = "001.005.3".parse().unwrap();
-        let far: NetworkAddress = "004.002.3".parse().unwrap();
-        assert_eq!(a.scope_to(&same), RouteScope::Cluster);
-        assert_eq!(a.scope_to(&region), RouteScope::Region);
-        assert_eq!(a.scope_to(&far), RouteScope::Global);
-        assert!(a.hops_to(&same) < a.hops_to(&region) && a.hops_to(&region) < a.hops_to(&far));
     }
 
     proptest! {

@@ -38,7 +38,7 @@ mod threshold;
 mod trust;
 pub mod young;
 
-pub use address::{NetworkAddress, RouteScope};
+pub use address::NetworkAddress;
 pub use election::{Candidate, Elected, Election, ElectionConfig, ElectionEvent};
 pub use error::RolesError;
 pub use havoc::{CrisisDetector, CrisisEvent, CrisisState, HavocAction, HavocConfig};
