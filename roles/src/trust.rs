@@ -6,8 +6,9 @@ use crate::id::NodeId;
 
 /// Source of trust scores in `[0, 1]`: what Young weighs elders' tables by.
 /// The simulator fills a [`TrustScores`] from each Bravo's record of verified
-/// results; the live host is to adapt the security crate's reputation to it
-/// (nothing in the host implements it yet). `roles` never depends on
+/// results; a live submitter's Young bootstrap (`node::young` in the host)
+/// passes a closure of what each elder has paid, as its carriers attest.
+/// `roles` never depends on
 /// `security`, so the two crates can evolve and be tested apart.
 pub trait TrustSource {
     /// Trust in `node`; unknown nodes should get a neutral-low score.

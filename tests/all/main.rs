@@ -22,3 +22,4 @@ mod sandbox;
 mod swarm;
 mod tensor;
 mod trust;
+mod young;

@@ -75,6 +75,7 @@ fn run(a: Args, wait: bool) -> Result<ExitCode> {
         mdns: !a.no_mdns,
         swarm: a.swarm.clone(),
         discover: std::time::Duration::from_secs(a.find_secs),
+        young: false,
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(submit::collect(

@@ -66,6 +66,10 @@ pub struct Args {
     /// Seconds to spend finding hosts (without `--peer`).
     #[arg(long, default_value_t = 10)]
     discover_secs: u64,
+    /// Neither start from other submitters' trails when this one has none
+    /// (Young), nor publish this one's for others.
+    #[arg(long)]
+    no_young: bool,
     /// Replicas that may be placed again after a host disconnects, refuses
     /// or misses the deadline.
     #[arg(long, default_value_t = 3)]
@@ -151,6 +155,7 @@ impl Args {
             mdns: !self.no_mdns,
             swarm: self.swarm.clone(),
             discover: Duration::from_secs(self.discover_secs),
+            young: !self.no_young,
         }
     }
 

@@ -15,12 +15,15 @@ use libp2p::{
 
 use super::codec::{Codec, Limits};
 use crate::config::NetworkConfig;
-use crate::proto::{BlobRequest, BlobResponse, JobRequest, JobResponse};
+use crate::proto::{BlobRequest, BlobResponse, JobRequest, JobResponse, RoleRequest, RoleResponse};
 
 /// The job protocol: submit a job, get its result and receipt.
 pub const JOB_PROTOCOL: StreamProtocol = StreamProtocol::new("/biop2p/job/1.0.0");
 /// The blob protocol: content by blake3 hash, in bounded chunks.
 pub const BLOB_PROTOCOL: StreamProtocol = StreamProtocol::new("/biop2p/blob/1.0.0");
+
+/// Young's protocol: Thermal tables carried by hosts for fresh submitters.
+pub const ROLE_PROTOCOL: StreamProtocol = StreamProtocol::new("/biop2p/role/1.0.0");
 
 /// The Kademlia protocol of biop2p's DHT (kept apart from IPFS's).
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/biop2p/kad/1.0.0");
@@ -90,6 +93,16 @@ pub const BLOB_LIMITS: Limits = Limits {
     response: BLOB_CHUNK as usize + 1024,
 };
 
+/// Role messages: a request is at most one table; an answer at most
+/// [`MAX_TABLES_PER_ANSWER`](crate::proto::MAX_TABLES_PER_ANSWER) of them
+/// (a table of 64 trails is about 3.5 KiB).
+pub const ROLE_LIMITS: Limits = Limits {
+    request: 16 << 10,
+    response: 128 << 10,
+};
+
+/// Codec of the role protocol.
+pub type RoleCodec = Codec<RoleRequest, RoleResponse>;
 /// Codec of the job protocol.
 pub type JobCodec = Codec<JobRequest, JobResponse>;
 /// Codec of the blob protocol.
@@ -110,6 +123,8 @@ pub struct Behaviour {
     pub job: request_response::Behaviour<JobCodec>,
     /// `/biop2p/blob/1.0.0`.
     pub blob: request_response::Behaviour<BlobCodec>,
+    /// `/biop2p/role/1.0.0`.
+    pub role: request_response::Behaviour<RoleCodec>,
     /// LAN discovery (off when `[network] mdns = false`).
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     /// WAN discovery from bootstrap peers.
@@ -230,6 +245,18 @@ impl Behaviour {
             blob: request_response::Behaviour::with_codec(
                 BlobCodec::new(BLOB_LIMITS),
                 [(BLOB_PROTOCOL, request_response::ProtocolSupport::Full)],
+                rr.clone(),
+            ),
+            // Hosts carry tables; submitters only ask and publish.
+            role: request_response::Behaviour::with_codec(
+                RoleCodec::new(ROLE_LIMITS),
+                [(
+                    ROLE_PROTOCOL,
+                    match kind {
+                        NodeKind::Host => request_response::ProtocolSupport::Full,
+                        NodeKind::Submitter => request_response::ProtocolSupport::Outbound,
+                    },
+                )],
                 rr,
             ),
             mdns: mdns.into(),

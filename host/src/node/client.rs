@@ -22,7 +22,8 @@ use crate::config::NetworkConfig;
 use crate::identity::Identity;
 use crate::net::{BLOB_CHUNK, Behaviour, BehaviourEvent, Inbound, NodeKind, build_swarm};
 use crate::proto::{
-    self, Advert, BlobRequest, BlobResponse, Hash, JobRequest, JobResponse, JobSpec, SignedJob,
+    self, Advert, BlobRequest, BlobResponse, Hash, JobRequest, JobResponse, JobSpec, RoleRequest,
+    RoleResponse, SignedJob,
 };
 
 pub use super::receipts::Verified;
@@ -172,6 +173,13 @@ pub struct Client {
     hole_punch_wait: Duration,
     /// What the user should know, taken by [`Client::take_notes`].
     user_notes: Vec<String>,
+    /// Answers to role requests (`/biop2p/role/1.0.0`), by request, until
+    /// [`Client::ask_roles`] takes them. Bounded by this client's own
+    /// requests in flight.
+    role_answers: HashMap<request_response::OutboundRequestId, Result<RoleResponse, String>>,
+    /// Role requests still awaited: an answer to any other (one whose
+    /// wait ended) is dropped.
+    role_pending: HashSet<request_response::OutboundRequestId>,
 }
 
 /// Blob requests a withholding client keeps unanswered at most.
@@ -244,6 +252,8 @@ impl Client {
             punched: HashMap::new(),
             hole_punch_wait: Duration::from_secs(net.nat.hole_punch_secs),
             user_notes: Vec::new(),
+            role_answers: HashMap::new(),
+            role_pending: HashSet::new(),
         })
     }
 
@@ -636,6 +646,49 @@ impl Client {
         SignedJob::sign(&spec, &self.id.signing)
     }
 
+    /// Sends each `(peer, request)` on `/biop2p/role/1.0.0` at once and
+    /// waits up to `wait` for all of them; each gets its answer or why it
+    /// has none. The peers must be connected (or reachable by a known
+    /// address).
+    pub async fn ask_roles(
+        &mut self,
+        requests: Vec<(PeerId, RoleRequest)>,
+        wait: Duration,
+    ) -> Vec<(PeerId, Result<RoleResponse, String>)> {
+        let sent: Vec<(PeerId, request_response::OutboundRequestId)> = requests
+            .into_iter()
+            .map(|(p, r)| {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .role
+                    .send_request(&p, Inbound::Ok(r));
+                self.role_pending.insert(id);
+                (p, id)
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + wait;
+        while sent
+            .iter()
+            .any(|(_, id)| !self.role_answers.contains_key(id))
+        {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_event(ev),
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        sent.into_iter()
+            .map(|(p, id)| {
+                self.role_pending.remove(&id);
+                let r = self
+                    .role_answers
+                    .remove(&id)
+                    .unwrap_or_else(|| Err(format!("no answer within {} ms", wait.as_millis())));
+                (p, r)
+            })
+            .collect()
+    }
+
     /// Sends a request on the host's job stream (opening it if needed); its
     /// response comes from [`Client::next_response`]. Never waits: when the
     /// stream's queue is full the failure is the response.
@@ -914,6 +967,24 @@ impl Client {
                     },
                 );
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Role(e)) => match e {
+                request_response::Event::Message {
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                } if self.role_pending.contains(&request_id) => {
+                    self.role_answers.insert(request_id, Ok(response));
+                }
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                } if self.role_pending.contains(&request_id) => {
+                    self.role_answers.insert(request_id, Err(error.to_string()));
+                }
+                _ => {}
+            },
             SwarmEvent::Behaviour(BehaviourEvent::Blob(request_response::Event::Message {
                 message:
                     request_response::Message::Request {

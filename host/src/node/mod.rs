@@ -21,6 +21,7 @@ mod receipts;
 pub mod submit;
 pub mod submitter;
 pub mod trails;
+pub mod young;
 
 pub use api::{Node, NodeBuilder, NodeError, SUBMITTER_DIR, default_data_dir};
 pub use calibration::open_sandbox;

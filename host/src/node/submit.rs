@@ -26,10 +26,12 @@ use super::placement::{self, Candidate, Plan};
 use super::receipts::{VerifyError, verify_response};
 use super::submitter::{self, Submitter, SubmitterConfig, SubmitterError, TaskInput, TaskStatus};
 use super::trails::Trails;
+use super::young;
 use crate::config::NetworkConfig;
 use crate::identity::Identity;
 use crate::proto::{self, Advert, JobId, JobRequest, JobResponse, SignedReceipt};
 use crate::store::{StoreError, SubmitRecord, SubmitterStore, unix_now};
+use roles::YoungConfig;
 use security::{AcceptReason, GiveUpReason};
 
 /// Hosts the coordinator needs before it decides replication itself: four
@@ -164,6 +166,9 @@ pub struct Reach {
     pub swarm: String,
     /// How long to spend finding hosts.
     pub discover: Duration,
+    /// Young: with no trails of its own, start from those of experienced
+    /// submitters that hosts carry; once experienced, publish its own.
+    pub young: bool,
 }
 
 impl Default for Reach {
@@ -174,6 +179,7 @@ impl Default for Reach {
             mdns: true,
             swarm: "main".into(),
             discover: Duration::from_secs(10),
+            young: true,
         }
     }
 }
@@ -382,6 +388,17 @@ pub async fn candidates(
             reach.discover,
         )
         .await;
+    if reach.young {
+        let now = super::host::unix_now_ms();
+        if let Some(l) = young::learn_if_cold(client, trails, &YoungConfig::default(), now).await
+            && l.elders > 0
+        {
+            on(Progress::Note(format!(
+                "note: Young: no trails of its own yet; starting from {} elder(s)' ({} host(s) asked, {} answered)",
+                l.elders, l.asked, l.answered
+            )));
+        }
+    }
     let ranked = trails.rank(found, spec, super::host::unix_now_ms());
     if ranked.is_empty() {
         let known = client.known_hosts();
@@ -661,7 +678,17 @@ async fn replicated(
         job = w.job.clone();
     }
     let job_id = job.id();
-    // Thermal: run_replicas updated the trails with what replicas revealed.
+    // Thermal: run_replicas updated the trails with what replicas revealed;
+    // Young: experienced trails are offered to other submitters.
+    if opts.reach.young {
+        young::publish_if_due(
+            &mut client,
+            &mut trails,
+            &YoungConfig::default(),
+            super::host::unix_now_ms(),
+        )
+        .await;
+    }
     if let Err(e) = trails.save(&state.trails_path, super::host::unix_now_ms()) {
         on(Progress::Note(format!(
             "note: cannot save host trails: {e}"
@@ -803,6 +830,9 @@ async fn adaptive(
     let outcome = s
         .run(vec![task], |m| on(Progress::Note(m.to_string())))
         .await?;
+    if opts.reach.young {
+        s.publish_trails(&YoungConfig::default()).await;
+    }
     let canaries = s.summary().canaries;
     let quarantined: Vec<PeerId> = s.quarantined_now().iter().map(|(p, _)| *p).collect();
     match outcome.into_iter().next().map(|o| o.status) {

@@ -34,12 +34,22 @@ const HALF_LIFE_MS: Millis = 3_600_000;
 pub struct Trails {
     table: PheromoneTable,
     ids: HashMap<PeerId, NodeId>,
+    /// Answers compared into these trails (Young's experience: what a
+    /// fresh submitter chooses elders by, and when this one may teach).
+    experience: u64,
+    /// When these trails were last published as a Young table, and at
+    /// what experience.
+    published: Option<(u64, u64)>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Saved {
     saved_at_ms: u64,
     trails: Vec<(String, f64)>,
+    #[serde(default)]
+    experience: u64,
+    #[serde(default)]
+    published: Option<(u64, u64)>,
 }
 
 impl Default for Trails {
@@ -57,6 +67,8 @@ impl Trails {
                 ..ThermalConfig::default()
             }),
             ids: HashMap::new(),
+            experience: 0,
+            published: None,
         }
     }
 
@@ -91,6 +103,8 @@ impl Trails {
         // Imported as of when they were saved, so time away counts as
         // evaporation.
         t.table.import(&levels, saved.saved_at_ms);
+        t.experience = saved.experience;
+        t.published = saved.published;
         Ok(t)
     }
 
@@ -105,6 +119,8 @@ impl Trails {
                 .into_iter()
                 .filter_map(|(i, l)| Some((by_id.get(&i)?.to_string(), l)))
                 .collect(),
+            experience: self.experience,
+            published: self.published,
         };
         let tmp = path.with_extension("json.tmp");
         std::fs::write(
@@ -142,12 +158,65 @@ impl Trails {
     pub fn reinforce(&mut self, peer: PeerId, now: Millis) {
         let i = self.id(peer, now);
         self.table.reinforce(i, 1.0, now);
+        self.experience += 1;
     }
 
     /// A host that disagreed, refused, vanished or missed its deadline.
     pub fn punish(&mut self, peer: PeerId, now: Millis) {
         let i = self.id(peer, now);
         self.table.punish(i, now);
+        self.experience += 1;
+    }
+
+    /// Outcomes learned from (each reinforcement or punishment counts).
+    pub fn experience(&self) -> u64 {
+        self.experience
+    }
+
+    /// Nothing learned yet, here or from elders: Young asks before placing.
+    pub fn is_cold(&self) -> bool {
+        self.experience == 0 && self.table.is_empty()
+    }
+
+    /// Starts from elders' merged levels (Young): each level replaces this
+    /// host's (clamped to the trail bounds); experience stays this
+    /// submitter's own.
+    pub fn seed(&mut self, levels: &[(PeerId, f64)], now: Millis) {
+        let ids: Vec<(NodeId, f64)> = levels.iter().map(|(p, l)| (self.id(*p, now), *l)).collect();
+        self.table.import(&ids, now);
+    }
+
+    /// The `max` trails as of `now` that say most, those furthest from
+    /// the initial level (by ratio) first, ties by peer: what a Young table
+    /// carries. A liar's sunk trail says as much as a good host's raised
+    /// one.
+    pub fn most_telling(&self, now: Millis, max: usize) -> Vec<(PeerId, f64)> {
+        let init = self.table.config().tau_init;
+        let telling = |l: f64| (l / init).ln().abs();
+        let by_id: HashMap<NodeId, PeerId> = self.ids.iter().map(|(p, i)| (*i, *p)).collect();
+        let mut all: Vec<(PeerId, f64)> = self
+            .table
+            .export(now)
+            .into_iter()
+            .filter_map(|(i, l)| Some((*by_id.get(&i)?, l)))
+            .collect();
+        all.sort_by(|a, b| {
+            telling(b.1)
+                .total_cmp(&telling(a.1))
+                .then(a.0.to_bytes().cmp(&b.0.to_bytes()))
+        });
+        all.truncate(max);
+        all
+    }
+
+    /// When and at what experience these trails were last published.
+    pub fn published(&self) -> Option<(u64, u64)> {
+        self.published
+    }
+
+    /// Records a publication at `now`.
+    pub fn mark_published(&mut self, now: Millis) {
+        self.published = Some((now, self.experience));
     }
 
     /// Feeds a finished job's report: the hosts that agreed with `winner`

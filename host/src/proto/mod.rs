@@ -12,6 +12,7 @@ mod job;
 mod messages;
 mod note;
 mod receipt;
+mod role;
 mod statement;
 
 pub use acceptance::{AcceptanceBody, SettledEntry, SignedAcceptance, receipt_hash};
@@ -26,6 +27,10 @@ pub use messages::{
 };
 pub use note::{NoteAcceptanceBody, NoteBody, NotedEntry, SignedNote, SignedNoteAcceptance};
 pub use receipt::{ReceiptBody, ReceiptOutcome, SignedReceipt};
+pub use role::{
+    CarriedTable, MAX_TABLE_TRAILS, MAX_TABLES_PER_ANSWER, RoleRequest, RoleResponse, SignedTable,
+    TableBody, check_table,
+};
 pub use statement::{SignedStatement, StatementBody};
 
 /// A blake3 hash.

@@ -137,6 +137,15 @@ impl Advertiser {
         }
     }
 
+    /// This host's role and Caste thresholds, as its advert says them.
+    pub fn role_and_thresholds(&self) -> (String, [f64; 3]) {
+        (
+            role_name(self.role.role()),
+            self.role
+                .thresholds(Some(&self.caste), &roles::CasteConfig::default()),
+        )
+    }
+
     /// A task finished: a Caste host learns from it, and a Young host may
     /// have done enough to become Caste.
     pub fn on_task_done(

@@ -11,7 +11,9 @@
 //! - [`scheduler`]: the sandbox worker pool; each job's task signs its
 //!   receipt and stores its result itself;
 //! - [`results`]: who waits for which result;
-//! - [`advertiser`]: adverts, Caste thresholds and `peers.json`.
+//! - [`advertiser`]: adverts, Caste thresholds and `peers.json`;
+//! - [`tables`] and `carrier`: Young's tables carried for fresh submitters
+//!   (`/biop2p/role/1.0.0`).
 //!
 //! A job's path: the `Submit` request is checked (signature, expiry, replay,
 //! limits, price) and given room by the quotas (jobs and bytes, per
@@ -27,6 +29,7 @@
 mod admission;
 mod advertiser;
 pub mod board;
+mod carrier;
 mod fetcher;
 mod journal;
 mod nat;
@@ -34,6 +37,7 @@ mod notes;
 mod offload;
 mod results;
 mod scheduler;
+pub mod tables;
 
 pub use admission::{QuotaLimits, Quotas};
 pub use advertiser::PEERS_FILE;
@@ -442,6 +446,8 @@ pub async fn spawn_host(opts: HostOptions) -> Result<HostHandle, HostError> {
         board,
         report_checks: Offload::new(board::CHECKS_AT_ONCE, board::CHECKS_QUEUED),
         settle_checks: Offload::new(SETTLE_CHECKS_AT_ONCE, SETTLE_CHECKS_QUEUED),
+        tables: tables::Tables::default(),
+        table_checks: Offload::new(tables::CHECKS_AT_ONCE, tables::CHECKS_QUEUED),
     };
     host.emit(HostEvent::Listening {
         peer_id: id.peer_id.to_string(),
@@ -543,6 +549,11 @@ struct Host {
     report_checks: Offload<board::Checked<Reply>>,
     /// Settlements (acceptances) being checked off the loop.
     settle_checks: Offload<SettleChecked>,
+    /// Young's tables carried for fresh submitters.
+    tables: tables::Tables,
+    /// Published tables being checked off the loop.
+    table_checks:
+        Offload<tables::Checked<libp2p::request_response::ResponseChannel<proto::RoleResponse>>>,
 }
 
 /// Acceptances checked at once off the loop, and admitted to wait for a
@@ -746,6 +757,7 @@ impl Host {
                 Some((ch, resp)) = durable_rx.recv() => ch.send(&mut swarm, resp),
                 Some(c) = self.report_checks.next() => self.on_report_checked(&mut swarm, c),
                 Some(c) = self.settle_checks.next() => self.on_settle_checked(&mut swarm, c),
+                Some(c) = self.table_checks.next() => self.on_table_checked(&mut swarm, c),
                 _ = tick.tick() => self.on_tick(&mut swarm),
                 ev = swarm.select_next_some() => self.on_swarm_event(&mut swarm, ev),
                 Some(r) = stream_rx.recv() => {
@@ -839,6 +851,7 @@ impl Host {
         match ev {
             SwarmEvent::Behaviour(BehaviourEvent::Job(e)) => self.on_job_event(swarm, e),
             SwarmEvent::Behaviour(BehaviourEvent::Blob(e)) => self.on_blob_event(swarm, e),
+            SwarmEvent::Behaviour(BehaviourEvent::Role(e)) => self.on_role_event(swarm, e),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(e)) => self.discovery.on_mdns(swarm, e),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.discovery.on_kad(swarm, e),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => {

@@ -527,6 +527,22 @@ impl Submitter {
         &self.trails
     }
 
+    /// Young: offers these trails to other submitters through the hosts
+    /// when they are experienced enough and not published lately (see
+    /// `node::young`), and saves the mark. Returns how many hosts carry
+    /// them now.
+    pub async fn publish_trails(&mut self, cfg: &roles::YoungConfig) -> usize {
+        let now = unix_now_ms();
+        let kept = super::young::publish_if_due(&mut self.client, &mut self.trails, cfg, now).await;
+        if kept > 0
+            && let Some(p) = &self.trails_path
+            && let Err(e) = self.trails.save(p, now)
+        {
+            tracing::warn!(error = %e, "cannot save trails");
+        }
+        kept
+    }
+
     /// Hosts quarantined during this submitter's life, with why.
     pub fn quarantined_now(&self) -> &[(PeerId, String)] {
         &self.quarantined_now
