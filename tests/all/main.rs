@@ -11,6 +11,7 @@ mod embed;
 mod faults;
 mod fuzz;
 mod guests;
+mod havoc;
 mod http;
 mod ledger;
 mod meter;
