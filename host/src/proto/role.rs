@@ -214,7 +214,7 @@ mod tests {
         assert_eq!(check_table(&nan, 1_000, 0, 10).unwrap_err().0, "too_large");
 
         assert_eq!(check_table(&t, 1_011, 0, 10).unwrap_err().0, "expired");
-        assert_eq!(check_table(&t, 989, 10, 10).unwrap().experience, 30);
+        assert_eq!(check_table(&t, 990, 10, 10).unwrap().experience, 30);
         assert_eq!(check_table(&t, 989, 0, 10).unwrap_err().0, "expired");
         let garbage = SignedTable {
             body: vec![0xff; 5],
