@@ -241,15 +241,6 @@ pub enum Event {
         /// Its identity.
         peer: PeerId,
     },
-    /// The driver's crisis detector (HAVOC: hosts lost faster than churn)
-    /// entered (`on`) or left a crisis. In one, each replica goes to the
-    /// least loaded (fewest jobs outstanding here) of [`CRISIS_DRAWS`]
-    /// random draws of eligible peers, so the work of lost hosts lands
-    /// where it starts soonest, while which peers are drawn stays random.
-    Crisis {
-        /// In a crisis from now on.
-        on: bool,
-    },
     /// A customer submitted a task.
     TaskSubmitted(TaskSpec),
     /// A canary with known answers is ready (answer to [`Action::NeedCanaries`]).
@@ -413,9 +404,6 @@ pub struct DispatchStats {
     pub decoys: u64,
     /// Accusations re-run locally before being believed.
     pub verifications: u64,
-    /// Placements made in a crisis (see [`Event::Crisis`]): the least
-    /// loaded of a few random draws.
-    pub crisis_picks: u64,
 }
 
 /// A placement rank: (trusted, record per prefix identity, less crowded).
@@ -505,12 +493,7 @@ pub struct Coordinator {
     /// The latest `now` handed in (so rates read between events, like
     /// [`Coordinator::spot_check_rate`], see the alarm decayed to it).
     now: Millis,
-    /// In a crisis (see [`Event::Crisis`]).
-    crisis: bool,
 }
-
-/// Draws whose least loaded peer a crisis placement takes.
-pub const CRISIS_DRAWS: usize = 4;
 
 impl Coordinator {
     /// A coordinator with an empty reputation table.
@@ -551,7 +534,6 @@ impl Coordinator {
             alarm_at: 0,
             waiting: VecDeque::new(),
             now: 0,
-            crisis: false,
         };
         c.request_canaries();
         Ok(c)
@@ -693,10 +675,6 @@ impl Coordinator {
                     *n = n.saturating_sub(1);
                 }
                 r
-            }
-            Event::Crisis { on } => {
-                self.crisis = on;
-                Ok(())
             }
             Event::Accusation(acc) => self.accusation(now, acc),
             Event::Verified { check, output } => self.verified(now, check, output),
@@ -919,20 +897,6 @@ impl Coordinator {
     /// suspects when deception is off), not already holding it, in a region
     /// it does not already occupy, and newcomers only for small tasks.
     fn pick_for(&mut self, task: &OpenTask, trusted_only: bool) -> Option<PeerId> {
-        if self.crisis {
-            let mut best: Option<(u32, PeerId)> = None;
-            for _ in 0..CRISIS_DRAWS {
-                let Some(p) = self.pick_once(task, trusted_only) else {
-                    break;
-                };
-                let open = self.open_jobs.get(&p).copied().unwrap_or(0);
-                if best.is_none_or(|(o, _)| open < o) {
-                    best = Some((open, p));
-                }
-            }
-            self.stats.crisis_picks += u64::from(best.is_some());
-            return best.map(|b| b.1);
-        }
         let first = self.pick_once(task, trusted_only)?;
         if trusted_only || self.config.newcomer_candidates <= 1 {
             return Some(first);
@@ -1791,44 +1755,6 @@ mod tests {
             }
         }
         per
-    }
-
-    #[test]
-    fn in_a_crisis_replicas_go_to_the_least_loaded_of_a_few_draws() {
-        // The same submissions with and without a crisis: in one, the
-        // outstanding work spreads over the peers instead of piling up.
-        let loads = |crisis: bool| {
-            let mut c = Coordinator::new(SecurityConfig::default()).unwrap();
-            join_all(&mut c, 8);
-            c.handle(0, Event::Crisis { on: crisis }).unwrap();
-            for t in 0..24 {
-                c.handle(1, Event::TaskSubmitted(spec(t))).unwrap();
-            }
-            let per = drain_dispatches(&mut c);
-            let total: u32 = per.values().sum();
-            (
-                per.values().copied().max().unwrap_or(0),
-                total,
-                c.stats().crisis_picks,
-            )
-        };
-        let (calm_max, calm_total, calm_picks) = loads(false);
-        let (crisis_max, crisis_total, crisis_picks) = loads(true);
-        assert_eq!(calm_picks, 0);
-        assert_eq!(
-            u64::from(crisis_total),
-            crisis_picks,
-            "every placement in the crisis"
-        );
-        assert!(crisis_total > 0 && calm_total > 0);
-        // Least of four draws among eight peers: no peer holds more than
-        // its share plus one.
-        let share = crisis_total.div_ceil(8);
-        assert!(crisis_max <= share + 1, "{crisis_max} > {share} + 1");
-        assert!(
-            crisis_max < calm_max,
-            "crisis {crisis_max}, calm {calm_max}"
-        );
     }
 
     #[test]

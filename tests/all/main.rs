@@ -11,7 +11,6 @@ mod embed;
 mod faults;
 mod fuzz;
 mod guests;
-mod havoc;
 mod http;
 mod ledger;
 mod meter;

@@ -70,7 +70,7 @@ async fn start_host(
 }
 
 /// A submitter connected to every host, with its store in `state`.
-pub(crate) async fn submitter(nodes: &[Node], swarm: &str, state: &std::path::Path) -> Submitter {
+async fn submitter(nodes: &[Node], swarm: &str, state: &std::path::Path) -> Submitter {
     let mut net = NetworkConfig::direct();
     net.swarm = swarm.to_string();
     net.bootstrap = vec![nodes[0].addrs()[0].to_string()];

@@ -24,7 +24,6 @@
 
 pub mod batch;
 pub mod evidence;
-mod havoc;
 pub mod prefix;
 pub mod sharing;
 
@@ -193,10 +192,6 @@ pub struct Summary {
     pub local_canary_fuel: u64,
     /// Wall time of those local runs, ms.
     pub local_canary_ms: u64,
-    /// Crises entered (HAVOC: hosts lost faster than churn).
-    pub crises: u64,
-    /// Replicas placed in a crisis, on the least loaded of a few draws.
-    pub crisis_picks: u64,
 }
 
 /// What `trust` shows per host.
@@ -399,10 +394,6 @@ pub struct Submitter {
     /// Known answers of canaries served (output, fuel), by payload: a
     /// canary is paid like any job, against its known answer.
     canary_answers: HashMap<PayloadKey, (Digest, u64)>,
-    /// HAVOC's crisis detector over the joined hosts.
-    havoc: roles::CrisisDetector,
-    /// Crisis switches not yet told to the user.
-    havoc_notes: Vec<String>,
 }
 
 impl Submitter {
@@ -476,8 +467,6 @@ impl Submitter {
             outbox: Vec::new(),
             settling: HashMap::new(),
             canary_answers: HashMap::new(),
-            havoc: roles::CrisisDetector::new(roles::HavocConfig::default()),
-            havoc_notes: Vec::new(),
         })
     }
 
@@ -529,7 +518,6 @@ impl Submitter {
         Summary {
             dispatched: s.replicas + s.audits + s.spot_canaries + s.decoys,
             canaries: s.spot_canaries + s.decoys,
-            crisis_picks: s.crisis_picks,
             ..self.summary.clone()
         }
     }
@@ -622,7 +610,6 @@ impl Submitter {
             )?;
             self.joined.insert(peer);
         }
-        self.havoc_members(now);
         self.dirty = true;
         self.drain(now)?;
         Ok(n)
@@ -676,7 +663,6 @@ impl Submitter {
                 self.pending_events.push_back(Event::TaskSubmitted(spec));
             }
             let now = unix_now_ms();
-            self.watch_hosts(now);
             while let Some(ev) = self.pending_events.pop_front() {
                 if let Err(e) = self.coord.handle(now, ev) {
                     tracing::debug!(error = %e, "event refused by the coordinator");
@@ -696,9 +682,6 @@ impl Submitter {
                 note(&format!("note: host {p} quarantined: {why}"));
             }
             notes_seen = self.quarantined_now.len();
-            for n in self.havoc_notes.drain(..) {
-                note(&n);
-            }
             if self.dirty {
                 self.persist().await?;
             }
@@ -709,13 +692,7 @@ impl Submitter {
             if !self.pending_events.is_empty() {
                 continue;
             }
-            let wake = self
-                .coord
-                .poll_timeout()
-                .into_iter()
-                .chain(self.havoc.poll_timeout())
-                .min()
-                .unwrap_or(now + 1000);
+            let wake = self.coord.poll_timeout().unwrap_or(now + 1000);
             let sleep =
                 tokio::time::sleep(Duration::from_millis(wake.saturating_sub(now).min(1000)));
             let woke = tokio::select! {
@@ -953,7 +930,8 @@ impl Submitter {
             return fail(self);
         };
         if !self.client.is_connected(&p) {
-            self.lose_host(p, unix_now_ms());
+            self.pending_events.push_back(Event::PeerLeft { peer });
+            self.joined.remove(&p);
             return fail(self);
         }
         let payload = payload.clone();
